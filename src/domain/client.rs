@@ -1,0 +1,276 @@
+use std::fmt;
+
+use super::{ParseError, Scope};
+use crate::clock::UnixTime;
+
+/// A client identifier (RFC 6749 §2.2): 1 to 128 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(String);
+
+impl ClientId {
+    /// Parses a presented client id.
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        let ok = !value.is_empty()
+            && value.len() <= 128
+            && value.bytes().all(|b| (0x21..=0x7E).contains(&b));
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(ParseError::new(
+                "client_id",
+                "must be 1-128 visible ASCII characters",
+            ))
+        }
+    }
+
+    /// The id as sent on the wire.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A registered redirect URI. Kept as the registered string: redirect URIs are compared by
+/// exact string match (RFC 9700 §4.1.1, OIDC Core §3.1.2.1), never normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectUri(String);
+
+impl RedirectUri {
+    /// Validates a URI at registration: absolute, no fragment (RFC 6749 §3.1.2), no
+    /// user-info; `https`, or `http` only on a loopback host (RFC 8252 §7.3), or a
+    /// private-use scheme with a dot in it for native apps (RFC 8252 §7.1).
+    pub fn parse(field: &'static str, value: &str) -> Result<Self, ParseError> {
+        let url = url::Url::parse(value)
+            .map_err(|_| ParseError::new(field, format!("{value:?} is not an absolute URI")))?;
+        if url.fragment().is_some() || value.contains('#') {
+            return Err(ParseError::new(
+                field,
+                format!("{value:?} must not contain a fragment"),
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ParseError::new(
+                field,
+                format!("{value:?} must not contain user-info"),
+            ));
+        }
+        match url.scheme() {
+            "https" => Ok(Self(value.to_owned())),
+            "http" if is_loopback(&url) => Ok(Self(value.to_owned())),
+            "http" => Err(ParseError::new(
+                field,
+                format!("{value:?} uses http on a non-loopback host; use https"),
+            )),
+            s if s.contains('.') => Ok(Self(value.to_owned())),
+            s => Err(ParseError::new(
+                field,
+                format!("{value:?} has unsupported scheme {s:?}"),
+            )),
+        }
+    }
+
+    /// The URI exactly as registered.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// True for `localhost`, 127.0.0.0/8 and `[::1]`.
+pub(crate) fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// A resource (audience) a client may request tokens for (RFC 8707 §2): an absolute URI
+/// without a fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceUri(String);
+
+impl ResourceUri {
+    /// Parses a resource indicator.
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        let url = url::Url::parse(value).map_err(|_| {
+            ParseError::new("resource", format!("{value:?} is not an absolute URI"))
+        })?;
+        if url.fragment().is_some() || value.contains('#') {
+            return Err(ParseError::new(
+                "resource",
+                format!("{value:?} must not contain a fragment"),
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The URI as registered.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The grants a client may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GrantType {
+    /// RFC 6749 §4.1
+    AuthorizationCode,
+    /// RFC 6749 §6
+    RefreshToken,
+    /// RFC 6749 §4.4
+    ClientCredentials,
+}
+
+impl GrantType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        match value {
+            "authorization_code" => Ok(Self::AuthorizationCode),
+            "refresh_token" => Ok(Self::RefreshToken),
+            "client_credentials" => Ok(Self::ClientCredentials),
+            other => Err(ParseError::new(
+                "grant_type",
+                format!("unsupported grant type {other:?}"),
+            )),
+        }
+    }
+}
+
+/// Confidential clients hold a secret; public clients (SPAs, native apps) do not
+/// (RFC 6749 §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// Authenticates with a client secret.
+    Confidential,
+    /// Cannot keep a secret; authenticates with `none` and must use PKCE.
+    Public,
+}
+
+impl ClientKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confidential => "confidential",
+            Self::Public => "public",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        match value {
+            "confidential" => Ok(Self::Confidential),
+            "public" => Ok(Self::Public),
+            other => Err(ParseError::new(
+                "kind",
+                format!("unknown client kind {other:?}"),
+            )),
+        }
+    }
+}
+
+/// A registered client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// The client id.
+    pub id: ClientId,
+    /// A display name, shown on the consent page.
+    pub name: String,
+    /// Confidential or public.
+    pub kind: ClientKind,
+    /// Keyed hash of the secret; `None` for public clients.
+    pub secret_hash: Option<Vec<u8>>,
+    /// Redirect URIs, matched exactly.
+    pub redirect_uris: Vec<RedirectUri>,
+    /// Post-logout redirect URIs (RP-initiated logout 1.0 §3), matched exactly.
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
+    /// The grants this client may use.
+    pub grant_types: Vec<GrantType>,
+    /// The most the client may ask for.
+    pub scope: Scope,
+    /// Audiences the client may ask tokens for (RFC 8707).
+    pub resources: Vec<ResourceUri>,
+    /// Overrides the default access-token lifetime, in seconds.
+    pub access_token_ttl: Option<i64>,
+    /// First-party clients skip the consent page.
+    pub first_party: bool,
+    /// When the client was registered.
+    pub created_at: UnixTime,
+}
+
+impl Client {
+    /// True when the client is registered for `grant`.
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    /// True when `uri` is registered as a redirect URI, by exact string match.
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|r| r.as_str() == uri)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uri_rules() {
+        let ok = [
+            "https://app.example/cb",
+            "http://127.0.0.1:8000/cb",
+            "http://localhost/cb",
+            "http://[::1]/cb",
+            "com.example.app:/oauth",
+        ];
+        for u in ok {
+            assert!(RedirectUri::parse("redirect_uri", u).is_ok(), "{u}");
+        }
+        let bad = [
+            "/relative",
+            "https://app.example/cb#frag",
+            "http://app.example/cb",
+            "javascript:alert(1)",
+            "https://user:pw@app.example/cb",
+            "data:text/html,hi",
+        ];
+        for u in bad {
+            assert!(RedirectUri::parse("redirect_uri", u).is_err(), "{u}");
+        }
+    }
+
+    #[test]
+    fn client_id_rules() {
+        assert!(ClientId::parse("abc_DEF-123").is_ok());
+        assert!(ClientId::parse("").is_err());
+        assert!(ClientId::parse("has space").is_err());
+        assert!(ClientId::parse(&"a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn grant_types_round_trip() {
+        for g in [
+            GrantType::AuthorizationCode,
+            GrantType::RefreshToken,
+            GrantType::ClientCredentials,
+        ] {
+            assert_eq!(GrantType::parse(g.as_str()), Ok(g));
+        }
+        assert!(GrantType::parse("password").is_err());
+        assert!(GrantType::parse("implicit").is_err());
+    }
+}
