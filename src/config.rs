@@ -1,1 +1,464 @@
-//! placeholder
+//! Typed settings, loaded in layers: built-in defaults -> `config/latchkey.toml` (or
+//! `--config FILE`) -> `LATCHKEY_<SECTION>__<KEY>` environment variables, plus the short
+//! forms `LATCHKEY_ISSUER`, `LATCHKEY_LISTEN` and `LATCHKEY_DATABASE_URL`.
+//! Every setting is documented in `docs/configuration.md`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+/// The default configuration file, read when it exists and no `--config` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "config/latchkey.toml";
+
+/// A setting that is missing, malformed or unsafe. One line, naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The value does not satisfy the setting's rule.
+    #[error("invalid setting `{setting}`: {reason}")]
+    Invalid {
+        /// Dotted name of the setting, as in the TOML file.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The file or environment could not be read or parsed.
+    #[error("cannot load configuration: {0}")]
+    Load(String),
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { setting, reason: reason.into() }
+}
+
+/// All settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The issuer identifier (OIDC Discovery §3): absolute URL, no query or fragment.
+    pub issuer: String,
+    /// Address the HTTP server binds to.
+    pub listen: String,
+    /// Allow an `http://` issuer on a non-loopback host. Never in production.
+    pub insecure_http: bool,
+    /// Storage.
+    pub database: DatabaseSettings,
+    /// Signing keys and their rotation.
+    pub keys: KeySettings,
+    /// Token lifetimes.
+    pub tokens: TokenSettings,
+    /// Browser sessions.
+    pub sessions: SessionSettings,
+    /// Password hashing.
+    pub passwords: PasswordSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Background clean-up of expired records.
+    pub housekeeping: HousekeepingSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            issuer: "http://localhost:8080".into(),
+            listen: "127.0.0.1:8080".into(),
+            insecure_http: false,
+            database: DatabaseSettings::default(),
+            keys: KeySettings::default(),
+            tokens: TokenSettings::default(),
+            sessions: SessionSettings::default(),
+            passwords: PasswordSettings::default(),
+            log: LogSettings::default(),
+            housekeeping: HousekeepingSettings::default(),
+        }
+    }
+}
+
+/// Storage settings.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://path/to/file.db` or `postgres://user:pass@host/db`.
+    pub url: String,
+    /// Connection pool size.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: "sqlite://data/latchkey.db".into(), max_connections: 16 }
+    }
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// A database URL with any password replaced by `[redacted]`, for logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("[redacted]"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "[unparseable url]".into(),
+    }
+}
+
+/// Signing-key settings (see `docs/key-rotation.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeySettings {
+    /// The key-encryption key file, used when `LATCHKEY_MASTER_KEY` is not set.
+    pub master_key_file: PathBuf,
+    /// RSA modulus size for new keys: 2048, 3072 or 4096.
+    pub rsa_bits: usize,
+    /// How often every node re-reads the key set, in seconds.
+    pub refresh_interval_secs: u64,
+    /// `Cache-Control: max-age` of the JWKS, in seconds.
+    pub jwks_max_age_secs: u64,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self {
+            master_key_file: PathBuf::from("keys/master.key"),
+            rsa_bits: 2048,
+            refresh_interval_secs: 30,
+            jwks_max_age_secs: 300,
+        }
+    }
+}
+
+impl KeySettings {
+    /// How long a new key must have been published before it may sign: every node has
+    /// published it (one refresh interval) and every cached JWKS has expired (max-age).
+    pub fn publication_delay_secs(&self) -> i64 {
+        secs(self.refresh_interval_secs) + secs(self.jwks_max_age_secs)
+    }
+}
+
+/// Token lifetimes and audiences.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Default access-token lifetime (RFC 9068), in seconds.
+    pub access_token_ttl_secs: u64,
+    /// The longest access-token lifetime a client may be registered with.
+    pub max_access_token_ttl_secs: u64,
+    /// ID-token lifetime, in seconds.
+    pub id_token_ttl_secs: u64,
+    /// Authorization-code lifetime, in seconds (RFC 6749 §4.1.2 recommends at most 10 min).
+    pub code_ttl_secs: u64,
+    /// Absolute lifetime of a refresh-token family, in seconds.
+    pub refresh_absolute_ttl_secs: u64,
+    /// A refresh-token family unused this long expires, in seconds.
+    pub refresh_idle_ttl_secs: u64,
+    /// Default `aud` of access tokens; the issuer when unset.
+    pub audience: Option<String>,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 900,
+            max_access_token_ttl_secs: 3600,
+            id_token_ttl_secs: 3600,
+            code_ttl_secs: 60,
+            refresh_absolute_ttl_secs: 30 * 24 * 3600,
+            refresh_idle_ttl_secs: 14 * 24 * 3600,
+            audience: None,
+        }
+    }
+}
+
+impl TokenSettings {
+    /// The longest lifetime any token signed by a key can have.
+    pub fn longest_signed_ttl_secs(&self) -> i64 {
+        secs(self.max_access_token_ttl_secs.max(self.id_token_ttl_secs))
+    }
+}
+
+/// Browser-session settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// A session unused this long ends, in seconds.
+    pub idle_timeout_secs: u64,
+    /// A session ends this long after login whatever its use, in seconds.
+    pub absolute_lifetime_secs: u64,
+    /// Keep `offline_access` refresh families when the user logs out.
+    pub keep_offline_on_logout: bool,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout_secs: 1800,
+            absolute_lifetime_secs: 10 * 3600,
+            keep_offline_on_logout: false,
+        }
+    }
+}
+
+/// argon2id parameters (RFC 9106; OWASP password storage cheat sheet).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordSettings {
+    /// Memory cost in KiB.
+    pub memory_kib: u32,
+    /// Time cost (passes).
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+    /// Hashes computed at once; a burst of logins waits instead of exhausting memory.
+    pub max_concurrent: usize,
+    /// Allow parameters below the OWASP minimum (m=19456, t=2). For tests only.
+    pub insecure_fast_hashing: bool,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            insecure_fast_hashing: false,
+        }
+    }
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `latchkey=debug,info`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// Clean-up of expired records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HousekeepingSettings {
+    /// Seconds between runs.
+    pub interval_secs: u64,
+    /// Rows deleted per statement, so no run holds long locks.
+    pub batch_size: u32,
+}
+
+impl Default for HousekeepingSettings {
+    fn default() -> Self {
+        Self { interval_secs: 300, batch_size: 1000 }
+    }
+}
+
+fn secs(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The top-level settings that may be set as `LATCHKEY_<NAME>`.
+const TOP_LEVEL_ENV: &[&str] = &["issuer", "listen", "insecure_http"];
+
+impl Settings {
+    /// Loads defaults, then the file (`path`, or `config/latchkey.toml` if it exists), then
+    /// the environment, and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(path, Env::prefixed("LATCHKEY_"), Env::raw())
+    }
+
+    fn load_from(path: Option<&Path>, prefixed: Env, raw: Env) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        match path {
+            Some(p) if !p.is_file() => {
+                return Err(ConfigError::Load(format!("config file {} not found", p.display())))
+            }
+            Some(p) => figment = figment.merge(Toml::file_exact(p)),
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE))
+            }
+            None => {}
+        }
+        let sections = prefixed
+            .clone()
+            .filter(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                k.contains("__") || TOP_LEVEL_ENV.contains(&k.as_str())
+            })
+            .split("__");
+        let short_db = raw.only(&["LATCHKEY_DATABASE_URL"]).map(|_| "database.url".into());
+        let settings: Settings = figment
+            .merge(sections)
+            .merge(short_db)
+            .extract()
+            .map_err(|e| ConfigError::Load(first_line(&e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks every rule that the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_issuer()?;
+        self.listen_addr()?;
+        self.validate_database()?;
+        self.validate_keys()?;
+        self.validate_tokens()?;
+        self.validate_sessions()?;
+        self.validate_passwords()?;
+        if self.housekeeping.interval_secs == 0 {
+            return Err(invalid("housekeeping.interval_secs", "must be greater than 0"));
+        }
+        if self.housekeeping.batch_size == 0 {
+            return Err(invalid("housekeeping.batch_size", "must be greater than 0"));
+        }
+        Ok(())
+    }
+
+    fn validate_issuer(&self) -> Result<(), ConfigError> {
+        let url = url::Url::parse(&self.issuer).map_err(|_| {
+            invalid("issuer", format!("{:?} is not an absolute URL", self.issuer))
+        })?;
+        // OIDC Discovery §3 / RFC 8414 §2: https, no query, no fragment.
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("issuer", "must not have a query or fragment"));
+        }
+        if self.issuer.ends_with('/') {
+            return Err(invalid("issuer", "must not end with '/'"));
+        }
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" if crate::domain::is_loopback_url(&url) || self.insecure_http => Ok(()),
+            "http" => Err(invalid(
+                "issuer",
+                "http:// is only allowed on a loopback host; use https or set insecure_http = true",
+            )),
+            other => Err(invalid("issuer", format!("scheme {other:?} is not http or https"))),
+        }
+    }
+
+    /// The address to bind.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| {
+            invalid("listen", format!("{:?} is not an address such as 127.0.0.1:8080", self.listen))
+        })
+    }
+
+    fn validate_database(&self) -> Result<(), ConfigError> {
+        let url = &self.database.url;
+        let known = ["sqlite:", "postgres://", "postgresql://"];
+        if !known.iter().any(|p| url.starts_with(p)) {
+            return Err(invalid("database.url", "must start with sqlite:, postgres:// or postgresql://"));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be greater than 0"));
+        }
+        Ok(())
+    }
+
+    fn validate_keys(&self) -> Result<(), ConfigError> {
+        if ![2048, 3072, 4096].contains(&self.keys.rsa_bits) {
+            return Err(invalid("keys.rsa_bits", "must be 2048, 3072 or 4096"));
+        }
+        positive("keys.refresh_interval_secs", self.keys.refresh_interval_secs)?;
+        positive("keys.jwks_max_age_secs", self.keys.jwks_max_age_secs)
+    }
+
+    fn validate_tokens(&self) -> Result<(), ConfigError> {
+        let t = &self.tokens;
+        positive("tokens.access_token_ttl_secs", t.access_token_ttl_secs)?;
+        positive("tokens.max_access_token_ttl_secs", t.max_access_token_ttl_secs)?;
+        positive("tokens.id_token_ttl_secs", t.id_token_ttl_secs)?;
+        positive("tokens.code_ttl_secs", t.code_ttl_secs)?;
+        positive("tokens.refresh_absolute_ttl_secs", t.refresh_absolute_ttl_secs)?;
+        positive("tokens.refresh_idle_ttl_secs", t.refresh_idle_ttl_secs)?;
+        if t.access_token_ttl_secs > t.max_access_token_ttl_secs {
+            return Err(invalid(
+                "tokens.access_token_ttl_secs",
+                "must not exceed tokens.max_access_token_ttl_secs",
+            ));
+        }
+        if t.code_ttl_secs > 600 {
+            return Err(invalid("tokens.code_ttl_secs", "must be at most 600 (RFC 6749 §4.1.2)"));
+        }
+        if let Some(aud) = &t.audience {
+            url::Url::parse(aud)
+                .map_err(|_| invalid("tokens.audience", format!("{aud:?} is not an absolute URI")))?;
+        }
+        Ok(())
+    }
+
+    fn validate_sessions(&self) -> Result<(), ConfigError> {
+        positive("sessions.idle_timeout_secs", self.sessions.idle_timeout_secs)?;
+        positive("sessions.absolute_lifetime_secs", self.sessions.absolute_lifetime_secs)
+    }
+
+    fn validate_passwords(&self) -> Result<(), ConfigError> {
+        let p = &self.passwords;
+        if p.max_concurrent == 0 {
+            return Err(invalid("passwords.max_concurrent", "must be greater than 0"));
+        }
+        if p.iterations == 0 || p.parallelism == 0 || p.memory_kib < 8 * p.parallelism {
+            return Err(invalid("passwords", "argon2 needs iterations >= 1, parallelism >= 1, memory_kib >= 8 x parallelism"));
+        }
+        let weak = p.memory_kib < 19_456 || (p.memory_kib < 47_104 && p.iterations < 2);
+        if weak && !p.insecure_fast_hashing {
+            return Err(invalid(
+                "passwords.memory_kib",
+                "below the OWASP minimum (memory_kib >= 19456 with iterations >= 2)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The default `aud` of access tokens.
+    pub fn default_audience(&self) -> &str {
+        self.tokens.audience.as_deref().unwrap_or(&self.issuer)
+    }
+
+    /// True when the issuer is served over TLS (enables HSTS and `__Host-` cookies).
+    pub fn is_https(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+}
+
+fn positive(setting: &'static str, v: u64) -> Result<(), ConfigError> {
+    if v == 0 {
+        Err(invalid(setting, "must be greater than 0"))
+    } else {
+        Ok(())
+    }
+}
+
+fn first_line(e: &figment::Error) -> String {
+    e.to_string().lines().next().unwrap_or("invalid configuration").to_owned()
+}
+
+#[cfg(test)]
+mod tests;

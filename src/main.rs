@@ -1,1 +1,5 @@
-fn main() {}
+//! The `latchkey` binary: all logic lives in the library.
+
+fn main() -> std::process::ExitCode {
+    latchkey::cli::main()
+}

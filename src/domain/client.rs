@@ -61,7 +61,7 @@ impl RedirectUri {
         }
         match url.scheme() {
             "https" => Ok(Self(value.to_owned())),
-            "http" if is_loopback(&url) => Ok(Self(value.to_owned())),
+            "http" if is_loopback_url(&url) => Ok(Self(value.to_owned())),
             "http" => Err(ParseError::new(
                 field,
                 format!("{value:?} uses http on a non-loopback host; use https"),
@@ -81,7 +81,7 @@ impl RedirectUri {
 }
 
 /// True for `localhost`, 127.0.0.0/8 and `[::1]`.
-pub(crate) fn is_loopback(url: &url::Url) -> bool {
+pub fn is_loopback_url(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

@@ -1,1 +1,43 @@
-//! placeholder
+//! Use cases. Services take the store traits, a clock and the key ring; they never import
+//! actix or sqlx, and never produce HTTP status codes.
+
+pub mod admin;
+pub mod keys;
+
+pub use keys::{Document, KeyRing, Published};
+
+use crate::crypto::CryptoError;
+use crate::domain::ParseError;
+use crate::store::StoreError;
+
+/// Why a use case failed. `http::error` and the CLI map these, each in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// An input did not parse.
+    #[error("{0}")]
+    Invalid(#[from] ParseError),
+    /// The thing named does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request conflicts with stored state (a name is taken, a race was lost).
+    #[error("{0}")]
+    Conflict(String),
+    /// The operation is refused by a safety rule; the message says how to proceed.
+    #[error("{0}")]
+    Refused(String),
+    /// Storage failed.
+    #[error("storage failed")]
+    Store(#[source] StoreError),
+    /// A cryptographic operation failed.
+    #[error("cryptographic operation failed")]
+    Crypto(#[from] CryptoError),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => Self::Conflict(m),
+            other => Self::Store(other),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! `latchkey client ...`
+
+use clap::{Args, Subcommand};
+
+use crate::domain::Client;
+use crate::service::admin::{self, NewClient};
+use crate::startup::Context;
+
+/// Client commands.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints its id and, for confidential clients, a secret shown once.
+    Create(CreateArgs),
+    /// List clients.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one client.
+    Show {
+        /// The client id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a client.
+    Delete {
+        /// The client id.
+        id: String,
+    },
+    /// Issue a new secret; the old one stops working at once.
+    RotateSecret {
+        /// The client id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `client create` arguments.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Display name, shown on the consent page.
+    #[arg(long)]
+    name: String,
+    /// A redirect URI (repeatable); https, or http on loopback only.
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    redirect_uris: Vec<String>,
+    /// A post-logout redirect URI (repeatable).
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    post_logout_redirect_uris: Vec<String>,
+    /// A grant type (repeatable): authorization_code, refresh_token, client_credentials.
+    #[arg(long = "grant-type", value_name = "GRANT")]
+    grant_types: Vec<String>,
+    /// The most this client may ask for, e.g. "openid profile email offline_access".
+    #[arg(long)]
+    scope: Option<String>,
+    /// An audience (RFC 8707 resource) the client may ask tokens for (repeatable).
+    #[arg(long = "resource", value_name = "URI")]
+    resources: Vec<String>,
+    /// Access-token lifetime for this client, in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    access_token_ttl: Option<u64>,
+    /// A public client (SPA, native app): no secret, PKCE only.
+    #[arg(long)]
+    public: bool,
+    /// A first-party client: users are not asked for consent.
+    #[arg(long)]
+    first_party: bool,
+    /// Print {"client_id": ..., "client_secret": ...} as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) async fn run(cmd: ClientCommand, ctx: Context) -> anyhow::Result<()> {
+    let store = ctx.store.as_ref();
+    match cmd {
+        ClientCommand::Create(a) => {
+            let input = NewClient {
+                name: a.name,
+                redirect_uris: a.redirect_uris,
+                post_logout_redirect_uris: a.post_logout_redirect_uris,
+                grant_types: a.grant_types,
+                scope: a.scope,
+                resources: a.resources,
+                access_token_ttl: a.access_token_ttl,
+                public: a.public,
+                first_party: a.first_party,
+            };
+            let now = ctx.clock.now();
+            let created = admin::create_client(store, &ctx.secrets, &ctx.settings, now, input).await?;
+            let secret = created.secret.as_ref().map(|s| s.expose().to_owned());
+            if a.json {
+                let mut out = serde_json::json!({ "client_id": created.client.id.as_str() });
+                if let Some(s) = secret {
+                    out["client_secret"] = s.into();
+                }
+                println!("{out}");
+            } else {
+                println!("client_id:     {}", created.client.id);
+                if let Some(s) = secret {
+                    println!("client_secret: {s}");
+                    println!("(the secret is shown only now; it is stored hashed)");
+                }
+            }
+        }
+        ClientCommand::List { json } => {
+            let clients = store.list_clients().await?;
+            if json {
+                let all: Vec<_> = clients.iter().map(client_json).collect();
+                println!("{}", serde_json::Value::Array(all));
+            } else {
+                for c in clients {
+                    println!("{}  {:<12}  {}", c.id, c.kind.as_str(), c.name);
+                }
+            }
+        }
+        ClientCommand::Show { id, json } => {
+            let c = admin::get_client(store, &id).await?;
+            let v = client_json(&c);
+            if json {
+                println!("{v}");
+            } else {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+        }
+        ClientCommand::Delete { id } => {
+            admin::delete_client(store, &id).await?;
+            println!("deleted {id}");
+        }
+        ClientCommand::RotateSecret { id, json } => {
+            let secret = admin::rotate_client_secret(store, &ctx.secrets, &id).await?;
+            if json {
+                println!("{}", serde_json::json!({ "client_id": id, "client_secret": secret.expose() }));
+            } else {
+                println!("client_secret: {}", secret.expose());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A client as JSON, without its secret hash.
+fn client_json(c: &Client) -> serde_json::Value {
+    serde_json::json!({
+        "client_id": c.id.as_str(),
+        "name": c.name,
+        "kind": c.kind.as_str(),
+        "redirect_uris": c.redirect_uris.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+        "post_logout_redirect_uris": c.post_logout_redirect_uris.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+        "grant_types": c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "scope": c.scope.to_string(),
+        "resources": c.resources.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+        "access_token_ttl": c.access_token_ttl,
+        "first_party": c.first_party,
+        "created_at": super::time(Some(c.created_at)),
+    })
+}

@@ -1,0 +1,310 @@
+//! Admin use cases behind the CLI: clients and users. Key rotation is in `keys`.
+
+use crate::clock::UnixTime;
+use crate::config::Settings;
+use crate::crypto::password::PasswordHasher;
+use crate::crypto::token::{random_token, SecretHasher};
+use crate::domain::{
+    Client, ClientId, ClientKind, Email, GrantType, ParseError, Password, RedirectUri, ResourceUri,
+    Role, Scope, SecretString, User, UserId, Username,
+};
+use crate::store::Store;
+
+use super::ServiceError;
+
+/// What an admin asks for when registering a client.
+#[derive(Debug, Clone, Default)]
+pub struct NewClient {
+    /// Display name.
+    pub name: String,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Grant types; `authorization_code` when empty.
+    pub grant_types: Vec<String>,
+    /// Space-separated scope; a default from the grants when `None`.
+    pub scope: Option<String>,
+    /// RFC 8707 resources (audiences).
+    pub resources: Vec<String>,
+    /// Access-token lifetime override, in seconds.
+    pub access_token_ttl: Option<u64>,
+    /// A public client (no secret).
+    pub public: bool,
+    /// Skips the consent page.
+    pub first_party: bool,
+}
+
+/// A registered client and, for confidential clients, its secret (shown once).
+#[derive(Debug)]
+pub struct CreatedClient {
+    /// The stored client.
+    pub client: Client,
+    /// The plain secret; never stored.
+    pub secret: Option<SecretString>,
+}
+
+/// Registers a client after checking every field.
+pub async fn create_client(
+    store: &dyn Store,
+    hasher: &SecretHasher,
+    settings: &Settings,
+    now: UnixTime,
+    input: NewClient,
+) -> Result<CreatedClient, ServiceError> {
+    let client = build_client(&input, settings, now)?;
+    let (client, secret) = match client.kind {
+        ClientKind::Public => (client, None),
+        ClientKind::Confidential => {
+            let secret = random_token()?;
+            let hash = hasher.hash(&secret);
+            (Client { secret_hash: Some(hash), ..client }, Some(SecretString::new(secret)))
+        }
+    };
+    store.insert_client(&client).await?;
+    Ok(CreatedClient { client, secret })
+}
+
+fn build_client(input: &NewClient, settings: &Settings, now: UnixTime) -> Result<Client, ParseError> {
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ParseError::new("name", "must be 1-100 printable characters"));
+    }
+    let grant_types = parse_grants(&input.grant_types)?;
+    let kind = if input.public { ClientKind::Public } else { ClientKind::Confidential };
+    check_grants(&grant_types, kind, input.redirect_uris.is_empty())?;
+    let scope = match &input.scope {
+        Some(s) => Scope::parse(s)?,
+        None => default_scope(&grant_types),
+    };
+    let ttl = match input.access_token_ttl {
+        None => None,
+        Some(t) if t == 0 || t > settings.tokens.max_access_token_ttl_secs => {
+            return Err(ParseError::new(
+                "access-token-ttl",
+                format!("must be 1..={} seconds", settings.tokens.max_access_token_ttl_secs),
+            ))
+        }
+        Some(t) => Some(i64::try_from(t).unwrap_or(i64::MAX)),
+    };
+    Ok(Client {
+        id: ClientId::parse(&uuid::Uuid::new_v4().simple().to_string())?,
+        name: name.to_owned(),
+        kind,
+        secret_hash: None,
+        redirect_uris: parse_uris("redirect-uri", &input.redirect_uris)?,
+        post_logout_redirect_uris: parse_uris("post-logout-redirect-uri", &input.post_logout_redirect_uris)?,
+        grant_types,
+        scope,
+        resources: input.resources.iter().map(|r| ResourceUri::parse(r)).collect::<Result<_, _>>()?,
+        access_token_ttl: ttl,
+        first_party: input.first_party,
+        created_at: now,
+    })
+}
+
+fn parse_grants(names: &[String]) -> Result<Vec<GrantType>, ParseError> {
+    if names.is_empty() {
+        return Ok(vec![GrantType::AuthorizationCode]);
+    }
+    let mut grants: Vec<GrantType> = names.iter().map(|g| GrantType::parse(g)).collect::<Result<_, _>>()?;
+    grants.sort();
+    grants.dedup();
+    Ok(grants)
+}
+
+fn check_grants(grants: &[GrantType], kind: ClientKind, no_redirects: bool) -> Result<(), ParseError> {
+    let has = |g| grants.contains(&g);
+    // RFC 6749 §4.4: the client credentials grant MUST only be used by confidential clients.
+    if kind == ClientKind::Public && has(GrantType::ClientCredentials) {
+        return Err(ParseError::new("grant-type", "client_credentials needs a confidential client"));
+    }
+    if has(GrantType::RefreshToken) && !has(GrantType::AuthorizationCode) {
+        return Err(ParseError::new("grant-type", "refresh_token needs authorization_code"));
+    }
+    if has(GrantType::AuthorizationCode) && no_redirects {
+        return Err(ParseError::new("redirect-uri", "authorization_code needs at least one --redirect-uri"));
+    }
+    Ok(())
+}
+
+fn default_scope(grants: &[GrantType]) -> Scope {
+    let mut s = Vec::new();
+    if grants.contains(&GrantType::AuthorizationCode) {
+        s.extend(["openid", "profile", "email"]);
+    }
+    if grants.contains(&GrantType::RefreshToken) {
+        s.push("offline_access");
+    }
+    s.into_iter().map(str::to_owned).collect()
+}
+
+fn parse_uris(field: &'static str, uris: &[String]) -> Result<Vec<RedirectUri>, ParseError> {
+    let mut out: Vec<RedirectUri> = Vec::with_capacity(uris.len());
+    for u in uris {
+        let uri = RedirectUri::parse(field, u)?;
+        if !out.contains(&uri) {
+            out.push(uri);
+        }
+    }
+    Ok(out)
+}
+
+/// A client by id.
+pub async fn get_client(store: &dyn Store, id: &str) -> Result<Client, ServiceError> {
+    let id = ClientId::parse(id)?;
+    store.get_client(&id).await?.ok_or_else(|| ServiceError::NotFound(format!("client {id}")))
+}
+
+/// Deletes a client.
+pub async fn delete_client(store: &dyn Store, id: &str) -> Result<(), ServiceError> {
+    let id = ClientId::parse(id)?;
+    if store.delete_client(&id).await? {
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound(format!("client {id}")))
+    }
+}
+
+/// Issues a new secret for a confidential client; the old one stops working at once.
+pub async fn rotate_client_secret(
+    store: &dyn Store,
+    hasher: &SecretHasher,
+    id: &str,
+) -> Result<SecretString, ServiceError> {
+    let client = get_client(store, id).await?;
+    if client.kind == ClientKind::Public {
+        return Err(ServiceError::Refused(format!("client {} is public and has no secret", client.id)));
+    }
+    let secret = random_token()?;
+    if !store.set_client_secret(&client.id, &hasher.hash(&secret)).await? {
+        return Err(ServiceError::NotFound(format!("client {}", client.id)));
+    }
+    Ok(SecretString::new(secret))
+}
+
+/// What an admin gives to create a user.
+#[derive(Debug)]
+pub struct NewUser {
+    /// Login name.
+    pub username: String,
+    /// E-mail address.
+    pub email: String,
+    /// Initial password.
+    pub password: Password,
+    /// Roles.
+    pub roles: Vec<String>,
+}
+
+/// Creates a user with an argon2id password hash.
+pub async fn create_user(
+    store: &dyn Store,
+    hasher: &PasswordHasher,
+    now: UnixTime,
+    input: NewUser,
+) -> Result<User, ServiceError> {
+    let mut roles: Vec<Role> = input.roles.iter().map(|r| Role::parse(r)).collect::<Result<_, _>>()?;
+    roles.sort();
+    roles.dedup();
+    let user = User {
+        id: UserId::generate(),
+        username: Username::parse(&input.username)?,
+        email: Email::parse(&input.email)?,
+        email_verified: false,
+        password_hash: Some(hasher.hash(&input.password).await?),
+        disabled: false,
+        roles,
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_user(&user).await?;
+    Ok(user)
+}
+
+/// Disables or enables a user.
+pub async fn set_user_disabled(
+    store: &dyn Store,
+    username: &str,
+    disabled: bool,
+    now: UnixTime,
+) -> Result<(), ServiceError> {
+    let name = Username::parse(username)?;
+    if store.set_user_disabled(&name, disabled, now).await? {
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound(format!("user {name}")))
+    }
+}
+
+/// Replaces a user's password.
+pub async fn set_password(
+    store: &dyn Store,
+    hasher: &PasswordHasher,
+    username: &str,
+    password: &Password,
+    now: UnixTime,
+) -> Result<(), ServiceError> {
+    let name = Username::parse(username)?;
+    let hash = hasher.hash(password).await?;
+    if store.set_password_hash(&name, &hash, now).await? {
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound(format!("user {name}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> NewClient {
+        NewClient {
+            name: "App".into(),
+            redirect_uris: vec!["https://app.example/cb".into()],
+            ..NewClient::default()
+        }
+    }
+
+    fn build(i: &NewClient) -> Result<Client, ParseError> {
+        build_client(i, &Settings::default(), 0)
+    }
+
+    #[test]
+    fn defaults_to_code_flow_with_openid_scopes() {
+        let c = build(&input()).map_err(|e| e.to_string());
+        let c = c.as_ref().map(|c| (c.grant_types.clone(), c.scope.to_string(), c.kind));
+        assert_eq!(
+            c,
+            Ok((vec![GrantType::AuthorizationCode], "email openid profile".into(), ClientKind::Confidential))
+        );
+    }
+
+    #[test]
+    fn refuses_unsafe_registrations() {
+        let cases = [
+            NewClient { public: true, grant_types: vec!["client_credentials".into()], ..input() },
+            NewClient { grant_types: vec!["refresh_token".into()], ..input() },
+            NewClient { redirect_uris: vec![], ..input() },
+            NewClient { redirect_uris: vec!["http://evil.example/cb".into()], ..input() },
+            NewClient { redirect_uris: vec!["https://a.example/cb#x".into()], ..input() },
+            NewClient { grant_types: vec!["implicit".into()], ..input() },
+            NewClient { access_token_ttl: Some(0), ..input() },
+            NewClient { access_token_ttl: Some(86_400), ..input() },
+            NewClient { name: " ".into(), ..input() },
+            NewClient { resources: vec!["not a uri".into()], ..input() },
+        ];
+        for c in cases {
+            assert!(build(&c).is_err(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn client_credentials_needs_no_redirect() {
+        let c = NewClient {
+            redirect_uris: vec![],
+            grant_types: vec!["client_credentials".into()],
+            ..input()
+        };
+        assert!(build(&c).is_ok());
+    }
+}

@@ -1,0 +1,316 @@
+//! The key ring: the parsed signing key and the published documents, held in memory and
+//! swapped atomically when the stored key set changes. Every node re-reads the key set
+//! every `keys.refresh_interval_secs`, so a rotation made by the CLI or another node is
+//! picked up within that bound (see `docs/key-rotation.md`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::Serialize;
+
+use crate::clock::{Clock, UnixTime};
+use crate::config::Settings;
+use crate::crypto::jwk::{JwkSet, PublicJwk};
+use crate::crypto::jwt::{encode_jws, VerifyingKeys};
+use crate::crypto::kek::MasterKey;
+use crate::crypto::rsa_keys::generate_rsa_key;
+use crate::crypto::signer::{default_signer, JwsSigner};
+use crate::crypto::{alg, CryptoError};
+use crate::domain::{KeyState, SigningKeyRecord};
+use crate::store::{Rotation, Store};
+
+use super::ServiceError;
+
+/// What every request reads: built once per key change, served from memory.
+pub struct Published {
+    /// The `current` key's id.
+    pub signing_kid: String,
+    /// The `current` key, parsed once.
+    pub signer: Arc<dyn JwsSigner>,
+    /// Every published key, for verifying our own tokens.
+    pub verifying: VerifyingKeys,
+    /// The JWKS document.
+    pub jwks: Document,
+    /// The OpenID Connect Discovery document.
+    pub openid_configuration: Document,
+    /// The RFC 8414 metadata document.
+    pub oauth_metadata: Document,
+    fingerprint: Vec<(String, KeyState)>,
+}
+
+/// A serialised JSON document and its strong ETag, built once and served from memory.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The bytes sent.
+    pub bytes: Vec<u8>,
+    /// `"` + base64url(first 128 bits of SHA-256(bytes)) + `"`.
+    pub etag: String,
+}
+
+impl Document {
+    /// Serialises `value` and computes its ETag.
+    pub fn json<T: Serialize>(value: &T) -> Result<Self, CryptoError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| CryptoError::Encoding(e.to_string()))?;
+        let digest = crate::crypto::token::sha256(&bytes);
+        let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest[..16]));
+        Ok(Self { bytes, etag })
+    }
+}
+
+/// The in-memory key ring.
+pub struct KeyRing {
+    store: Arc<dyn Store>,
+    master: Arc<MasterKey>,
+    issuer: String,
+    published: ArcSwap<Published>,
+}
+
+impl KeyRing {
+    /// Creates the first `current` and `next` keys if the store has none, then loads.
+    pub async fn init(
+        store: Arc<dyn Store>,
+        master: Arc<MasterKey>,
+        settings: &Settings,
+        now: UnixTime,
+    ) -> Result<Arc<Self>, ServiceError> {
+        ensure_initial_keys(store.as_ref(), &master, settings, now).await?;
+        let records = store.list_published_keys().await?;
+        let published = build_published(&records, &master, &settings.issuer)?;
+        Ok(Arc::new(Self {
+            store,
+            master,
+            issuer: settings.issuer.clone(),
+            published: ArcSwap::from_pointee(published),
+        }))
+    }
+
+    /// The documents and signer in force now.
+    pub fn published(&self) -> Arc<Published> {
+        self.published.load_full()
+    }
+
+    /// Signs `claims` as a JWS with the `current` key.
+    pub fn sign<C: Serialize>(&self, typ: &str, claims: &C) -> Result<String, CryptoError> {
+        let p = self.published.load();
+        encode_jws(p.signer.as_ref(), &p.signing_kid, typ, claims)
+    }
+
+    /// Re-reads the key set and swaps in new documents if it changed. Returns whether it did.
+    pub async fn reload(&self) -> Result<bool, ServiceError> {
+        let records = self.store.list_published_keys().await?;
+        if fingerprint(&records) == self.published.load().fingerprint {
+            return Ok(false);
+        }
+        let published = build_published(&records, &self.master, &self.issuer)?;
+        tracing::info!(signing_kid = %published.signing_kid, keys = records.len(), "key set changed");
+        self.published.store(Arc::new(published));
+        Ok(true)
+    }
+
+    /// Reloads every `interval` until the process ends.
+    pub fn spawn_refresher(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let ring = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = ring.reload().await {
+                    tracing::error!(error = %e, "reloading signing keys failed; keeping the old set");
+                }
+            }
+        })
+    }
+}
+
+fn fingerprint(records: &[SigningKeyRecord]) -> Vec<(String, KeyState)> {
+    records.iter().map(|r| (r.kid.clone(), r.state)).collect()
+}
+
+fn build_published(
+    records: &[SigningKeyRecord],
+    master: &MasterKey,
+    issuer: &str,
+) -> Result<Published, ServiceError> {
+    let current = records
+        .iter()
+        .find(|r| r.state == KeyState::Current)
+        .ok_or_else(|| ServiceError::Conflict("no current signing key".into()))?;
+    let der = master.open(&current.private_key_sealed, current.kid.as_bytes())?;
+    let signer = default_signer(&der)?;
+    let jwks: Vec<PublicJwk> = records
+        .iter()
+        .filter(|r| r.state.is_published())
+        .map(|r| PublicJwk::rsa(&r.kid, &r.public_n, &r.public_e, &r.alg))
+        .collect();
+    let verifying = VerifyingKeys::from_jwks(&jwks)?;
+    let algs: Vec<&str> = alg::ALLOWED_ALGORITHMS.iter().map(alg_name).collect();
+    Ok(Published {
+        signing_kid: current.kid.clone(),
+        signer,
+        verifying,
+        jwks: Document::json(&JwkSet { keys: jwks })?,
+        openid_configuration: Document::json(&crate::oidc::discovery::openid_configuration(issuer, &algs))?,
+        oauth_metadata: Document::json(&crate::oidc::discovery::authorization_server_metadata(issuer, &algs))?,
+        fingerprint: fingerprint(records),
+    })
+}
+
+fn alg_name(a: &jsonwebtoken::Algorithm) -> &'static str {
+    match a {
+        jsonwebtoken::Algorithm::RS256 => "RS256",
+        jsonwebtoken::Algorithm::RS384 => "RS384",
+        jsonwebtoken::Algorithm::RS512 => "RS512",
+        jsonwebtoken::Algorithm::PS256 => "PS256",
+        jsonwebtoken::Algorithm::ES256 => "ES256",
+        jsonwebtoken::Algorithm::EdDSA => "EdDSA",
+        _ => "unsupported",
+    }
+}
+
+/// Generates a key and seals its private half under the key-encryption key.
+pub async fn new_key_record(
+    master: &MasterKey,
+    bits: usize,
+    state: KeyState,
+    now: UnixTime,
+) -> Result<SigningKeyRecord, ServiceError> {
+    let generated = tokio::task::spawn_blocking(move || generate_rsa_key(bits))
+        .await
+        .map_err(|e| CryptoError::TaskJoin(e.to_string()))??;
+    let sealed = master.seal(&generated.pkcs8_der, generated.kid.as_bytes())?;
+    Ok(SigningKeyRecord {
+        kid: generated.kid.clone(),
+        state,
+        alg: alg_name(&alg::DEFAULT_ALGORITHM).to_owned(),
+        bits: i64::try_from(bits).unwrap_or(2048),
+        private_key_sealed: sealed,
+        public_n: generated.n.clone(),
+        public_e: generated.e.clone(),
+        created_at: now,
+        activated_at: (state == KeyState::Current).then_some(now),
+        deactivated_at: None,
+        retires_at: None,
+    })
+}
+
+async fn ensure_initial_keys(
+    store: &dyn Store,
+    master: &MasterKey,
+    settings: &Settings,
+    now: UnixTime,
+) -> Result<(), ServiceError> {
+    let keys = store.list_published_keys().await?;
+    if keys.iter().any(|k| k.state == KeyState::Current) {
+        return Ok(());
+    }
+    let bits = settings.keys.rsa_bits;
+    let current = new_key_record(master, bits, KeyState::Current, now).await?;
+    let next = new_key_record(master, bits, KeyState::Next, now).await?;
+    if store.insert_initial_keys(&current, &next).await? {
+        tracing::info!(current = %current.kid, next = %next.kid, "created the first signing keys");
+    }
+    Ok(())
+}
+
+/// What `keys rotate` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationOutcome {
+    /// The key that now signs.
+    pub current: String,
+    /// The key that stopped signing.
+    pub previous: Option<String>,
+    /// The new key waiting its turn.
+    pub next: String,
+    /// When `previous` may be retired.
+    pub previous_retires_at: UnixTime,
+}
+
+/// `keys rotate`: next -> current, current -> previous, a new next.
+///
+/// Refused (unless `force`) while the `next` key has been published for less than
+/// `refresh_interval + jwks_max_age`: a resource server could still hold a cached JWKS
+/// without it and would see an unknown `kid`.
+pub async fn rotate(
+    store: &dyn Store,
+    master: &MasterKey,
+    settings: &Settings,
+    clock: &dyn Clock,
+    force: bool,
+) -> Result<RotationOutcome, ServiceError> {
+    let now = clock.now();
+    let keys = store.list_published_keys().await?;
+    let next = keys
+        .iter()
+        .find(|k| k.state == KeyState::Next)
+        .ok_or_else(|| ServiceError::Conflict("there is no next key; start the server once".into()))?;
+    let previous = keys.iter().find(|k| k.state == KeyState::Current).map(|k| k.kid.clone());
+    let ready_at = next.created_at + settings.keys.publication_delay_secs();
+    if now < ready_at && !force {
+        return Err(ServiceError::Refused(format!(
+            "key {} has been published for {}s only; rotating before {}s (refresh interval + JWKS max-age) \
+             could break resource servers with a cached JWKS. Wait {}s or pass --force",
+            next.kid,
+            now - next.created_at,
+            settings.keys.publication_delay_secs(),
+            ready_at - now
+        )));
+    }
+    let new_next = new_key_record(master, settings.keys.rsa_bits, KeyState::Next, now).await?;
+    // The demoted key may still sign on nodes that have not refreshed yet, for one
+    // refresh interval; every token it signed expires within the longest token lifetime.
+    let retires_at = now
+        + i64::try_from(settings.keys.refresh_interval_secs).unwrap_or(i64::MAX / 4)
+        + settings.tokens.longest_signed_ttl_secs();
+    store
+        .rotate_keys(&Rotation { promote_kid: &next.kid, new_next: &new_next, now, previous_retires_at: retires_at })
+        .await?;
+    Ok(RotationOutcome {
+        current: next.kid.clone(),
+        previous,
+        next: new_next.kid,
+        previous_retires_at: retires_at,
+    })
+}
+
+/// `keys retire KID`: only a `previous` key whose tokens have all expired, unless `force`.
+pub async fn retire(
+    store: &dyn Store,
+    kid: &str,
+    clock: &dyn Clock,
+    force: bool,
+) -> Result<(), ServiceError> {
+    let keys = store.list_published_keys().await?;
+    let key = keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .ok_or_else(|| ServiceError::NotFound(format!("published key {kid}")))?;
+    if key.state != KeyState::Previous {
+        return Err(ServiceError::Refused(format!(
+            "key {kid} is {}; only a previous key can be retired (rotate first)",
+            key.state.as_str()
+        )));
+    }
+    let now = clock.now();
+    if let Some(at) = key.retires_at {
+        if now < at && !force {
+            return Err(ServiceError::Refused(format!(
+                "tokens signed by {kid} may be valid until {at} ({}s from now); wait or pass --force",
+                at - now
+            )));
+        }
+    }
+    if store.retire_key(kid, KeyState::Previous).await? {
+        Ok(())
+    } else {
+        Err(ServiceError::Conflict(format!("key {kid} changed state meanwhile")))
+    }
+}
+
+/// `keys list`: every key, retired ones included.
+pub async fn list(store: &dyn Store) -> Result<Vec<SigningKeyRecord>, ServiceError> {
+    Ok(store.list_all_keys().await?)
+}

@@ -1,0 +1,46 @@
+//! The PostgreSQL store: production. Migrations in `migrations/postgres/`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use super::StoreError;
+
+/// PostgreSQL implementation of every store trait.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pub(super) pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects and migrates.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(super::sql::backend)?;
+        Self::connect_with(options, max_connections).await
+    }
+
+    /// Connects with explicit options (tests use a per-test `search_path`) and migrates.
+    pub async fn connect_with(
+        options: PgConnectOptions,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(super::sql::backend)?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(super::sql::backend)?;
+        Ok(Self { pool })
+    }
+
+    /// `BEGIN`: row locks and `UPDATE ... WHERE ... RETURNING` make single use atomic.
+    pub(super) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        self.pool.begin().await.map_err(super::sql::backend)
+    }
+}

@@ -1,0 +1,138 @@
+//! `ClientStore` for both backends.
+
+use async_trait::async_trait;
+
+use super::{backend, corrupt, from_json_list, to_json_list, write_error};
+use crate::domain::{Client, ClientId, ClientKind, GrantType, RedirectUri, ResourceUri, Scope};
+use crate::store::{ClientStore, PgStore, SqliteStore, StoreError};
+
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    id: String,
+    name: String,
+    kind: String,
+    secret_hash: Option<Vec<u8>>,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    grant_types: String,
+    scope: String,
+    resources: String,
+    access_token_ttl: Option<i64>,
+    first_party: bool,
+    created_at: i64,
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+
+    fn try_from(r: ClientRow) -> Result<Self, StoreError> {
+        let uris = |col: &'static str, v: &str| -> Result<Vec<RedirectUri>, StoreError> {
+            from_json_list(col, v)?
+                .iter()
+                .map(|u| RedirectUri::parse(col, u).map_err(corrupt))
+                .collect()
+        };
+        Ok(Client {
+            id: ClientId::parse(&r.id).map_err(corrupt)?,
+            name: r.name,
+            kind: ClientKind::parse(&r.kind).map_err(corrupt)?,
+            secret_hash: r.secret_hash,
+            redirect_uris: uris("redirect_uris", &r.redirect_uris)?,
+            post_logout_redirect_uris: uris("post_logout_redirect_uris", &r.post_logout_redirect_uris)?,
+            grant_types: r
+                .grant_types
+                .split_whitespace()
+                .map(|g| GrantType::parse(g).map_err(corrupt))
+                .collect::<Result<_, _>>()?,
+            scope: Scope::parse(&r.scope).map_err(corrupt)?,
+            resources: from_json_list("resources", &r.resources)?
+                .iter()
+                .map(|u| ResourceUri::parse(u).map_err(corrupt))
+                .collect::<Result<_, _>>()?,
+            access_token_ttl: r.access_token_ttl,
+            first_party: r.first_party,
+            created_at: r.created_at,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, name, kind, secret_hash, redirect_uris, post_logout_redirect_uris, \
+     grant_types, scope, resources, access_token_ttl, first_party, created_at";
+
+const INSERT: &str = "INSERT INTO clients (id, name, kind, secret_hash, redirect_uris, \
+     post_logout_redirect_uris, grant_types, scope, resources, access_token_ttl, first_party, \
+     created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+fn grant_list(c: &Client) -> String {
+    c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+macro_rules! client_store {
+    ($store:ty) => {
+        #[async_trait]
+        impl ClientStore for $store {
+            async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
+                sqlx::query(INSERT)
+                    .bind(c.id.as_str())
+                    .bind(&c.name)
+                    .bind(c.kind.as_str())
+                    .bind(c.secret_hash.as_deref())
+                    .bind(to_json_list(c.redirect_uris.iter().map(|u| u.as_str())))
+                    .bind(to_json_list(c.post_logout_redirect_uris.iter().map(|u| u.as_str())))
+                    .bind(grant_list(c))
+                    .bind(c.scope.to_string())
+                    .bind(to_json_list(c.resources.iter().map(|u| u.as_str())))
+                    .bind(c.access_token_ttl)
+                    .bind(c.first_party)
+                    .bind(c.created_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(write_error("client"))?;
+                Ok(())
+            }
+
+            async fn get_client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
+                let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM clients WHERE id = $1"));
+                let row: Option<ClientRow> = sqlx::query_as(sql)
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                row.map(Client::try_from).transpose()
+            }
+
+            async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM clients ORDER BY created_at, id"
+                ));
+                let rows: Vec<ClientRow> =
+                    sqlx::query_as(sql).fetch_all(&self.pool).await.map_err(backend)?;
+                rows.into_iter().map(Client::try_from).collect()
+            }
+
+            async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
+                let done = sqlx::query("DELETE FROM clients WHERE id = $1")
+                    .bind(id.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn set_client_secret(&self, id: &ClientId, hash: &[u8]) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE clients SET secret_hash = $1 WHERE id = $2 AND kind = 'confidential'",
+                )
+                .bind(hash)
+                .bind(id.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+                Ok(done.rows_affected() > 0)
+            }
+        }
+    };
+}
+
+client_store!(PgStore);
+client_store!(SqliteStore);

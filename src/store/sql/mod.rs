@@ -1,0 +1,61 @@
+//! The SQL both backends share. Each aggregate's file holds its row type, its SQL, and a
+//! macro that implements the role trait for `PgStore` and `SqliteStore` from the same
+//! text (sqlx accepts `$1` placeholders on both). Where the dialects differ, the
+//! difference lives in the backend's own file (`begin` for transactions).
+
+mod clients;
+mod keys;
+mod users;
+
+use async_trait::async_trait;
+
+use super::{PgStore, SqliteStore, StoreError};
+
+/// Wraps a driver error.
+pub(super) fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+/// Maps a unique-constraint violation to `Conflict`, anything else to `Backend`.
+pub(super) fn write_error(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(format!("{what} already exists"))
+        }
+        _ => backend(e),
+    }
+}
+
+/// A JSON array of strings, as stored in TEXT columns.
+pub(super) fn to_json_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    serde_json::to_string(&items.collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into())
+}
+
+/// Parses a stored JSON array of strings.
+pub(super) fn from_json_list(column: &str, value: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(value).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+/// A stored value that no longer parses.
+pub(super) fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+macro_rules! store_impl {
+    ($store:ty, $name:literal) => {
+        #[async_trait]
+        impl crate::store::Store for $store {
+            fn backend(&self) -> &'static str {
+                $name
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await.map_err(backend)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+store_impl!(PgStore, "postgres");
+store_impl!(SqliteStore, "sqlite");

@@ -1,0 +1,137 @@
+//! `UserStore` for both backends.
+
+use async_trait::async_trait;
+
+use super::{backend, corrupt, from_json_list, to_json_list, write_error};
+use crate::clock::UnixTime;
+use crate::domain::{Email, Role, User, UserId, Username};
+use crate::store::{PgStore, SqliteStore, StoreError, UserStore};
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    username: String,
+    email: String,
+    email_verified: bool,
+    password_hash: Option<String>,
+    disabled: bool,
+    roles: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+
+    fn try_from(r: UserRow) -> Result<Self, StoreError> {
+        Ok(User {
+            id: UserId::from_stored(r.id),
+            username: Username::parse(&r.username).map_err(corrupt)?,
+            email: Email::parse(&r.email).map_err(corrupt)?,
+            email_verified: r.email_verified,
+            password_hash: r.password_hash,
+            disabled: r.disabled,
+            roles: from_json_list("roles", &r.roles)?
+                .iter()
+                .map(|x| Role::parse(x).map_err(corrupt))
+                .collect::<Result<_, _>>()?,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+const COLUMNS: &str =
+    "id, username, email, email_verified, password_hash, disabled, roles, created_at, updated_at";
+
+macro_rules! user_store {
+    ($store:ty) => {
+        #[async_trait]
+        impl UserStore for $store {
+            async fn insert_user(&self, u: &User) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO users (id, username, email, email_verified, password_hash, \
+                     disabled, roles, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(u.id.as_str())
+                .bind(u.username.as_str())
+                .bind(u.email.as_str())
+                .bind(u.email_verified)
+                .bind(u.password_hash.as_deref())
+                .bind(u.disabled)
+                .bind(to_json_list(u.roles.iter().map(|r| r.as_str())))
+                .bind(u.created_at)
+                .bind(u.updated_at)
+                .execute(&self.pool)
+                .await
+                .map_err(write_error("a user with this username or e-mail"))?;
+                Ok(())
+            }
+
+            async fn get_user_by_username(&self, name: &Username) -> Result<Option<User>, StoreError> {
+                self.user_where("username", name.as_str()).await
+            }
+
+            async fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
+                self.user_where("id", id).await
+            }
+
+            async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+                let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users ORDER BY username"));
+                let rows: Vec<UserRow> =
+                    sqlx::query_as(sql).fetch_all(&self.pool).await.map_err(backend)?;
+                rows.into_iter().map(User::try_from).collect()
+            }
+
+            async fn set_user_disabled(
+                &self,
+                name: &Username,
+                disabled: bool,
+                now: UnixTime,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3")
+                    .bind(disabled)
+                    .bind(now)
+                    .bind(name.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn set_password_hash(
+                &self,
+                name: &Username,
+                hash: &str,
+                now: UnixTime,
+            ) -> Result<bool, StoreError> {
+                let done =
+                    sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
+                        .bind(hash)
+                        .bind(now)
+                        .bind(name.as_str())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(backend)?;
+                Ok(done.rows_affected() > 0)
+            }
+        }
+
+        impl $store {
+            async fn user_where(&self, column: &'static str, value: &str) -> Result<Option<User>, StoreError> {
+                // `column` is one of two literals above, never input.
+                let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE {column} = $1"));
+                let row: Option<UserRow> = sqlx::query_as(sql)
+                    .bind(value)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                row.map(User::try_from).transpose()
+            }
+        }
+    };
+}
+
+user_store!(PgStore);
+user_store!(SqliteStore);

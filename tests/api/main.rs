@@ -1,0 +1,11 @@
+//! The one integration-test binary. Every test gets its own app on port 0 and its own
+//! database: a fresh SQLite file, or a fresh schema in the PostgreSQL database named by
+//! LATCHKEY_TEST_DATABASE_URL (see helpers.rs).
+
+mod helpers;
+
+mod cli;
+mod config_errors;
+mod keys;
+mod store_contract;
+mod wellknown;
