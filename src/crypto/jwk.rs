@@ -86,7 +86,10 @@ mod tests {
         assert_eq!(key["use"], "sig");
         assert_eq!(key["kty"], "RSA");
         for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
-            assert!(!key.contains_key(private), "private member {private} leaked");
+            assert!(
+                !key.contains_key(private),
+                "private member {private} leaked"
+            );
         }
         let back: JwkSet = serde_json::from_value(value).unwrap();
         assert_eq!(back, set);

@@ -88,7 +88,10 @@ impl VerifyingKeys {
             let key = DecodingKey::from_rsa_components(&jwk.n, &jwk.e)
                 .map_err(|e| CryptoError::KeyRejected(format!("key {}: {e}", jwk.kid)))?;
             if keys.insert(jwk.kid.clone(), (alg, key)).is_some() {
-                return Err(CryptoError::KeyRejected(format!("duplicate kid {}", jwk.kid)));
+                return Err(CryptoError::KeyRejected(format!(
+                    "duplicate kid {}",
+                    jwk.kid
+                )));
             }
         }
         Ok(Self { keys })
@@ -285,9 +288,7 @@ fn check_claims(claims: &Value, expected: &Expected<'_>) -> Result<(), VerifyErr
     numeric_date(claims, "iat")?.ok_or(VerifyError::MissingClaim("iat"))?;
     match claims.get("iss") {
         None => return Err(VerifyError::MissingClaim("iss")),
-        Some(iss) if iss.as_str() != Some(expected.issuer) => {
-            return Err(VerifyError::WrongIssuer)
-        }
+        Some(iss) if iss.as_str() != Some(expected.issuer) => return Err(VerifyError::WrongIssuer),
         Some(_) => {}
     }
     if let Some(audience) = expected.audience {

@@ -49,9 +49,8 @@ impl MasterKey {
     /// The value is base64 (standard or URL-safe alphabet, padded or not) of 32 bytes.
     pub fn load(env_value: Option<&str>, path: &Path) -> Result<Self, CryptoError> {
         if let Some(value) = env_value {
-            return decode_key(value).map_err(|why| {
-                CryptoError::MasterKey(format!("{MASTER_KEY_ENV} {why}"))
-            });
+            return decode_key(value)
+                .map_err(|why| CryptoError::MasterKey(format!("{MASTER_KEY_ENV} {why}")));
         }
         match std::fs::metadata(path) {
             Ok(_) => Self::read_file(path),
@@ -63,8 +62,7 @@ impl MasterKey {
     fn read_file(path: &Path) -> Result<Self, CryptoError> {
         check_permissions(path)?;
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| io_error(path, &e))?);
-        decode_key(&text)
-            .map_err(|why| CryptoError::MasterKey(format!("{} {why}", path.display())))
+        decode_key(&text).map_err(|why| CryptoError::MasterKey(format!("{} {why}", path.display())))
     }
 
     fn create_file(path: &Path) -> Result<Self, CryptoError> {

@@ -53,8 +53,8 @@ pub fn generate_rsa_key(bits: usize) -> Result<GeneratedRsaKey, CryptoError> {
         return Err(CryptoError::UnsupportedKeySize(bits));
     }
     let mut rng = rsa::rand_core::OsRng;
-    let key = RsaPrivateKey::new(&mut rng, bits)
-        .map_err(|e| CryptoError::KeyRejected(e.to_string()))?;
+    let key =
+        RsaPrivateKey::new(&mut rng, bits).map_err(|e| CryptoError::KeyRejected(e.to_string()))?;
     let pkcs8 = key
         .to_pkcs8_der()
         .map_err(|e| CryptoError::Encoding(e.to_string()))?;

@@ -76,9 +76,12 @@ fn check(token: &str) -> Result<Value, VerifyError> {
 fn valid_token_round_trips() {
     let token = valid_token(&claims());
     assert_eq!(token.split('.').count(), 3);
-    let header: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap())
-            .unwrap();
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         header,
         json!({"alg": "RS256", "typ": "at+jwt", "kid": primary().kid})
@@ -284,13 +287,7 @@ fn required_claims_enforced() {
 #[test]
 fn malformed_tokens_rejected() {
     let token = valid_token(&claims());
-    for bad in [
-        "",
-        "a.b",
-        "a.b.c.d",
-        "!!!.e30.",
-        &format!("{token}.extra"),
-    ] {
+    for bad in ["", "a.b", "a.b.c.d", "!!!.e30.", &format!("{token}.extra")] {
         assert_eq!(check(bad), Err(VerifyError::Malformed), "{bad}");
     }
 }
@@ -304,4 +301,23 @@ fn verifying_keys_refuse_bad_jwks() {
     assert!(VerifyingKeys::from_jwks(&[good.clone(), good.clone()]).is_err());
     let keys = VerifyingKeys::from_jwks(&[good]).unwrap();
     assert_eq!(keys.kids(), vec!["k"]);
+}
+
+#[test]
+fn allowlist_applies_even_to_a_misconfigured_key_set() {
+    // `from_jwks` refuses HMAC keys; build the set by hand so that the allowlist check in
+    // `verify` is the only thing standing between this forged token and acceptance.
+    let secret = b"shared secret".to_vec();
+    let mut map = HashMap::new();
+    map.insert(
+        "hs".to_owned(),
+        (Algorithm::HS256, DecodingKey::from_secret(&secret)),
+    );
+    let keys = VerifyingKeys { keys: map };
+    let header = json!({"alg": "HS256", "typ": "at+jwt", "kid": "hs"});
+    let token = forge(&header, &claims(), hmac_sign(secret));
+    assert_eq!(
+        verify::<Value>(&token, &keys, &expected()),
+        Err(VerifyError::DisallowedAlgorithm)
+    );
 }

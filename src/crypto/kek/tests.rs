@@ -20,7 +20,10 @@ fn seal_open_round_trip() {
 fn wrong_aad_fails() {
     let k = key(1);
     let sealed = k.seal(b"secret", b"kid-1").unwrap();
-    assert!(matches!(k.open(&sealed, b"kid-2"), Err(CryptoError::Decrypt)));
+    assert!(matches!(
+        k.open(&sealed, b"kid-2"),
+        Err(CryptoError::Decrypt)
+    ));
 }
 
 #[test]
@@ -68,7 +71,10 @@ fn file_with_0644_refused() {
     std::fs::write(&path, STANDARD.encode([3u8; 32])).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = MasterKey::load(None, &path).unwrap_err().to_string();
-    assert!(err.contains("has permissions 0644; run: chmod 600"), "{err}");
+    assert!(
+        err.contains("has permissions 0644; run: chmod 600"),
+        "{err}"
+    );
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(MasterKey::load(None, &path).is_ok());
 }

@@ -16,9 +16,18 @@ fn pw(s: &str) -> Password {
 async fn hash_then_verify() {
     let hasher = PasswordHasher::new(SMALL, 2).unwrap();
     let stored = hasher.hash(&pw("correct horse")).await.unwrap();
-    assert!(stored.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{stored}");
-    assert!(hasher.verify(Some(&stored), &pw("correct horse")).await.unwrap());
-    assert!(!hasher.verify(Some(&stored), &pw("wrong horse")).await.unwrap());
+    assert!(
+        stored.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"),
+        "{stored}"
+    );
+    assert!(hasher
+        .verify(Some(&stored), &pw("correct horse"))
+        .await
+        .unwrap());
+    assert!(!hasher
+        .verify(Some(&stored), &pw("wrong horse"))
+        .await
+        .unwrap());
 }
 
 #[tokio::test]
@@ -63,7 +72,10 @@ async fn other_params_still_verify() {
     .unwrap();
     let stored = old.hash(&pw("legacy password")).await.unwrap();
     let current = PasswordHasher::new(SMALL, 1).unwrap();
-    assert!(current.verify(Some(&stored), &pw("legacy password")).await.unwrap());
+    assert!(current
+        .verify(Some(&stored), &pw("legacy password"))
+        .await
+        .unwrap());
     assert!(!current.verify(Some(&stored), &pw("other")).await.unwrap());
 }
 
