@@ -1,0 +1,137 @@
+//! Password hashing with argon2id, off the async executor and bounded in concurrency.
+
+use std::sync::Arc;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::sync::Semaphore;
+
+use super::CryptoError;
+use crate::domain::Password;
+
+/// Salt length: 16 bytes, the argon2 recommendation (RFC 9106 §3.1).
+const SALT_LEN: usize = 16;
+
+/// argon2id cost parameters (RFC 9106 §4).
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordParams {
+    /// Memory cost in KiB (`m`).
+    pub memory_kib: u32,
+    /// Number of passes (`t`).
+    pub iterations: u32,
+    /// Lanes (`p`).
+    pub parallelism: u32,
+}
+
+/// Hashes and verifies passwords. Cheap to clone (shares its semaphore and dummy hash).
+#[derive(Clone)]
+pub struct PasswordHasher {
+    argon2: Argon2<'static>,
+    dummy_hash: Arc<str>,
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("params", self.argon2.params())
+            .field("available_permits", &self.permits.available_permits())
+            .finish()
+    }
+}
+
+impl PasswordHasher {
+    /// argon2id v0x13 with `params`; at most `max_concurrent` hashes run at once. Computes a
+    /// dummy hash with the same parameters now, so unknown users cost as much as real ones.
+    pub fn new(params: PasswordParams, max_concurrent: usize) -> Result<Self, CryptoError> {
+        if max_concurrent == 0 {
+            return Err(CryptoError::PasswordHash(
+                "max_concurrent must be at least 1".to_owned(),
+            ));
+        }
+        let params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|e| CryptoError::PasswordHash(e.to_string()))?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let dummy_hash = hash_blocking(&argon2, b"latchkey dummy password")?;
+        Ok(Self {
+            argon2,
+            dummy_hash: Arc::from(dummy_hash),
+            permits: Arc::new(Semaphore::new(max_concurrent)),
+        })
+    }
+
+    /// Hashes a password with a fresh random 16-byte salt; returns the PHC string.
+    pub async fn hash(&self, password: &Password) -> Result<String, CryptoError> {
+        let password = zeroize::Zeroizing::new(password.expose().as_bytes().to_vec());
+        let argon2 = self.argon2.clone();
+        self.run_blocking(move || hash_blocking(&argon2, &password))
+            .await?
+    }
+
+    /// Whether `password` matches `stored` (a PHC string). With no stored hash (unknown user)
+    /// or an unparseable one, the dummy hash is checked instead and the answer is `false`,
+    /// so the time taken does not reveal which case it was. The parameters come from the
+    /// stored string, so hashes made with older parameters still verify.
+    pub async fn verify(
+        &self,
+        stored: Option<&str>,
+        password: &Password,
+    ) -> Result<bool, CryptoError> {
+        let password = zeroize::Zeroizing::new(password.expose().as_bytes().to_vec());
+        let argon2 = self.argon2.clone();
+        let stored = stored.map(str::to_owned);
+        let dummy = Arc::clone(&self.dummy_hash);
+        self.run_blocking(move || {
+            let real = stored.as_deref().and_then(|s| PasswordHash::new(s).ok());
+            match real {
+                Some(hash) => argon2.verify_password(&password, &hash).is_ok(),
+                None => {
+                    // Same work as a real check; the result is ignored.
+                    let _ = argon2.verify_password(&password, dummy.as_ref());
+                    false
+                }
+            }
+        })
+        .await
+    }
+
+    /// Acquires a permit first (bounding memory: each run holds `memory_kib`), then runs `f`
+    /// on the blocking pool so async workers never stall on argon2.
+    async fn run_blocking<T, F>(&self, f: F) -> Result<T, CryptoError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| CryptoError::TaskJoin(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let out = f();
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| CryptoError::TaskJoin(e.to_string()))
+    }
+}
+
+fn hash_blocking(argon2: &Argon2<'_>, password: &[u8]) -> Result<String, CryptoError> {
+    let mut salt = [0u8; SALT_LEN];
+    SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| CryptoError::Random)?;
+    argon2
+        .hash_password_with_salt(password, &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| CryptoError::PasswordHash(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,127 @@
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const SMALL: PasswordParams = PasswordParams {
+    memory_kib: 1024,
+    iterations: 1,
+    parallelism: 1,
+};
+
+fn pw(s: &str) -> Password {
+    Password::parse_any(s).unwrap()
+}
+
+#[tokio::test]
+async fn hash_then_verify() {
+    let hasher = PasswordHasher::new(SMALL, 2).unwrap();
+    let stored = hasher.hash(&pw("correct horse")).await.unwrap();
+    assert!(
+        stored.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"),
+        "{stored}"
+    );
+    assert!(hasher
+        .verify(Some(&stored), &pw("correct horse"))
+        .await
+        .unwrap());
+    assert!(!hasher
+        .verify(Some(&stored), &pw("wrong horse"))
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn salts_differ() {
+    let hasher = PasswordHasher::new(SMALL, 2).unwrap();
+    let a = hasher.hash(&pw("same password")).await.unwrap();
+    let b = hasher.hash(&pw("same password")).await.unwrap();
+    assert_ne!(a, b);
+}
+
+#[tokio::test]
+async fn unknown_user_is_false_after_dummy_work() {
+    // Heavier params so the dummy work is measurable against a no-op.
+    let params = PasswordParams {
+        memory_kib: 8192,
+        iterations: 2,
+        parallelism: 1,
+    };
+    let hasher = PasswordHasher::new(params, 1).unwrap();
+    let stored = hasher.hash(&pw("anything")).await.unwrap();
+    let start = Instant::now();
+    assert!(!hasher.verify(Some(&stored), &pw("wrong")).await.unwrap());
+    let real = start.elapsed();
+    let start = Instant::now();
+    assert!(!hasher.verify(None, &pw("anything")).await.unwrap());
+    let unknown = start.elapsed();
+    // The dummy check does argon2 work too: not an order of magnitude faster.
+    assert!(unknown * 5 > real, "unknown {unknown:?} vs real {real:?}");
+    assert!(unknown > Duration::from_micros(500), "{unknown:?}");
+}
+
+#[tokio::test]
+async fn other_params_still_verify() {
+    let old = PasswordHasher::new(
+        PasswordParams {
+            memory_kib: 2048,
+            iterations: 2,
+            parallelism: 2,
+        },
+        1,
+    )
+    .unwrap();
+    let stored = old.hash(&pw("legacy password")).await.unwrap();
+    let current = PasswordHasher::new(SMALL, 1).unwrap();
+    assert!(current
+        .verify(Some(&stored), &pw("legacy password"))
+        .await
+        .unwrap());
+    assert!(!current.verify(Some(&stored), &pw("other")).await.unwrap());
+}
+
+#[tokio::test]
+async fn unparseable_hash_is_false() {
+    let hasher = PasswordHasher::new(SMALL, 1).unwrap();
+    for bad in ["", "not a phc string", "$argon2id$v=19$m=1024"] {
+        assert!(!hasher.verify(Some(bad), &pw("whatever")).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded() {
+    let hasher = PasswordHasher::new(SMALL, 2).unwrap();
+    let stored = hasher.hash(&pw("burst password")).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let hasher = hasher.clone();
+            let stored = stored.clone();
+            tokio::spawn(async move {
+                hasher
+                    .verify(Some(&stored), &pw("burst password"))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap());
+    }
+    assert_eq!(hasher.permits.available_permits(), 2);
+}
+
+#[test]
+fn bad_params_rejected() {
+    let zero_mem = PasswordParams {
+        memory_kib: 1,
+        iterations: 1,
+        parallelism: 1,
+    };
+    assert!(PasswordHasher::new(zero_mem, 1).is_err());
+    assert!(PasswordHasher::new(SMALL, 0).is_err());
+}
+
+#[test]
+fn debug_shows_no_hash() {
+    let hasher = PasswordHasher::new(SMALL, 1).unwrap();
+    assert!(!format!("{hasher:?}").contains("$argon2"));
+}
