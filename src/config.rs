@@ -31,7 +31,10 @@ pub enum ConfigError {
 }
 
 fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { setting, reason: reason.into() }
+    ConfigError::Invalid {
+        setting,
+        reason: reason.into(),
+    }
 }
 
 /// All settings.
@@ -89,7 +92,10 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: "sqlite://data/latchkey.db".into(), max_connections: 16 }
+        Self {
+            url: "sqlite://data/latchkey.db".into(),
+            max_connections: 16,
+        }
     }
 }
 
@@ -260,7 +266,10 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { format: LogFormat::Text, level: "info".into() }
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
@@ -276,7 +285,10 @@ pub struct HousekeepingSettings {
 
 impl Default for HousekeepingSettings {
     fn default() -> Self {
-        Self { interval_secs: 300, batch_size: 1000 }
+        Self {
+            interval_secs: 300,
+            batch_size: 1000,
+        }
     }
 }
 
@@ -298,7 +310,10 @@ impl Settings {
         let mut figment = Figment::new();
         match path {
             Some(p) if !p.is_file() => {
-                return Err(ConfigError::Load(format!("config file {} not found", p.display())))
+                return Err(ConfigError::Load(format!(
+                    "config file {} not found",
+                    p.display()
+                )))
             }
             Some(p) => figment = figment.merge(Toml::file_exact(p)),
             None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
@@ -313,7 +328,9 @@ impl Settings {
                 k.contains("__") || TOP_LEVEL_ENV.contains(&k.as_str())
             })
             .split("__");
-        let short_db = raw.only(&["LATCHKEY_DATABASE_URL"]).map(|_| "database.url".into());
+        let short_db = raw
+            .only(&["LATCHKEY_DATABASE_URL"])
+            .map(|_| "database.url".into());
         let settings: Settings = figment
             .merge(sections)
             .merge(short_db)
@@ -333,7 +350,10 @@ impl Settings {
         self.validate_sessions()?;
         self.validate_passwords()?;
         if self.housekeeping.interval_secs == 0 {
-            return Err(invalid("housekeeping.interval_secs", "must be greater than 0"));
+            return Err(invalid(
+                "housekeeping.interval_secs",
+                "must be greater than 0",
+            ));
         }
         if self.housekeeping.batch_size == 0 {
             return Err(invalid("housekeeping.batch_size", "must be greater than 0"));
@@ -343,7 +363,10 @@ impl Settings {
 
     fn validate_issuer(&self) -> Result<(), ConfigError> {
         let url = url::Url::parse(&self.issuer).map_err(|_| {
-            invalid("issuer", format!("{:?} is not an absolute URL", self.issuer))
+            invalid(
+                "issuer",
+                format!("{:?} is not an absolute URL", self.issuer),
+            )
         })?;
         // OIDC Discovery §3 / RFC 8414 §2: https, no query, no fragment.
         if url.query().is_some() || url.fragment().is_some() {
@@ -359,14 +382,20 @@ impl Settings {
                 "issuer",
                 "http:// is only allowed on a loopback host; use https or set insecure_http = true",
             )),
-            other => Err(invalid("issuer", format!("scheme {other:?} is not http or https"))),
+            other => Err(invalid(
+                "issuer",
+                format!("scheme {other:?} is not http or https"),
+            )),
         }
     }
 
     /// The address to bind.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.listen.parse().map_err(|_| {
-            invalid("listen", format!("{:?} is not an address such as 127.0.0.1:8080", self.listen))
+            invalid(
+                "listen",
+                format!("{:?} is not an address such as 127.0.0.1:8080", self.listen),
+            )
         })
     }
 
@@ -374,10 +403,16 @@ impl Settings {
         let url = &self.database.url;
         let known = ["sqlite:", "postgres://", "postgresql://"];
         if !known.iter().any(|p| url.starts_with(p)) {
-            return Err(invalid("database.url", "must start with sqlite:, postgres:// or postgresql://"));
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
         }
         if self.database.max_connections == 0 {
-            return Err(invalid("database.max_connections", "must be greater than 0"));
+            return Err(invalid(
+                "database.max_connections",
+                "must be greater than 0",
+            ));
         }
         Ok(())
     }
@@ -386,17 +421,26 @@ impl Settings {
         if ![2048, 3072, 4096].contains(&self.keys.rsa_bits) {
             return Err(invalid("keys.rsa_bits", "must be 2048, 3072 or 4096"));
         }
-        positive("keys.refresh_interval_secs", self.keys.refresh_interval_secs)?;
+        positive(
+            "keys.refresh_interval_secs",
+            self.keys.refresh_interval_secs,
+        )?;
         positive("keys.jwks_max_age_secs", self.keys.jwks_max_age_secs)
     }
 
     fn validate_tokens(&self) -> Result<(), ConfigError> {
         let t = &self.tokens;
         positive("tokens.access_token_ttl_secs", t.access_token_ttl_secs)?;
-        positive("tokens.max_access_token_ttl_secs", t.max_access_token_ttl_secs)?;
+        positive(
+            "tokens.max_access_token_ttl_secs",
+            t.max_access_token_ttl_secs,
+        )?;
         positive("tokens.id_token_ttl_secs", t.id_token_ttl_secs)?;
         positive("tokens.code_ttl_secs", t.code_ttl_secs)?;
-        positive("tokens.refresh_absolute_ttl_secs", t.refresh_absolute_ttl_secs)?;
+        positive(
+            "tokens.refresh_absolute_ttl_secs",
+            t.refresh_absolute_ttl_secs,
+        )?;
         positive("tokens.refresh_idle_ttl_secs", t.refresh_idle_ttl_secs)?;
         if t.access_token_ttl_secs > t.max_access_token_ttl_secs {
             return Err(invalid(
@@ -405,27 +449,43 @@ impl Settings {
             ));
         }
         if t.code_ttl_secs > 600 {
-            return Err(invalid("tokens.code_ttl_secs", "must be at most 600 (RFC 6749 §4.1.2)"));
+            return Err(invalid(
+                "tokens.code_ttl_secs",
+                "must be at most 600 (RFC 6749 §4.1.2)",
+            ));
         }
         if let Some(aud) = &t.audience {
-            url::Url::parse(aud)
-                .map_err(|_| invalid("tokens.audience", format!("{aud:?} is not an absolute URI")))?;
+            url::Url::parse(aud).map_err(|_| {
+                invalid("tokens.audience", format!("{aud:?} is not an absolute URI"))
+            })?;
         }
         Ok(())
     }
 
     fn validate_sessions(&self) -> Result<(), ConfigError> {
-        positive("sessions.idle_timeout_secs", self.sessions.idle_timeout_secs)?;
-        positive("sessions.absolute_lifetime_secs", self.sessions.absolute_lifetime_secs)
+        positive(
+            "sessions.idle_timeout_secs",
+            self.sessions.idle_timeout_secs,
+        )?;
+        positive(
+            "sessions.absolute_lifetime_secs",
+            self.sessions.absolute_lifetime_secs,
+        )
     }
 
     fn validate_passwords(&self) -> Result<(), ConfigError> {
         let p = &self.passwords;
         if p.max_concurrent == 0 {
-            return Err(invalid("passwords.max_concurrent", "must be greater than 0"));
+            return Err(invalid(
+                "passwords.max_concurrent",
+                "must be greater than 0",
+            ));
         }
         if p.iterations == 0 || p.parallelism == 0 || p.memory_kib < 8 * p.parallelism {
-            return Err(invalid("passwords", "argon2 needs iterations >= 1, parallelism >= 1, memory_kib >= 8 x parallelism"));
+            return Err(invalid(
+                "passwords",
+                "argon2 needs iterations >= 1, parallelism >= 1, memory_kib >= 8 x parallelism",
+            ));
         }
         let weak = p.memory_kib < 19_456 || (p.memory_kib < 47_104 && p.iterations < 2);
         if weak && !p.insecure_fast_hashing {
@@ -457,7 +517,11 @@ fn positive(setting: &'static str, v: u64) -> Result<(), ConfigError> {
 }
 
 fn first_line(e: &figment::Error) -> String {
-    e.to_string().lines().next().unwrap_or("invalid configuration").to_owned()
+    e.to_string()
+        .lines()
+        .next()
+        .unwrap_or("invalid configuration")
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -9,15 +9,12 @@ use actix_web::{middleware, web, App, HttpServer};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
-use crate::crypto::kek::MasterKey;
+use crate::crypto::kek::{MasterKey, MASTER_KEY_ENV};
 use crate::crypto::password::{PasswordHasher, PasswordParams};
 use crate::crypto::token::SecretHasher;
 use crate::http::{self, AppState};
 use crate::service::KeyRing;
 use crate::store::{self, Store};
-
-/// The environment variable holding the key-encryption key (base64 of 32 bytes).
-pub const MASTER_KEY_ENV: &str = "LATCHKEY_MASTER_KEY";
 
 /// What both the server and the admin CLI need: storage and secrets, opened once.
 pub struct Context {
@@ -44,14 +41,24 @@ impl Context {
         )?;
         let store = store::connect(&settings.database.url, settings.database.max_connections)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot open database {}: {}", crate::config::redact_url(&settings.database.url), http::error::chain(&e)))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open database {}: {}",
+                    crate::config::redact_url(&settings.database.url),
+                    http::error::chain(&e)
+                )
+            })?;
         let p = &settings.passwords;
         let passwords = PasswordHasher::new(
-            PasswordParams { memory_kib: p.memory_kib, iterations: p.iterations, parallelism: p.parallelism },
+            PasswordParams {
+                memory_kib: p.memory_kib,
+                iterations: p.iterations,
+                parallelism: p.parallelism,
+            },
             p.max_concurrent,
         )?;
         Ok(Self {
-            secrets: Arc::new(SecretHasher::new(&master)),
+            secrets: Arc::new(SecretHasher::new(&master)?),
             master: Arc::new(master),
             passwords: Arc::new(passwords),
             settings: Arc::new(settings),
@@ -76,7 +83,10 @@ impl Application {
     }
 
     /// Builds the app: opens storage, ensures signing keys, binds `listen`.
-    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         let ctx = Context::open(settings, clock).await?;
         let listener = TcpListener::bind(ctx.settings.listen_addr()?)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", ctx.settings.listen))?;
@@ -94,7 +104,13 @@ impl Application {
     }
 
     async fn start(ctx: Context, listener: TcpListener) -> anyhow::Result<Self> {
-        let keys = KeyRing::init(ctx.store.clone(), ctx.master.clone(), &ctx.settings, ctx.clock.now()).await?;
+        let keys = KeyRing::init(
+            ctx.store.clone(),
+            ctx.master.clone(),
+            &ctx.settings,
+            ctx.clock.now(),
+        )
+        .await?;
         let refresh = Duration::from_secs(ctx.settings.keys.refresh_interval_secs);
         let background = vec![keys.spawn_refresher(refresh)];
         let state = web::Data::new(AppState {
@@ -117,7 +133,12 @@ impl Application {
         })
         .listen(listener)?
         .run();
-        Ok(Self { port, server, state, background })
+        Ok(Self {
+            port,
+            server,
+            state,
+            background,
+        })
     }
 
     /// The bound port (tests bind port 0).

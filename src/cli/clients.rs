@@ -91,7 +91,8 @@ pub(super) async fn run(cmd: ClientCommand, ctx: Context) -> anyhow::Result<()> 
                 first_party: a.first_party,
             };
             let now = ctx.clock.now();
-            let created = admin::create_client(store, &ctx.secrets, &ctx.settings, now, input).await?;
+            let created =
+                admin::create_client(store, &ctx.secrets, &ctx.settings, now, input).await?;
             let secret = created.secret.as_ref().map(|s| s.expose().to_owned());
             if a.json {
                 let mut out = serde_json::json!({ "client_id": created.client.id.as_str() });
@@ -134,7 +135,10 @@ pub(super) async fn run(cmd: ClientCommand, ctx: Context) -> anyhow::Result<()> 
         ClientCommand::RotateSecret { id, json } => {
             let secret = admin::rotate_client_secret(store, &ctx.secrets, &id).await?;
             if json {
-                println!("{}", serde_json::json!({ "client_id": id, "client_secret": secret.expose() }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "client_id": id, "client_secret": secret.expose() })
+                );
             } else {
                 println!("client_secret: {}", secret.expose());
             }

@@ -31,7 +31,10 @@ pub(super) async fn run(cmd: KeysCommand, ctx: Context) -> anyhow::Result<()> {
     let store = ctx.store.as_ref();
     match cmd {
         KeysCommand::List => {
-            println!("{:<45} {:<9} {:<21} {:<21} RETIRES-AT", "KID", "STATE", "CREATED", "ACTIVATED");
+            println!(
+                "{:<45} {:<9} {:<21} {:<21} RETIRES-AT",
+                "KID", "STATE", "CREATED", "ACTIVATED"
+            );
             for k in keys::list(store).await? {
                 println!(
                     "{:<45} {:<9} {:<21} {:<21} {}",
@@ -44,10 +47,14 @@ pub(super) async fn run(cmd: KeysCommand, ctx: Context) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Rotate { force } => {
-            let r = keys::rotate(store, &ctx.master, &ctx.settings, ctx.clock.as_ref(), force).await?;
+            let r =
+                keys::rotate(store, &ctx.master, &ctx.settings, ctx.clock.as_ref(), force).await?;
             println!("current:  {}", r.current);
             if let Some(p) = r.previous {
-                println!("previous: {p} (retire after {})", super::time(Some(r.previous_retires_at)));
+                println!(
+                    "previous: {p} (retire after {})",
+                    super::time(Some(r.previous_retires_at))
+                );
             }
             println!("next:     {}", r.next);
             println!(

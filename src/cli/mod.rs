@@ -89,9 +89,13 @@ async fn open(settings: Settings) -> anyhow::Result<Context> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     crate::telemetry::init(&settings.log);
-    tracing::info!(issuer = %settings.issuer, database = %crate::config::redact_url(&settings.database.url), "starting");
     let app = Application::build(settings.clone()).await?;
-    tracing::info!(port = app.port(), "listening on {}", settings.listen);
+    tracing::info!(
+        issuer = %settings.issuer,
+        database = %crate::config::redact_url(&settings.database.url),
+        "listening on {}",
+        settings.listen
+    );
     app.run_until_stopped().await?;
     Ok(())
 }
@@ -99,5 +103,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// Formats unix seconds as RFC 3339, or `-`.
 pub(crate) fn time(t: Option<i64>) -> String {
     t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-        .map_or_else(|| "-".into(), |d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .map_or_else(
+            || "-".into(),
+            |d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
 }

@@ -52,9 +52,19 @@ pub(super) async fn run(cmd: UserCommand, ctx: Context) -> anyhow::Result<()> {
     let store = ctx.store.as_ref();
     let now = ctx.clock.now();
     match cmd {
-        UserCommand::Create { username, email, password_stdin: _, roles } => {
+        UserCommand::Create {
+            username,
+            email,
+            password_stdin: _,
+            roles,
+        } => {
             let password = read_password()?;
-            let input = NewUser { username, email, password, roles };
+            let input = NewUser {
+                username,
+                email,
+                password,
+                roles,
+            };
             let user = admin::create_user(store, &ctx.passwords, now, input).await?;
             println!("created user {} (sub {})", user.username, user.id);
         }
@@ -62,7 +72,14 @@ pub(super) async fn run(cmd: UserCommand, ctx: Context) -> anyhow::Result<()> {
             for u in store.list_users().await? {
                 let roles: Vec<&str> = u.roles.iter().map(|r| r.as_str()).collect();
                 let status = if u.disabled { "disabled" } else { "active" };
-                println!("{}  {:<8}  {}  {}  [{}]", u.id, status, u.username, u.email.as_str(), roles.join(","));
+                println!(
+                    "{}  {:<8}  {}  {}  [{}]",
+                    u.id,
+                    status,
+                    u.username,
+                    u.email.as_str(),
+                    roles.join(",")
+                );
             }
         }
         UserCommand::Disable { username } => {
@@ -73,7 +90,10 @@ pub(super) async fn run(cmd: UserCommand, ctx: Context) -> anyhow::Result<()> {
             admin::set_user_disabled(store, &username, false, now).await?;
             println!("enabled {username}");
         }
-        UserCommand::SetPassword { username, password_stdin: _ } => {
+        UserCommand::SetPassword {
+            username,
+            password_stdin: _,
+        } => {
             let password = read_password()?;
             admin::set_password(store, &ctx.passwords, &username, &password, now).await?;
             println!("password set for {username}");

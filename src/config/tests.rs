@@ -4,8 +4,10 @@ use super::*;
 
 fn load_in(jail: &mut Jail, toml: Option<&str>) -> Result<Settings, ConfigError> {
     if let Some(t) = toml {
-        jail.create_dir("config").map_err(|e| ConfigError::Load(e.to_string()))?;
-        jail.create_file("config/latchkey.toml", t).map_err(|e| ConfigError::Load(e.to_string()))?;
+        jail.create_dir("config")
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        jail.create_file("config/latchkey.toml", t)
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
     }
     Settings::load(None)
 }
@@ -58,8 +60,13 @@ fn layers_file_then_env_then_short_forms() {
 #[test]
 fn explicit_config_path_must_exist() {
     Jail::expect_with(|_| {
-        let e = Settings::load(Some(Path::new("nope.toml"))).map(|_| ()).map_err(|e| e.to_string());
-        assert_eq!(e, Err("cannot load configuration: config file nope.toml not found".into()));
+        let e = Settings::load(Some(Path::new("nope.toml")))
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert_eq!(
+            e,
+            Err("cannot load configuration: config file nope.toml not found".into())
+        );
         Ok(())
     });
 }
@@ -68,17 +75,53 @@ fn explicit_config_path_must_exist() {
 fn bad_settings_name_the_setting() {
     let cases: &[(Option<&str>, &[(&str, &str)], &str)] = &[
         (None, &[("LATCHKEY_ISSUER", "not a url")], "`issuer`"),
-        (None, &[("LATCHKEY_ISSUER", "http://id.example.com")], "loopback"),
-        (None, &[("LATCHKEY_ISSUER", "https://id.example.com/")], "`issuer`"),
-        (None, &[("LATCHKEY_ISSUER", "https://id.example.com?x=1")], "`issuer`"),
+        (
+            None,
+            &[("LATCHKEY_ISSUER", "http://id.example.com")],
+            "loopback",
+        ),
+        (
+            None,
+            &[("LATCHKEY_ISSUER", "https://id.example.com/")],
+            "`issuer`",
+        ),
+        (
+            None,
+            &[("LATCHKEY_ISSUER", "https://id.example.com?x=1")],
+            "`issuer`",
+        ),
         (None, &[("LATCHKEY_LISTEN", "localhost")], "`listen`"),
-        (None, &[("LATCHKEY_TOKENS__ACCESS_TOKEN_TTL_SECS", "0")], "`tokens.access_token_ttl_secs`"),
-        (Some("[tokens]\nid_token_ttl_secs = 0\n"), &[], "`tokens.id_token_ttl_secs`"),
+        (
+            None,
+            &[("LATCHKEY_TOKENS__ACCESS_TOKEN_TTL_SECS", "0")],
+            "`tokens.access_token_ttl_secs`",
+        ),
+        (
+            Some("[tokens]\nid_token_ttl_secs = 0\n"),
+            &[],
+            "`tokens.id_token_ttl_secs`",
+        ),
         (Some("[keys]\nrsa_bits = 1024\n"), &[], "`keys.rsa_bits`"),
-        (Some("[passwords]\nmemory_kib = 1024\n"), &[], "`passwords.memory_kib`"),
-        (Some("[database]\nurl = \"mysql://x\"\n"), &[], "`database.url`"),
-        (Some("[keys]\nrefresh_interval_secs = 0\n"), &[], "`keys.refresh_interval_secs`"),
-        (Some("[tokens]\ncode_ttl_secs = 3600\n"), &[], "`tokens.code_ttl_secs`"),
+        (
+            Some("[passwords]\nmemory_kib = 1024\n"),
+            &[],
+            "`passwords.memory_kib`",
+        ),
+        (
+            Some("[database]\nurl = \"mysql://x\"\n"),
+            &[],
+            "`database.url`",
+        ),
+        (
+            Some("[keys]\nrefresh_interval_secs = 0\n"),
+            &[],
+            "`keys.refresh_interval_secs`",
+        ),
+        (
+            Some("[tokens]\ncode_ttl_secs = 3600\n"),
+            &[],
+            "`tokens.code_ttl_secs`",
+        ),
         (Some("[keys]\nrsa_bits = \"big\"\n"), &[], "rsa_bits"),
         (Some("[kees]\nrsa_bits = 2048\n"), &[], "kees"),
         (None, &[("LATCHKEY_KEYS__RSA_BTIS", "2048")], "rsa_btis"),

@@ -7,7 +7,9 @@ mod scope;
 mod secret;
 mod user;
 
-pub use client::{is_loopback_url, Client, ClientId, ClientKind, GrantType, RedirectUri, ResourceUri};
+pub use client::{
+    is_loopback_url, Client, ClientId, ClientKind, GrantType, RedirectUri, ResourceUri,
+};
 pub use key::{KeyState, SigningKeyRecord};
 pub use scope::Scope;
 pub use secret::{Password, SecretString};

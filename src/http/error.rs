@@ -12,7 +12,9 @@ pub fn internal(e: &(dyn std::error::Error + 'static)) -> HttpResponse {
 /// A dependency is down (`/readyz`).
 pub fn unavailable(e: &(dyn std::error::Error + 'static)) -> HttpResponse {
     tracing::warn!(error = %chain(e), "not ready");
-    HttpResponse::ServiceUnavailable().content_type("text/plain").body("not ready")
+    HttpResponse::ServiceUnavailable()
+        .content_type("text/plain")
+        .body("not ready")
 }
 
 /// `error: cause: cause ...`

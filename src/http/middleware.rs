@@ -21,7 +21,10 @@ pub fn security_headers(https: bool) -> DefaultHeaders {
         ))
         .add(("Cache-Control", "no-store"));
     if https {
-        h = h.add(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"));
+        h = h.add((
+            "Strict-Transport-Security",
+            "max-age=63072000; includeSubDomains",
+        ));
     }
     h
 }
@@ -39,7 +42,8 @@ pub async fn log_requests(
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut res = next.call(req).instrument(span.clone()).await?;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), v);
     }
     let status = res.status().as_u16();
     let micros = started.elapsed().as_micros();

@@ -11,9 +11,15 @@ use crate::service::Document;
 pub const JWKS_PATH: &str = "/jwks.json";
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/.well-known/openid-configuration", web::get().to(openid_configuration))
-        .route("/.well-known/oauth-authorization-server", web::get().to(oauth_metadata))
-        .route(JWKS_PATH, web::get().to(jwks));
+    cfg.route(
+        "/.well-known/openid-configuration",
+        web::get().to(openid_configuration),
+    )
+    .route(
+        "/.well-known/oauth-authorization-server",
+        web::get().to(oauth_metadata),
+    )
+    .route(JWKS_PATH, web::get().to(jwks));
 }
 
 async fn openid_configuration(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -37,8 +43,15 @@ fn serve(req: &HttpRequest, state: &AppState, doc: &Document) -> HttpResponse {
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == doc.etag || t.trim() == "*"));
-    let mut res = if matches { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == doc.etag || t.trim() == "*")
+        });
+    let mut res = if matches {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
     res.insert_header((header::ETAG, doc.etag.clone()))
         .insert_header((header::CACHE_CONTROL, cache))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"));

@@ -1,1 +1,2 @@
-//! placeholder
+//! TEMPORARY until the oidc branch merges.
+pub mod discovery;

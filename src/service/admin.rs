@@ -58,20 +58,37 @@ pub async fn create_client(
         ClientKind::Confidential => {
             let secret = random_token()?;
             let hash = hasher.hash(&secret);
-            (Client { secret_hash: Some(hash), ..client }, Some(SecretString::new(secret)))
+            (
+                Client {
+                    secret_hash: Some(hash),
+                    ..client
+                },
+                Some(SecretString::new(secret)),
+            )
         }
     };
     store.insert_client(&client).await?;
     Ok(CreatedClient { client, secret })
 }
 
-fn build_client(input: &NewClient, settings: &Settings, now: UnixTime) -> Result<Client, ParseError> {
+fn build_client(
+    input: &NewClient,
+    settings: &Settings,
+    now: UnixTime,
+) -> Result<Client, ParseError> {
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ParseError::new("name", "must be 1-100 printable characters"));
+        return Err(ParseError::new(
+            "name",
+            "must be 1-100 printable characters",
+        ));
     }
     let grant_types = parse_grants(&input.grant_types)?;
-    let kind = if input.public { ClientKind::Public } else { ClientKind::Confidential };
+    let kind = if input.public {
+        ClientKind::Public
+    } else {
+        ClientKind::Confidential
+    };
     check_grants(&grant_types, kind, input.redirect_uris.is_empty())?;
     let scope = match &input.scope {
         Some(s) => Scope::parse(s)?,
@@ -82,7 +99,10 @@ fn build_client(input: &NewClient, settings: &Settings, now: UnixTime) -> Result
         Some(t) if t == 0 || t > settings.tokens.max_access_token_ttl_secs => {
             return Err(ParseError::new(
                 "access-token-ttl",
-                format!("must be 1..={} seconds", settings.tokens.max_access_token_ttl_secs),
+                format!(
+                    "must be 1..={} seconds",
+                    settings.tokens.max_access_token_ttl_secs
+                ),
             ))
         }
         Some(t) => Some(i64::try_from(t).unwrap_or(i64::MAX)),
@@ -93,10 +113,17 @@ fn build_client(input: &NewClient, settings: &Settings, now: UnixTime) -> Result
         kind,
         secret_hash: None,
         redirect_uris: parse_uris("redirect-uri", &input.redirect_uris)?,
-        post_logout_redirect_uris: parse_uris("post-logout-redirect-uri", &input.post_logout_redirect_uris)?,
+        post_logout_redirect_uris: parse_uris(
+            "post-logout-redirect-uri",
+            &input.post_logout_redirect_uris,
+        )?,
         grant_types,
         scope,
-        resources: input.resources.iter().map(|r| ResourceUri::parse(r)).collect::<Result<_, _>>()?,
+        resources: input
+            .resources
+            .iter()
+            .map(|r| ResourceUri::parse(r))
+            .collect::<Result<_, _>>()?,
         access_token_ttl: ttl,
         first_party: input.first_party,
         created_at: now,
@@ -107,23 +134,39 @@ fn parse_grants(names: &[String]) -> Result<Vec<GrantType>, ParseError> {
     if names.is_empty() {
         return Ok(vec![GrantType::AuthorizationCode]);
     }
-    let mut grants: Vec<GrantType> = names.iter().map(|g| GrantType::parse(g)).collect::<Result<_, _>>()?;
+    let mut grants: Vec<GrantType> = names
+        .iter()
+        .map(|g| GrantType::parse(g))
+        .collect::<Result<_, _>>()?;
     grants.sort();
     grants.dedup();
     Ok(grants)
 }
 
-fn check_grants(grants: &[GrantType], kind: ClientKind, no_redirects: bool) -> Result<(), ParseError> {
+fn check_grants(
+    grants: &[GrantType],
+    kind: ClientKind,
+    no_redirects: bool,
+) -> Result<(), ParseError> {
     let has = |g| grants.contains(&g);
     // RFC 6749 §4.4: the client credentials grant MUST only be used by confidential clients.
     if kind == ClientKind::Public && has(GrantType::ClientCredentials) {
-        return Err(ParseError::new("grant-type", "client_credentials needs a confidential client"));
+        return Err(ParseError::new(
+            "grant-type",
+            "client_credentials needs a confidential client",
+        ));
     }
     if has(GrantType::RefreshToken) && !has(GrantType::AuthorizationCode) {
-        return Err(ParseError::new("grant-type", "refresh_token needs authorization_code"));
+        return Err(ParseError::new(
+            "grant-type",
+            "refresh_token needs authorization_code",
+        ));
     }
     if has(GrantType::AuthorizationCode) && no_redirects {
-        return Err(ParseError::new("redirect-uri", "authorization_code needs at least one --redirect-uri"));
+        return Err(ParseError::new(
+            "redirect-uri",
+            "authorization_code needs at least one --redirect-uri",
+        ));
     }
     Ok(())
 }
@@ -153,7 +196,10 @@ fn parse_uris(field: &'static str, uris: &[String]) -> Result<Vec<RedirectUri>, 
 /// A client by id.
 pub async fn get_client(store: &dyn Store, id: &str) -> Result<Client, ServiceError> {
     let id = ClientId::parse(id)?;
-    store.get_client(&id).await?.ok_or_else(|| ServiceError::NotFound(format!("client {id}")))
+    store
+        .get_client(&id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("client {id}")))
 }
 
 /// Deletes a client.
@@ -174,10 +220,16 @@ pub async fn rotate_client_secret(
 ) -> Result<SecretString, ServiceError> {
     let client = get_client(store, id).await?;
     if client.kind == ClientKind::Public {
-        return Err(ServiceError::Refused(format!("client {} is public and has no secret", client.id)));
+        return Err(ServiceError::Refused(format!(
+            "client {} is public and has no secret",
+            client.id
+        )));
     }
     let secret = random_token()?;
-    if !store.set_client_secret(&client.id, &hasher.hash(&secret)).await? {
+    if !store
+        .set_client_secret(&client.id, &hasher.hash(&secret))
+        .await?
+    {
         return Err(ServiceError::NotFound(format!("client {}", client.id)));
     }
     Ok(SecretString::new(secret))
@@ -203,7 +255,11 @@ pub async fn create_user(
     now: UnixTime,
     input: NewUser,
 ) -> Result<User, ServiceError> {
-    let mut roles: Vec<Role> = input.roles.iter().map(|r| Role::parse(r)).collect::<Result<_, _>>()?;
+    let mut roles: Vec<Role> = input
+        .roles
+        .iter()
+        .map(|r| Role::parse(r))
+        .collect::<Result<_, _>>()?;
     roles.sort();
     roles.dedup();
     let user = User {
@@ -272,26 +328,63 @@ mod tests {
     #[test]
     fn defaults_to_code_flow_with_openid_scopes() {
         let c = build(&input()).map_err(|e| e.to_string());
-        let c = c.as_ref().map(|c| (c.grant_types.clone(), c.scope.to_string(), c.kind));
+        let c = c
+            .as_ref()
+            .map(|c| (c.grant_types.clone(), c.scope.to_string(), c.kind));
         assert_eq!(
             c,
-            Ok((vec![GrantType::AuthorizationCode], "email openid profile".into(), ClientKind::Confidential))
+            Ok((
+                vec![GrantType::AuthorizationCode],
+                "email openid profile".into(),
+                ClientKind::Confidential
+            ))
         );
     }
 
     #[test]
     fn refuses_unsafe_registrations() {
         let cases = [
-            NewClient { public: true, grant_types: vec!["client_credentials".into()], ..input() },
-            NewClient { grant_types: vec!["refresh_token".into()], ..input() },
-            NewClient { redirect_uris: vec![], ..input() },
-            NewClient { redirect_uris: vec!["http://evil.example/cb".into()], ..input() },
-            NewClient { redirect_uris: vec!["https://a.example/cb#x".into()], ..input() },
-            NewClient { grant_types: vec!["implicit".into()], ..input() },
-            NewClient { access_token_ttl: Some(0), ..input() },
-            NewClient { access_token_ttl: Some(86_400), ..input() },
-            NewClient { name: " ".into(), ..input() },
-            NewClient { resources: vec!["not a uri".into()], ..input() },
+            NewClient {
+                public: true,
+                grant_types: vec!["client_credentials".into()],
+                ..input()
+            },
+            NewClient {
+                grant_types: vec!["refresh_token".into()],
+                ..input()
+            },
+            NewClient {
+                redirect_uris: vec![],
+                ..input()
+            },
+            NewClient {
+                redirect_uris: vec!["http://evil.example/cb".into()],
+                ..input()
+            },
+            NewClient {
+                redirect_uris: vec!["https://a.example/cb#x".into()],
+                ..input()
+            },
+            NewClient {
+                grant_types: vec!["implicit".into()],
+                ..input()
+            },
+            NewClient {
+                access_token_ttl: Some(0),
+                ..input()
+            },
+            NewClient {
+                access_token_ttl: Some(86_400),
+                ..input()
+            },
+            NewClient {
+                name: " ".into(),
+                ..input()
+            },
+            NewClient {
+                resources: vec!["not a uri".into()],
+                ..input()
+            },
         ];
         for c in cases {
             assert!(build(&c).is_err(), "{c:?}");

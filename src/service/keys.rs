@@ -147,28 +147,23 @@ fn build_published(
         .map(|r| PublicJwk::rsa(&r.kid, &r.public_n, &r.public_e, &r.alg))
         .collect();
     let verifying = VerifyingKeys::from_jwks(&jwks)?;
-    let algs: Vec<&str> = alg::ALLOWED_ALGORITHMS.iter().map(alg_name).collect();
+    let algs: Vec<&str> = alg::ALLOWED_ALGORITHMS
+        .iter()
+        .map(|a| alg::name(*a))
+        .collect();
     Ok(Published {
         signing_kid: current.kid.clone(),
         signer,
         verifying,
         jwks: Document::json(&JwkSet { keys: jwks })?,
-        openid_configuration: Document::json(&crate::oidc::discovery::openid_configuration(issuer, &algs))?,
-        oauth_metadata: Document::json(&crate::oidc::discovery::authorization_server_metadata(issuer, &algs))?,
+        openid_configuration: Document::json(&crate::oidc::discovery::openid_configuration(
+            issuer, &algs,
+        ))?,
+        oauth_metadata: Document::json(&crate::oidc::discovery::authorization_server_metadata(
+            issuer, &algs,
+        ))?,
         fingerprint: fingerprint(records),
     })
-}
-
-fn alg_name(a: &jsonwebtoken::Algorithm) -> &'static str {
-    match a {
-        jsonwebtoken::Algorithm::RS256 => "RS256",
-        jsonwebtoken::Algorithm::RS384 => "RS384",
-        jsonwebtoken::Algorithm::RS512 => "RS512",
-        jsonwebtoken::Algorithm::PS256 => "PS256",
-        jsonwebtoken::Algorithm::ES256 => "ES256",
-        jsonwebtoken::Algorithm::EdDSA => "EdDSA",
-        _ => "unsupported",
-    }
 }
 
 /// Generates a key and seals its private half under the key-encryption key.
@@ -185,7 +180,7 @@ pub async fn new_key_record(
     Ok(SigningKeyRecord {
         kid: generated.kid.clone(),
         state,
-        alg: alg_name(&alg::DEFAULT_ALGORITHM).to_owned(),
+        alg: alg::name(alg::DEFAULT_ALGORITHM).to_owned(),
         bits: i64::try_from(bits).unwrap_or(2048),
         private_key_sealed: sealed,
         public_n: generated.n.clone(),
@@ -246,8 +241,13 @@ pub async fn rotate(
     let next = keys
         .iter()
         .find(|k| k.state == KeyState::Next)
-        .ok_or_else(|| ServiceError::Conflict("there is no next key; start the server once".into()))?;
-    let previous = keys.iter().find(|k| k.state == KeyState::Current).map(|k| k.kid.clone());
+        .ok_or_else(|| {
+            ServiceError::Conflict("there is no next key; start the server once".into())
+        })?;
+    let previous = keys
+        .iter()
+        .find(|k| k.state == KeyState::Current)
+        .map(|k| k.kid.clone());
     let ready_at = next.created_at + settings.keys.publication_delay_secs();
     if now < ready_at && !force {
         return Err(ServiceError::Refused(format!(
@@ -266,7 +266,12 @@ pub async fn rotate(
         + i64::try_from(settings.keys.refresh_interval_secs).unwrap_or(i64::MAX / 4)
         + settings.tokens.longest_signed_ttl_secs();
     store
-        .rotate_keys(&Rotation { promote_kid: &next.kid, new_next: &new_next, now, previous_retires_at: retires_at })
+        .rotate_keys(&Rotation {
+            promote_kid: &next.kid,
+            new_next: &new_next,
+            now,
+            previous_retires_at: retires_at,
+        })
         .await?;
     Ok(RotationOutcome {
         current: next.kid.clone(),
@@ -306,7 +311,9 @@ pub async fn retire(
     if store.retire_key(kid, KeyState::Previous).await? {
         Ok(())
     } else {
-        Err(ServiceError::Conflict(format!("key {kid} changed state meanwhile")))
+        Err(ServiceError::Conflict(format!(
+            "key {kid} changed state meanwhile"
+        )))
     }
 }
 

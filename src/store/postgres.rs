@@ -40,7 +40,9 @@ impl PgStore {
     }
 
     /// `BEGIN`: row locks and `UPDATE ... WHERE ... RETURNING` make single use atomic.
-    pub(super) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    pub(super) async fn begin(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         self.pool.begin().await.map_err(super::sql::backend)
     }
 }

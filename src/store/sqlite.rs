@@ -45,7 +45,12 @@ impl SqliteStore {
 
     /// `BEGIN IMMEDIATE` takes the write lock up front, so two writers never deadlock on a
     /// lock upgrade and single use stays atomic (SQLite serialises writers).
-    pub(super) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(super::sql::backend)
+    pub(super) async fn begin(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(super::sql::backend)
     }
 }

@@ -14,7 +14,11 @@ crate::both_stores!(
 );
 
 fn assert_one_line_error(out: &crate::helpers::CliOutput) {
-    assert!(!out.status.success(), "expected failure, got: {}", out.stdout);
+    assert!(
+        !out.status.success(),
+        "expected failure, got: {}",
+        out.stdout
+    );
     assert_eq!(out.stderr.lines().count(), 1, "one line: {:?}", out.stderr);
     assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
@@ -23,8 +27,17 @@ fn assert_one_line_error(out: &crate::helpers::CliOutput) {
 async fn client_create_prints_a_secret_once_and_stores_a_hash(backend: Backend) {
     let app = spawn_app(backend).await;
     let out = app.cli(&[
-        "client", "create", "--name", "Web", "--redirect-uri", "https://app.example/cb",
-        "--grant-type", "authorization_code", "--grant-type", "refresh_token", "--json",
+        "client",
+        "create",
+        "--name",
+        "Web",
+        "--redirect-uri",
+        "https://app.example/cb",
+        "--grant-type",
+        "authorization_code",
+        "--grant-type",
+        "refresh_token",
+        "--json",
     ]);
     assert!(out.status.success(), "{}", out.stderr);
     let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
@@ -44,7 +57,10 @@ async fn client_create_prints_a_secret_once_and_stores_a_hash(backend: Backend) 
     assert!(!app.state.secrets.verify("wrong", &hash));
     let shown = app.cli(&["client", "show", id, "--json"]);
     assert!(shown.status.success());
-    assert!(!shown.stdout.contains(secret), "show never prints the secret");
+    assert!(
+        !shown.stdout.contains(secret),
+        "show never prints the secret"
+    );
     let v: Value = serde_json::from_str(shown.stdout.trim()).unwrap();
     assert_eq!(v["scope"], "email offline_access openid profile");
 }
@@ -52,7 +68,14 @@ async fn client_create_prints_a_secret_once_and_stores_a_hash(backend: Backend) 
 async fn public_clients_have_no_secret(backend: Backend) {
     let app = spawn_app(backend).await;
     let out = app.cli(&[
-        "client", "create", "--name", "SPA", "--public", "--redirect-uri", "http://localhost:3000/cb", "--json",
+        "client",
+        "create",
+        "--name",
+        "SPA",
+        "--public",
+        "--redirect-uri",
+        "http://localhost:3000/cb",
+        "--json",
     ]);
     assert!(out.status.success(), "{}", out.stderr);
     let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
@@ -64,8 +87,19 @@ async fn public_clients_have_no_secret(backend: Backend) {
 async fn client_lifecycle(backend: Backend) {
     let app = spawn_app(backend).await;
     let out = app.cli(&[
-        "client", "create", "--name", "Svc", "--grant-type", "client_credentials", "--scope", "api:read",
-        "--resource", "https://api.example", "--access-token-ttl", "300", "--json",
+        "client",
+        "create",
+        "--name",
+        "Svc",
+        "--grant-type",
+        "client_credentials",
+        "--scope",
+        "api:read",
+        "--resource",
+        "https://api.example",
+        "--access-token-ttl",
+        "300",
+        "--json",
     ]);
     assert!(out.status.success(), "{}", out.stderr);
     let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
@@ -78,7 +112,13 @@ async fn client_lifecycle(backend: Backend) {
     let new: Value = serde_json::from_str(rotated.stdout.trim()).unwrap();
     let new = new["client_secret"].as_str().unwrap();
     assert_ne!(new, old);
-    let stored = app.state.store.get_client(&latchkey::domain::ClientId::parse(&id).unwrap()).await.unwrap().unwrap();
+    let stored = app
+        .state
+        .store
+        .get_client(&latchkey::domain::ClientId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let hash = stored.secret_hash.unwrap();
     assert!(app.state.secrets.verify(new, &hash) && !app.state.secrets.verify(&old, &hash));
     assert_eq!(stored.access_token_ttl, Some(300));
@@ -90,46 +130,152 @@ async fn client_lifecycle(backend: Backend) {
 async fn bad_client_input_is_one_line_and_nonzero(backend: Backend) {
     let app = spawn_app(backend).await;
     let cases: &[&[&str]] = &[
-        &["client", "create", "--name", "X", "--redirect-uri", "http://evil.example/cb"],
-        &["client", "create", "--name", "X", "--redirect-uri", "https://a.example/cb#frag"],
-        &["client", "create", "--name", "X", "--redirect-uri", "not a uri"],
+        &[
+            "client",
+            "create",
+            "--name",
+            "X",
+            "--redirect-uri",
+            "http://evil.example/cb",
+        ],
+        &[
+            "client",
+            "create",
+            "--name",
+            "X",
+            "--redirect-uri",
+            "https://a.example/cb#frag",
+        ],
+        &[
+            "client",
+            "create",
+            "--name",
+            "X",
+            "--redirect-uri",
+            "not a uri",
+        ],
         &["client", "create", "--name", "X"],
-        &["client", "create", "--name", "X", "--public", "--grant-type", "client_credentials"],
-        &["client", "create", "--name", "X", "--grant-type", "password"],
-        &["client", "create", "--name", "X", "--redirect-uri", "https://a.example/cb", "--scope", "bad\"scope"],
-        &["client", "create", "--name", "X", "--grant-type", "client_credentials", "--access-token-ttl", "999999"],
+        &[
+            "client",
+            "create",
+            "--name",
+            "X",
+            "--public",
+            "--grant-type",
+            "client_credentials",
+        ],
+        &[
+            "client",
+            "create",
+            "--name",
+            "X",
+            "--grant-type",
+            "password",
+        ],
+        &[
+            "client",
+            "create",
+            "--name",
+            "X",
+            "--redirect-uri",
+            "https://a.example/cb",
+            "--scope",
+            "bad\"scope",
+        ],
+        &[
+            "client",
+            "create",
+            "--name",
+            "X",
+            "--grant-type",
+            "client_credentials",
+            "--access-token-ttl",
+            "999999",
+        ],
         &["client", "show", "has space"],
     ];
     for args in cases {
         let out = app.cli(args);
         assert_one_line_error(&out);
     }
-    assert!(app.state.store.list_clients().await.unwrap().is_empty(), "nothing stored");
+    assert!(
+        app.state.store.list_clients().await.unwrap().is_empty(),
+        "nothing stored"
+    );
 }
 
 async fn user_lifecycle(backend: Backend) {
     let app = spawn_app(backend).await;
     let out = app.cli_with_stdin(
-        &["user", "create", "--username", "Alice", "--email", "alice@example.com", "--password-stdin", "--role", "admin"],
+        &[
+            "user",
+            "create",
+            "--username",
+            "Alice",
+            "--email",
+            "alice@example.com",
+            "--password-stdin",
+            "--role",
+            "admin",
+        ],
         Some("correct horse battery\n"),
     );
     assert!(out.status.success(), "{}", out.stderr);
     let name = latchkey::domain::Username::parse("alice").unwrap();
-    let user = app.state.store.get_user_by_username(&name).await.unwrap().unwrap();
+    let user = app
+        .state
+        .store
+        .get_user_by_username(&name)
+        .await
+        .unwrap()
+        .unwrap();
     let hash = user.password_hash.clone().unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     let pw = latchkey::domain::Password::parse_any("correct horse battery").unwrap();
     assert!(app.state.passwords.verify(Some(&hash), &pw).await.unwrap());
-    assert_eq!(user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(), ["admin"]);
+    assert_eq!(
+        user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        ["admin"]
+    );
 
     assert!(app.cli(&["user", "disable", "alice"]).status.success());
-    assert!(app.state.store.get_user_by_username(&name).await.unwrap().unwrap().disabled);
+    assert!(
+        app.state
+            .store
+            .get_user_by_username(&name)
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
     assert!(app.cli(&["user", "enable", "alice"]).status.success());
-    assert!(!app.state.store.get_user_by_username(&name).await.unwrap().unwrap().disabled);
-    let out = app.cli_with_stdin(&["user", "set-password", "alice", "--password-stdin"], Some("another long one\n"));
+    assert!(
+        !app.state
+            .store
+            .get_user_by_username(&name)
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+    let out = app.cli_with_stdin(
+        &["user", "set-password", "alice", "--password-stdin"],
+        Some("another long one\n"),
+    );
     assert!(out.status.success(), "{}", out.stderr);
-    let user = app.state.store.get_user_by_username(&name).await.unwrap().unwrap();
-    assert!(!app.state.passwords.verify(user.password_hash.as_deref(), &pw).await.unwrap());
+    let user = app
+        .state
+        .store
+        .get_user_by_username(&name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!app
+        .state
+        .passwords
+        .verify(user.password_hash.as_deref(), &pw)
+        .await
+        .unwrap());
     let list = app.cli(&["user", "list"]);
     assert!(list.stdout.contains("alice") && list.stdout.contains("active"));
 }
@@ -137,9 +283,22 @@ async fn user_lifecycle(backend: Backend) {
 async fn bad_user_input_is_one_line_and_nonzero(backend: Backend) {
     let app = spawn_app(backend).await;
     let create = |user: &str, email: &str, pw: &str| {
-        app.cli_with_stdin(&["user", "create", "--username", user, "--email", email, "--password-stdin"], Some(pw))
+        app.cli_with_stdin(
+            &[
+                "user",
+                "create",
+                "--username",
+                user,
+                "--email",
+                email,
+                "--password-stdin",
+            ],
+            Some(pw),
+        )
     };
-    assert!(create("bob", "bob@example.com", "long enough pw\n").status.success());
+    assert!(create("bob", "bob@example.com", "long enough pw\n")
+        .status
+        .success());
     assert_one_line_error(&create("bob", "bob2@example.com", "long enough pw\n"));
     assert_one_line_error(&create("carol", "BOB@example.com", "long enough pw\n"));
     assert_one_line_error(&create("dave", "dave@example.com", "short\n"));
@@ -148,7 +307,14 @@ async fn bad_user_input_is_one_line_and_nonzero(backend: Backend) {
     assert_one_line_error(&app.cli(&["user", "disable", "nobody"]));
     assert_eq!(app.state.store.list_users().await.unwrap().len(), 1);
     // Passwords never go on the command line.
-    let out = app.cli(&["user", "create", "--username", "x", "--email", "x@example.com"]);
+    let out = app.cli(&[
+        "user",
+        "create",
+        "--username",
+        "x",
+        "--email",
+        "x@example.com",
+    ]);
     assert!(!out.status.success());
     let _ = run_cli;
 }

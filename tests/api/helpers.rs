@@ -50,10 +50,11 @@ macro_rules! both_stores {
 
 /// A fixed key-encryption key, so that signing keys generated once can be reused by every
 /// test (RSA generation is the slowest thing a test would otherwise do).
-pub const TEST_MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LWZvci1sYXRjaGtleS10ZXN0cyE";
+pub const TEST_MASTER_KEY: &str = "bGF0Y2hrZXktdGVzdC1tYXN0ZXIta2V5LTMyYnl0ZXM";
 
 fn test_master_key() -> MasterKey {
-    MasterKey::load(Some(TEST_MASTER_KEY), std::path::Path::new("/nonexistent")).expect("test master key")
+    MasterKey::load(Some(TEST_MASTER_KEY), std::path::Path::new("/nonexistent"))
+        .expect("test master key")
 }
 
 /// The admin URL of the throw-away PostgreSQL database for this run.
@@ -66,10 +67,16 @@ fn pg_base_url() -> String {
 /// an unreachable PostgreSQL fails the test instead of skipping it.
 pub async fn postgres_available() -> bool {
     static AVAILABLE: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
-    let ok = *AVAILABLE.get_or_init(|| async { ensure_pg_database().await.is_ok() }).await;
+    let ok = *AVAILABLE
+        .get_or_init(|| async { ensure_pg_database().await.is_ok() })
+        .await;
     if !ok {
         let required = std::env::var("LATCHKEY_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-        assert!(!required, "LATCHKEY_REQUIRE_POSTGRES=1 but PostgreSQL at {} is unreachable", pg_base_url());
+        assert!(
+            !required,
+            "LATCHKEY_REQUIRE_POSTGRES=1 but PostgreSQL at {} is unreachable",
+            pg_base_url()
+        );
         eprintln!("skipping: PostgreSQL at {} is unreachable", pg_base_url());
     }
     ok
@@ -81,17 +88,23 @@ async fn ensure_pg_database() -> Result<(), sqlx::Error> {
     let opts: sqlx::postgres::PgConnectOptions = url.parse()?;
     let db = opts.get_database().unwrap_or("postgres").to_owned();
     let admin = opts.clone().database("postgres");
-    let mut conn = tokio::time::timeout(std::time::Duration::from_secs(3), sqlx::PgConnection::connect_with(&admin))
-        .await
-        .map_err(|_| sqlx::Error::PoolTimedOut)??;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&db)
-        .fetch_one(&mut conn)
-        .await?;
+    let mut conn = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        sqlx::PgConnection::connect_with(&admin),
+    )
+    .await
+    .map_err(|_| sqlx::Error::PoolTimedOut)??;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&db)
+            .fetch_one(&mut conn)
+            .await?;
     if !exists {
         let sql = format!("CREATE DATABASE \"{}\"", db.replace('"', ""));
         // Another test binary may race us; a duplicate is fine.
-        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await;
     }
     Ok(())
 }
@@ -103,12 +116,18 @@ pub async fn fresh_database_url(backend: Backend, dir: &std::path::Path) -> Stri
         Backend::Postgres => {
             use sqlx::Connection;
             let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&pg_base_url()).await.expect("connect to PostgreSQL");
+            let mut conn = sqlx::PgConnection::connect(&pg_base_url())
+                .await
+                .expect("connect to PostgreSQL");
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
                 .execute(&mut conn)
                 .await
                 .expect("create schema");
-            let sep = if pg_base_url().contains('?') { '&' } else { '?' };
+            let sep = if pg_base_url().contains('?') {
+                '&'
+            } else {
+                '?'
+            };
             format!("{}{sep}options=-c%20search_path%3D{schema}", pg_base_url())
         }
     }
@@ -124,13 +143,15 @@ pub async fn fresh_store(backend: Backend) -> (Arc<dyn Store>, tempfile::TempDir
 
 /// Two RSA keys generated once per test process, sealed under TEST_MASTER_KEY.
 pub async fn fixture_keys() -> (SigningKeyRecord, SigningKeyRecord) {
-    static KEYS: tokio::sync::OnceCell<(SigningKeyRecord, SigningKeyRecord)> = tokio::sync::OnceCell::const_new();
+    static KEYS: tokio::sync::OnceCell<(SigningKeyRecord, SigningKeyRecord)> =
+        tokio::sync::OnceCell::const_new();
     KEYS.get_or_init(|| async {
         let master = test_master_key();
         let now = SystemClock.now() - 3600;
-        let current = latchkey::service::keys::new_key_record(&master, 2048, KeyState::Current, now)
-            .await
-            .expect("generate key");
+        let current =
+            latchkey::service::keys::new_key_record(&master, 2048, KeyState::Current, now)
+                .await
+                .expect("generate key");
         let next = latchkey::service::keys::new_key_record(&master, 2048, KeyState::Next, now)
             .await
             .expect("generate key");
@@ -179,7 +200,10 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     {
         let store = store::connect(&url, 2).await.expect("connect store");
         let (current, next) = fixture_keys().await;
-        store.insert_initial_keys(&current, &next).await.expect("seed keys");
+        store
+            .insert_initial_keys(&current, &next)
+            .await
+            .expect("seed keys");
     }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -199,7 +223,16 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
         .cookie_store(true)
         .build()
         .expect("client");
-    TestApp { address: format!("http://127.0.0.1:{port}"), port, http, state, clock, backend, config_path, dir }
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        http,
+        state,
+        clock,
+        backend,
+        config_path,
+        dir,
+    }
 }
 
 fn set_mode_0600(path: &std::path::Path) {
@@ -249,11 +282,20 @@ pub struct CliOutput {
 }
 
 /// Runs the binary in `cwd` with a clean LATCHKEY_* environment plus `env`.
-pub fn run_cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>, cwd: &std::path::Path) -> CliOutput {
+pub fn run_cli(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+    cwd: &std::path::Path,
+) -> CliOutput {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-    cmd.args(args).current_dir(cwd).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, _) in std::env::vars() {
         if k.starts_with("LATCHKEY_") || k == "RUST_LOG" {
             cmd.env_remove(k);

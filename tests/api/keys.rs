@@ -13,12 +13,29 @@ crate::both_stores!(
 );
 
 async fn jwks_states(app: &TestApp) -> Vec<String> {
-    let jwks: Value = app.http.get(app.url("/jwks.json")).send().await.unwrap().json().await.unwrap();
-    jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+    let jwks: Value = app
+        .http
+        .get(app.url("/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn signing_kid(app: &TestApp) -> String {
-    let token = app.state.keys.sign("JWT", &serde_json::json!({"probe": true})).unwrap();
+    let token = app
+        .state
+        .keys
+        .sign("JWT", &serde_json::json!({"probe": true}))
+        .unwrap();
     jsonwebtoken::decode_header(&token).unwrap().kid.unwrap()
 }
 
@@ -30,7 +47,10 @@ fn key_lines(app: &TestApp) -> Vec<(String, String)> {
         .skip(1)
         .map(|l| {
             let mut parts = l.split_whitespace();
-            (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned())
+            (
+                parts.next().unwrap().to_owned(),
+                parts.next().unwrap().to_owned(),
+            )
         })
         .collect()
 }
@@ -43,7 +63,12 @@ async fn rotation_is_published_and_signs_within_the_refresh_interval(backend: Ba
     let out = app.cli(&["keys", "rotate", "--force"]);
     assert!(out.status.success(), "{}", out.stderr);
     let states = key_lines(&app);
-    let state_of = |kid: &str| states.iter().find(|(k, _)| k == kid).map(|(_, s)| s.as_str());
+    let state_of = |kid: &str| {
+        states
+            .iter()
+            .find(|(k, _)| k == kid)
+            .map(|(_, s)| s.as_str())
+    };
     assert_eq!(state_of(&current.kid), Some("previous"));
     assert_eq!(state_of(&next.kid), Some("current"));
     let new_next = states.iter().find(|(_, s)| s == "next").unwrap().0.clone();
@@ -51,11 +76,18 @@ async fn rotation_is_published_and_signs_within_the_refresh_interval(backend: Ba
     // The running server picks the rotation up within keys.refresh_interval_secs (1 s here).
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while signing_kid(&app) != next.kid {
-        assert!(std::time::Instant::now() < deadline, "server still signs with the old key");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server still signs with the old key"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let published = jwks_states(&app).await;
-    assert_eq!(published.len(), 3, "previous, current and next are all published");
+    assert_eq!(
+        published.len(),
+        3,
+        "previous, current and next are all published"
+    );
     for kid in [&current.kid, &next.kid, &new_next] {
         assert!(published.contains(kid), "{kid} not in JWKS");
     }
@@ -77,19 +109,34 @@ async fn retire_needs_a_previous_key_whose_tokens_expired(backend: Backend) {
     let (current, next) = crate::helpers::fixture_keys().await;
     // Only a previous key may be retired.
     let out = app.cli(&["keys", "retire", &current.kid]);
-    assert!(!out.status.success() && out.stderr.contains("only a previous key"), "{}", out.stderr);
+    assert!(
+        !out.status.success() && out.stderr.contains("only a previous key"),
+        "{}",
+        out.stderr
+    );
     assert!(app.cli(&["keys", "rotate", "--force"]).status.success());
     // Its tokens may still be valid: refused without --force.
     let out = app.cli(&["keys", "retire", &current.kid]);
-    assert!(!out.status.success() && out.stderr.contains("--force"), "{}", out.stderr);
+    assert!(
+        !out.status.success() && out.stderr.contains("--force"),
+        "{}",
+        out.stderr
+    );
     let out = app.cli(&["keys", "retire", &current.kid, "--force"]);
     assert!(out.status.success(), "{}", out.stderr);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while jwks_states(&app).await.contains(&current.kid) {
-        assert!(std::time::Instant::now() < deadline, "retired key still published");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retired key still published"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(jwks_states(&app).await.contains(&next.kid));
     let out = app.cli(&["keys", "retire", "no-such-kid"]);
-    assert!(!out.status.success() && out.stderr.starts_with("error: "), "{}", out.stderr);
+    assert!(
+        !out.status.success() && out.stderr.starts_with("error: "),
+        "{}",
+        out.stderr
+    );
 }

@@ -1,7 +1,8 @@
 //! One contract suite, run against SQLite and PostgreSQL alike.
 
 use latchkey::domain::{
-    Client, ClientId, ClientKind, Email, GrantType, KeyState, RedirectUri, Role, Scope, User, UserId, Username,
+    Client, ClientId, ClientKind, Email, GrantType, KeyState, RedirectUri, Role, Scope, User,
+    UserId, Username,
 };
 use latchkey::store::{Rotation, StoreError};
 
@@ -55,7 +56,10 @@ async fn clients_round_trip(backend: Backend) {
     assert_eq!(store.get_client(&c.id).await.unwrap(), Some(c.clone()));
     assert_eq!(store.list_clients().await.unwrap(), vec![c.clone()]);
     assert!(store.set_client_secret(&c.id, &[9, 9]).await.unwrap());
-    assert_eq!(store.get_client(&c.id).await.unwrap().unwrap().secret_hash, Some(vec![9, 9]));
+    assert_eq!(
+        store.get_client(&c.id).await.unwrap().unwrap().secret_hash,
+        Some(vec![9, 9])
+    );
     assert!(store.delete_client(&c.id).await.unwrap());
     assert!(!store.delete_client(&c.id).await.unwrap());
     assert_eq!(store.get_client(&c.id).await.unwrap(), None);
@@ -72,10 +76,19 @@ async fn users_round_trip(backend: Backend) {
     let (store, _dir) = fresh_store(backend).await;
     let u = user("alice", "alice@example.com");
     store.insert_user(&u).await.unwrap();
-    assert_eq!(store.get_user_by_username(&u.username).await.unwrap(), Some(u.clone()));
-    assert_eq!(store.get_user(u.id.as_str()).await.unwrap(), Some(u.clone()));
+    assert_eq!(
+        store.get_user_by_username(&u.username).await.unwrap(),
+        Some(u.clone())
+    );
+    assert_eq!(
+        store.get_user(u.id.as_str()).await.unwrap(),
+        Some(u.clone())
+    );
     assert!(store.set_user_disabled(&u.username, true, 5).await.unwrap());
-    assert!(store.set_password_hash(&u.username, "$argon2id$new", 6).await.unwrap());
+    assert!(store
+        .set_password_hash(&u.username, "$argon2id$new", 6)
+        .await
+        .unwrap());
     let got = store.get_user(u.id.as_str()).await.unwrap().unwrap();
     assert!(got.disabled);
     assert_eq!(got.password_hash.as_deref(), Some("$argon2id$new"));
@@ -87,8 +100,14 @@ async fn users_round_trip(backend: Backend) {
 
 async fn usernames_and_emails_are_unique(backend: Backend) {
     let (store, _dir) = fresh_store(backend).await;
-    store.insert_user(&user("bob", "bob@example.com")).await.unwrap();
-    for dup in [user("bob", "other@example.com"), user("bobby", "BOB@example.com")] {
+    store
+        .insert_user(&user("bob", "bob@example.com"))
+        .await
+        .unwrap();
+    for dup in [
+        user("bob", "other@example.com"),
+        user("bobby", "BOB@example.com"),
+    ] {
         let err = store.insert_user(&dup).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     }
@@ -113,13 +132,38 @@ async fn rotation_is_atomic_and_checked(backend: Backend) {
     let mut newer = next.clone();
     newer.kid = "third-key".into();
     // Promoting a key that is not `next` fails and changes nothing.
-    let wrong = Rotation { promote_kid: &current.kid, new_next: &newer, now: 10, previous_retires_at: 20 };
-    assert!(matches!(store.rotate_keys(&wrong).await, Err(StoreError::Conflict(_))));
-    let unchanged: Vec<_> = store.list_published_keys().await.unwrap().iter().map(|k| k.state).collect();
-    assert_eq!(unchanged.iter().filter(|s| **s == KeyState::Current).count(), 1);
+    let wrong = Rotation {
+        promote_kid: &current.kid,
+        new_next: &newer,
+        now: 10,
+        previous_retires_at: 20,
+    };
+    assert!(matches!(
+        store.rotate_keys(&wrong).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let unchanged: Vec<_> = store
+        .list_published_keys()
+        .await
+        .unwrap()
+        .iter()
+        .map(|k| k.state)
+        .collect();
+    assert_eq!(
+        unchanged
+            .iter()
+            .filter(|s| **s == KeyState::Current)
+            .count(),
+        1
+    );
     assert_eq!(unchanged.len(), 2);
 
-    let ok = Rotation { promote_kid: &next.kid, new_next: &newer, now: 10, previous_retires_at: 20 };
+    let ok = Rotation {
+        promote_kid: &next.kid,
+        new_next: &newer,
+        now: 10,
+        previous_retires_at: 20,
+    };
     store.rotate_keys(&ok).await.unwrap();
     let keys = store.list_published_keys().await.unwrap();
     let state_of = |kid: &str| keys.iter().find(|k| k.kid == kid).map(|k| k.state);
@@ -129,14 +173,20 @@ async fn rotation_is_atomic_and_checked(backend: Backend) {
     let prev = keys.iter().find(|k| k.kid == current.kid).unwrap();
     assert_eq!((prev.deactivated_at, prev.retires_at), (Some(10), Some(20)));
     // The same rotation again: the promoted key is no longer next.
-    assert!(matches!(store.rotate_keys(&ok).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.rotate_keys(&ok).await,
+        Err(StoreError::Conflict(_))
+    ));
 }
 
 async fn retire_only_from_the_expected_state(backend: Backend) {
     let (store, _dir) = fresh_store(backend).await;
     let (current, next) = fixture_keys().await;
     store.insert_initial_keys(&current, &next).await.unwrap();
-    assert!(!store.retire_key(&current.kid, KeyState::Previous).await.unwrap());
+    assert!(!store
+        .retire_key(&current.kid, KeyState::Previous)
+        .await
+        .unwrap());
     assert!(store.retire_key(&next.kid, KeyState::Next).await.unwrap());
     let all = store.list_all_keys().await.unwrap();
     let retired = all.iter().find(|k| k.kid == next.kid).unwrap();

@@ -13,7 +13,10 @@ crate::both_stores!(
     security_headers_on_every_response,
 );
 
-async fn get_json(app: &crate::helpers::TestApp, path: &str) -> (reqwest::header::HeaderMap, Value) {
+async fn get_json(
+    app: &crate::helpers::TestApp,
+    path: &str,
+) -> (reqwest::header::HeaderMap, Value) {
     let res = app.http.get(app.url(path)).send().await.unwrap();
     assert_eq!(res.status(), 200, "{path}");
     let headers = res.headers().clone();
@@ -21,7 +24,11 @@ async fn get_json(app: &crate::helpers::TestApp, path: &str) -> (reqwest::header
 }
 
 fn strings(v: &Value) -> Vec<&str> {
-    v.as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect()
 }
 
 async fn discovery_document_follows_the_spec(backend: Backend) {
@@ -29,14 +36,24 @@ async fn discovery_document_follows_the_spec(backend: Backend) {
     let (_, d) = get_json(&app, "/.well-known/openid-configuration").await;
     // OIDC Discovery §3: REQUIRED members, and issuer identical to the one we serve from.
     assert_eq!(d["issuer"], app.address);
-    for field in ["authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint"] {
-        let url = d[field].as_str().unwrap_or_else(|| panic!("{field} missing"));
+    for field in [
+        "authorization_endpoint",
+        "token_endpoint",
+        "jwks_uri",
+        "userinfo_endpoint",
+    ] {
+        let url = d[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field} missing"));
         assert!(url.starts_with(&app.address), "{field}: {url}");
     }
     assert_eq!(d["jwks_uri"], format!("{}/jwks.json", app.address));
     assert_eq!(strings(&d["response_types_supported"]), ["code"]);
     assert_eq!(strings(&d["subject_types_supported"]), ["public"]);
-    assert_eq!(strings(&d["id_token_signing_alg_values_supported"]), ["RS256"]);
+    assert_eq!(
+        strings(&d["id_token_signing_alg_values_supported"]),
+        ["RS256"]
+    );
     assert_eq!(strings(&d["code_challenge_methods_supported"]), ["S256"]);
     assert!(strings(&d["scopes_supported"]).contains(&"openid"));
     let grants = strings(&d["grant_types_supported"]);
@@ -70,7 +87,10 @@ async fn jwks_publishes_public_keys_only(backend: Backend) {
         assert!(k["n"].as_str().unwrap().len() > 300, "2048-bit modulus");
         assert_eq!(k["e"], "AQAB");
         for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
-            assert!(k.get(private).is_none(), "private member {private} published");
+            assert!(
+                k.get(private).is_none(),
+                "private member {private} published"
+            );
         }
     }
 }
@@ -81,9 +101,21 @@ async fn jwks_is_cacheable_with_an_etag(backend: Backend) {
     assert_eq!(res.headers()["cache-control"], "public, max-age=60");
     let etag = res.headers()["etag"].to_str().unwrap().to_owned();
     assert!(etag.starts_with('"') && etag.ends_with('"'));
-    let again = app.http.get(app.url("/jwks.json")).header("If-None-Match", &etag).send().await.unwrap();
+    let again = app
+        .http
+        .get(app.url("/jwks.json"))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 304);
-    let other = app.http.get(app.url("/jwks.json")).header("If-None-Match", "\"stale\"").send().await.unwrap();
+    let other = app
+        .http
+        .get(app.url("/jwks.json"))
+        .header("If-None-Match", "\"stale\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(other.status(), 200);
 }
 
@@ -97,13 +129,21 @@ async fn health_and_readiness(backend: Backend) {
 
 async fn security_headers_on_every_response(backend: Backend) {
     let app = spawn_app(backend).await;
-    for path in ["/healthz", "/jwks.json", "/.well-known/openid-configuration", "/no-such-page"] {
+    for path in [
+        "/healthz",
+        "/jwks.json",
+        "/.well-known/openid-configuration",
+        "/no-such-page",
+    ] {
         let res = app.http.get(app.url(path)).send().await.unwrap();
         let h = res.headers();
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
-        assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+        assert!(h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'"));
         assert!(h.get("x-request-id").is_some(), "{path}");
         // The issuer is http on loopback here: no HSTS.
         assert!(h.get("strict-transport-security").is_none(), "{path}");

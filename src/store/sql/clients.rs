@@ -38,7 +38,10 @@ impl TryFrom<ClientRow> for Client {
             kind: ClientKind::parse(&r.kind).map_err(corrupt)?,
             secret_hash: r.secret_hash,
             redirect_uris: uris("redirect_uris", &r.redirect_uris)?,
-            post_logout_redirect_uris: uris("post_logout_redirect_uris", &r.post_logout_redirect_uris)?,
+            post_logout_redirect_uris: uris(
+                "post_logout_redirect_uris",
+                &r.post_logout_redirect_uris,
+            )?,
             grant_types: r
                 .grant_types
                 .split_whitespace()
@@ -64,7 +67,11 @@ const INSERT: &str = "INSERT INTO clients (id, name, kind, secret_hash, redirect
      created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 fn grant_list(c: &Client) -> String {
-    c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(" ")
+    c.grant_types
+        .iter()
+        .map(|g| g.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 macro_rules! client_store {
@@ -78,7 +85,9 @@ macro_rules! client_store {
                     .bind(c.kind.as_str())
                     .bind(c.secret_hash.as_deref())
                     .bind(to_json_list(c.redirect_uris.iter().map(|u| u.as_str())))
-                    .bind(to_json_list(c.post_logout_redirect_uris.iter().map(|u| u.as_str())))
+                    .bind(to_json_list(
+                        c.post_logout_redirect_uris.iter().map(|u| u.as_str()),
+                    ))
                     .bind(grant_list(c))
                     .bind(c.scope.to_string())
                     .bind(to_json_list(c.resources.iter().map(|u| u.as_str())))
@@ -92,7 +101,8 @@ macro_rules! client_store {
             }
 
             async fn get_client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
-                let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM clients WHERE id = $1"));
+                let sql =
+                    sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM clients WHERE id = $1"));
                 let row: Option<ClientRow> = sqlx::query_as(sql)
                     .bind(id.as_str())
                     .fetch_optional(&self.pool)
@@ -105,8 +115,10 @@ macro_rules! client_store {
                 let sql = sqlx::AssertSqlSafe(format!(
                     "SELECT {COLUMNS} FROM clients ORDER BY created_at, id"
                 ));
-                let rows: Vec<ClientRow> =
-                    sqlx::query_as(sql).fetch_all(&self.pool).await.map_err(backend)?;
+                let rows: Vec<ClientRow> = sqlx::query_as(sql)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend)?;
                 rows.into_iter().map(Client::try_from).collect()
             }
 
@@ -119,7 +131,11 @@ macro_rules! client_store {
                 Ok(done.rows_affected() > 0)
             }
 
-            async fn set_client_secret(&self, id: &ClientId, hash: &[u8]) -> Result<bool, StoreError> {
+            async fn set_client_secret(
+                &self,
+                id: &ClientId,
+                hash: &[u8],
+            ) -> Result<bool, StoreError> {
                 let done = sqlx::query(
                     "UPDATE clients SET secret_hash = $1 WHERE id = $2 AND kind = 'confidential'",
                 )

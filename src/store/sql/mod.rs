@@ -50,7 +50,10 @@ macro_rules! store_impl {
             }
 
             async fn ping(&self) -> Result<(), StoreError> {
-                sqlx::query("SELECT 1").execute(&self.pool).await.map_err(backend)?;
+                sqlx::query("SELECT 1")
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend)?;
                 Ok(())
             }
         }

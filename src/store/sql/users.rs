@@ -69,7 +69,10 @@ macro_rules! user_store {
                 Ok(())
             }
 
-            async fn get_user_by_username(&self, name: &Username) -> Result<Option<User>, StoreError> {
+            async fn get_user_by_username(
+                &self,
+                name: &Username,
+            ) -> Result<Option<User>, StoreError> {
                 self.user_where("username", name.as_str()).await
             }
 
@@ -78,9 +81,12 @@ macro_rules! user_store {
             }
 
             async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-                let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users ORDER BY username"));
-                let rows: Vec<UserRow> =
-                    sqlx::query_as(sql).fetch_all(&self.pool).await.map_err(backend)?;
+                let sql =
+                    sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users ORDER BY username"));
+                let rows: Vec<UserRow> = sqlx::query_as(sql)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend)?;
                 rows.into_iter().map(User::try_from).collect()
             }
 
@@ -90,13 +96,15 @@ macro_rules! user_store {
                 disabled: bool,
                 now: UnixTime,
             ) -> Result<bool, StoreError> {
-                let done = sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3")
-                    .bind(disabled)
-                    .bind(now)
-                    .bind(name.as_str())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(backend)?;
+                let done = sqlx::query(
+                    "UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3",
+                )
+                .bind(disabled)
+                .bind(now)
+                .bind(name.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -106,22 +114,28 @@ macro_rules! user_store {
                 hash: &str,
                 now: UnixTime,
             ) -> Result<bool, StoreError> {
-                let done =
-                    sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
-                        .bind(hash)
-                        .bind(now)
-                        .bind(name.as_str())
-                        .execute(&self.pool)
-                        .await
-                        .map_err(backend)?;
+                let done = sqlx::query(
+                    "UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3",
+                )
+                .bind(hash)
+                .bind(now)
+                .bind(name.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
                 Ok(done.rows_affected() > 0)
             }
         }
 
         impl $store {
-            async fn user_where(&self, column: &'static str, value: &str) -> Result<Option<User>, StoreError> {
+            async fn user_where(
+                &self,
+                column: &'static str,
+                value: &str,
+            ) -> Result<Option<User>, StoreError> {
                 // `column` is one of two literals above, never input.
-                let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE {column} = $1"));
+                let sql =
+                    sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE {column} = $1"));
                 let row: Option<UserRow> = sqlx::query_as(sql)
                     .bind(value)
                     .fetch_optional(&self.pool)
