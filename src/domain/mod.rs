@@ -2,6 +2,7 @@
 //! before it reaches a service; a value of these types is valid by construction.
 
 mod client;
+mod flow;
 mod key;
 mod scope;
 mod secret;
@@ -10,6 +11,7 @@ mod user;
 pub use client::{
     is_loopback_url, Client, ClientId, ClientKind, GrantType, RedirectUri, ResourceUri,
 };
+pub use flow::{AuditEvent, AuthorizationCode, Grant, RefreshToken, Session};
 pub use key::{KeyState, SigningKeyRecord};
 pub use scope::Scope;
 pub use secret::{Password, SecretString};

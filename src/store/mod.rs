@@ -6,7 +6,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::clock::UnixTime;
-use crate::domain::{Client, ClientId, KeyState, SigningKeyRecord, User, Username};
+use crate::domain::{
+    AuditEvent, AuthorizationCode, Client, ClientId, Grant, KeyState, RefreshToken, Scope, Session,
+    SigningKeyRecord, User, Username,
+};
 
 mod postgres;
 mod sql;
@@ -104,9 +107,102 @@ pub trait KeyStore: Send + Sync {
     async fn retire_key(&self, kid: &str, from: KeyState) -> Result<bool, StoreError>;
 }
 
+/// Browser sessions.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session.
+    async fn insert_session(&self, session: &Session) -> Result<(), StoreError>;
+    /// Looks a session up by the hash of its cookie value.
+    async fn get_session(&self, id_hash: &[u8]) -> Result<Option<Session>, StoreError>;
+    /// Looks a session up by its public id.
+    async fn get_session_by_sid(&self, sid: &str) -> Result<Option<Session>, StoreError>;
+    /// Records use, for the idle timeout.
+    async fn touch_session(&self, id_hash: &[u8], now: UnixTime) -> Result<(), StoreError>;
+    /// Ends a session (logout); false if it was already ended or unknown.
+    async fn end_session(&self, sid: &str, now: UnixTime) -> Result<bool, StoreError>;
+}
+
+/// Remembered consent, per user and client.
+#[async_trait]
+pub trait ConsentStore: Send + Sync {
+    /// The scope the user has granted the client, if any.
+    async fn get_consent(&self, user_id: &str, client_id: &ClientId) -> Result<Option<Scope>, StoreError>;
+    /// Records consent to `scope` (replacing what was there).
+    async fn save_consent(
+        &self,
+        user_id: &str,
+        client_id: &ClientId,
+        scope: &Scope,
+        now: UnixTime,
+    ) -> Result<(), StoreError>;
+}
+
+/// Authorization codes, grants (refresh families) and refresh tokens.
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    /// Stores a new authorization code.
+    async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError>;
+    /// Looks a code up by its hash, consumed or not.
+    async fn get_code(&self, code_hash: &[u8]) -> Result<Option<AuthorizationCode>, StoreError>;
+    /// In one transaction: marks the code consumed only if it was not
+    /// (`UPDATE ... WHERE consumed_at IS NULL`), then stores the grant and its first
+    /// refresh token. False (and nothing stored) if the code was already consumed.
+    async fn redeem_code(
+        &self,
+        code_hash: &[u8],
+        grant: &Grant,
+        refresh: Option<&RefreshToken>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// Looks a grant up.
+    async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError>;
+    /// Revokes a grant: every refresh token in the family, and every access token whose
+    /// `jti` names it, stops working. False if already revoked or unknown.
+    async fn revoke_grant(&self, id: &str, now: UnixTime) -> Result<bool, StoreError>;
+    /// Revokes the grants issued under a browser session (logout); with `keep_offline`,
+    /// grants whose scope holds `offline_access` survive. Returns how many were revoked.
+    async fn revoke_session_grants(
+        &self,
+        sid: &str,
+        keep_offline: bool,
+        now: UnixTime,
+    ) -> Result<u64, StoreError>;
+    /// Looks a refresh token up by its hash, spent or not.
+    async fn get_refresh_token(&self, token_hash: &[u8]) -> Result<Option<RefreshToken>, StoreError>;
+    /// In one transaction: marks the presented token spent only if it was unspent
+    /// (`UPDATE ... WHERE spent_at IS NULL RETURNING`), inserts its successor and touches
+    /// the grant, only if the grant is not revoked. False (and nothing changed) otherwise.
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &[u8],
+        successor: &RefreshToken,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Revoked access-token ids and the audit trail.
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Records an access token's `jti` as revoked until `expires_at`.
+    async fn revoke_jti(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError>;
+    /// True if the `jti` was revoked.
+    async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+    /// Appends an audit event.
+    async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
+}
+
+/// Deletion of expired records, in bounded batches; safe to run on several nodes at once.
+#[async_trait]
+pub trait Housekeeping: Send + Sync {
+    /// Deletes up to `batch` expired rows from each table; returns how many went.
+    async fn purge_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError>;
+}
+
 /// Everything the services need from storage.
 #[async_trait]
-pub trait Store: ClientStore + UserStore + KeyStore {
+pub trait Store:
+    ClientStore + UserStore + KeyStore + SessionStore + ConsentStore + GrantStore + RevocationStore + Housekeeping
+{
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
     /// Round-trips to the database (for `/readyz`).

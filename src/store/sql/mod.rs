@@ -4,7 +4,10 @@
 //! difference lives in the backend's own file (`begin` for transactions).
 
 mod clients;
+mod grants;
 mod keys;
+mod revocation;
+mod sessions;
 mod users;
 
 use async_trait::async_trait;

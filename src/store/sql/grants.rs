@@ -1,0 +1,320 @@
+//! `GrantStore` for both backends: codes, grants (refresh families) and refresh tokens.
+//! Single use is a storage primitive here: consumption is an `UPDATE ... WHERE <unused>`
+//! whose row count decides, inside the same transaction as what it creates.
+
+use async_trait::async_trait;
+
+use super::{backend, corrupt, write_error};
+use crate::clock::UnixTime;
+use crate::domain::{AuthorizationCode, ClientId, Grant, RefreshToken, Scope, UserId};
+use crate::store::{GrantStore, PgStore, SqliteStore, StoreError};
+
+#[derive(sqlx::FromRow)]
+struct CodeRow {
+    code_hash: Vec<u8>,
+    grant_id: String,
+    client_id: String,
+    user_id: String,
+    sid: String,
+    redirect_uri: String,
+    scope: String,
+    nonce: Option<String>,
+    code_challenge: String,
+    resource: Option<String>,
+    auth_time: i64,
+    amr: String,
+    created_at: i64,
+    expires_at: i64,
+    consumed_at: Option<i64>,
+}
+
+impl TryFrom<CodeRow> for AuthorizationCode {
+    type Error = StoreError;
+    fn try_from(r: CodeRow) -> Result<Self, StoreError> {
+        Ok(AuthorizationCode {
+            code_hash: r.code_hash,
+            grant_id: r.grant_id,
+            client_id: ClientId::parse(&r.client_id).map_err(corrupt)?,
+            user_id: UserId::from_stored(r.user_id),
+            sid: r.sid,
+            redirect_uri: r.redirect_uri,
+            scope: Scope::parse(&r.scope).map_err(corrupt)?,
+            nonce: r.nonce,
+            code_challenge: r.code_challenge,
+            resource: r.resource,
+            auth_time: r.auth_time,
+            amr: split(&r.amr),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            consumed_at: r.consumed_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct GrantRow {
+    id: String,
+    client_id: String,
+    user_id: String,
+    sid: String,
+    scope: String,
+    resource: Option<String>,
+    auth_time: i64,
+    amr: String,
+    created_at: i64,
+    last_used_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<GrantRow> for Grant {
+    type Error = StoreError;
+    fn try_from(r: GrantRow) -> Result<Self, StoreError> {
+        Ok(Grant {
+            id: r.id,
+            client_id: ClientId::parse(&r.client_id).map_err(corrupt)?,
+            user_id: UserId::from_stored(r.user_id),
+            sid: r.sid,
+            scope: Scope::parse(&r.scope).map_err(corrupt)?,
+            resource: r.resource,
+            auth_time: r.auth_time,
+            amr: split(&r.amr),
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RefreshRow {
+    token_hash: Vec<u8>,
+    grant_id: String,
+    client_id: String,
+    scope: String,
+    created_at: i64,
+    expires_at: i64,
+    spent_at: Option<i64>,
+}
+
+impl TryFrom<RefreshRow> for RefreshToken {
+    type Error = StoreError;
+    fn try_from(r: RefreshRow) -> Result<Self, StoreError> {
+        Ok(RefreshToken {
+            token_hash: r.token_hash,
+            grant_id: r.grant_id,
+            client_id: ClientId::parse(&r.client_id).map_err(corrupt)?,
+            scope: Scope::parse(&r.scope).map_err(corrupt)?,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            spent_at: r.spent_at,
+        })
+    }
+}
+
+fn split(v: &str) -> Vec<String> {
+    v.split_whitespace().map(str::to_owned).collect()
+}
+
+const SELECT_CODE: &str = "SELECT code_hash, grant_id, client_id, user_id, sid, redirect_uri, scope, \
+     nonce, code_challenge, resource, auth_time, amr, created_at, expires_at, consumed_at \
+     FROM authorization_codes WHERE code_hash = $1";
+const SELECT_GRANT: &str = "SELECT id, client_id, user_id, sid, scope, resource, auth_time, amr, \
+     created_at, last_used_at, expires_at, revoked_at FROM grants WHERE id = $1";
+const SELECT_REFRESH: &str = "SELECT token_hash, grant_id, client_id, scope, created_at, expires_at, \
+     spent_at FROM refresh_tokens WHERE token_hash = $1";
+const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, \
+     created_at, expires_at, spent_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+macro_rules! insert_refresh {
+    ($t:expr, $conn:expr) => {
+        sqlx::query(INSERT_REFRESH)
+            .bind(&$t.token_hash)
+            .bind(&$t.grant_id)
+            .bind($t.client_id.as_str())
+            .bind($t.scope.to_string())
+            .bind($t.created_at)
+            .bind($t.expires_at)
+            .bind($t.spent_at)
+            .execute($conn)
+            .await
+            .map_err(write_error("refresh token"))
+    };
+}
+
+macro_rules! grant_store {
+    ($store:ty) => {
+        #[async_trait]
+        impl GrantStore for $store {
+            async fn insert_code(&self, c: &AuthorizationCode) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO authorization_codes (code_hash, grant_id, client_id, user_id, sid, \
+                     redirect_uri, scope, nonce, code_challenge, resource, auth_time, amr, created_at, \
+                     expires_at, consumed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                )
+                .bind(&c.code_hash)
+                .bind(&c.grant_id)
+                .bind(c.client_id.as_str())
+                .bind(c.user_id.as_str())
+                .bind(&c.sid)
+                .bind(&c.redirect_uri)
+                .bind(c.scope.to_string())
+                .bind(c.nonce.as_deref())
+                .bind(&c.code_challenge)
+                .bind(c.resource.as_deref())
+                .bind(c.auth_time)
+                .bind(c.amr.join(" "))
+                .bind(c.created_at)
+                .bind(c.expires_at)
+                .bind(c.consumed_at)
+                .execute(&self.pool)
+                .await
+                .map_err(write_error("authorization code"))?;
+                Ok(())
+            }
+
+            async fn get_code(&self, code_hash: &[u8]) -> Result<Option<AuthorizationCode>, StoreError> {
+                let row: Option<CodeRow> = sqlx::query_as(SELECT_CODE)
+                    .bind(code_hash)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                row.map(AuthorizationCode::try_from).transpose()
+            }
+
+            async fn redeem_code(
+                &self,
+                code_hash: &[u8],
+                g: &Grant,
+                refresh: Option<&RefreshToken>,
+                now: UnixTime,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.begin().await?;
+                // RFC 6749 §4.1.2: single use, decided by the row count of this UPDATE.
+                let consumed = sqlx::query(
+                    "UPDATE authorization_codes SET consumed_at = $1 \
+                     WHERE code_hash = $2 AND consumed_at IS NULL",
+                )
+                .bind(now)
+                .bind(code_hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if consumed.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO grants (id, client_id, user_id, sid, scope, resource, auth_time, amr, \
+                     created_at, last_used_at, expires_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(&g.id)
+                .bind(g.client_id.as_str())
+                .bind(g.user_id.as_str())
+                .bind(&g.sid)
+                .bind(g.scope.to_string())
+                .bind(g.resource.as_deref())
+                .bind(g.auth_time)
+                .bind(g.amr.join(" "))
+                .bind(g.created_at)
+                .bind(g.last_used_at)
+                .bind(g.expires_at)
+                .bind(g.revoked_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error("grant"))?;
+                if let Some(t) = refresh {
+                    insert_refresh!(t, &mut *tx)?;
+                }
+                tx.commit().await.map_err(backend)?;
+                Ok(true)
+            }
+
+            async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+                let row: Option<GrantRow> =
+                    sqlx::query_as(SELECT_GRANT).bind(id).fetch_optional(&self.pool).await.map_err(backend)?;
+                row.map(Grant::try_from).transpose()
+            }
+
+            async fn revoke_grant(&self, id: &str, now: UnixTime) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn revoke_session_grants(
+                &self,
+                sid: &str,
+                keep_offline: bool,
+                now: UnixTime,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE grants SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL \
+                     AND NOT ($3 AND (' ' || scope || ' ') LIKE '% offline_access %')",
+                )
+                .bind(now)
+                .bind(sid)
+                .bind(keep_offline)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn get_refresh_token(&self, token_hash: &[u8]) -> Result<Option<RefreshToken>, StoreError> {
+                let row: Option<RefreshRow> = sqlx::query_as(SELECT_REFRESH)
+                    .bind(token_hash)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                row.map(RefreshToken::try_from).transpose()
+            }
+
+            async fn rotate_refresh_token(
+                &self,
+                presented_hash: &[u8],
+                successor: &RefreshToken,
+                now: UnixTime,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.begin().await?;
+                // Spend the presented token only if it is unspent.
+                let spent: Option<String> = sqlx::query_scalar(
+                    "UPDATE refresh_tokens SET spent_at = $1 WHERE token_hash = $2 AND spent_at IS NULL \
+                     RETURNING grant_id",
+                )
+                .bind(now)
+                .bind(presented_hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if spent.as_deref() != Some(successor.grant_id.as_str()) {
+                    return Ok(false);
+                }
+                // The family must still be alive when we extend it.
+                let touched = sqlx::query(
+                    "UPDATE grants SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(&successor.grant_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if touched.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                insert_refresh!(successor, &mut *tx)?;
+                tx.commit().await.map_err(backend)?;
+                Ok(true)
+            }
+        }
+    };
+}
+
+grant_store!(PgStore);
+grant_store!(SqliteStore);

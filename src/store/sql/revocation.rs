@@ -1,0 +1,88 @@
+//! `RevocationStore` and `Housekeeping` for both backends.
+
+use async_trait::async_trait;
+
+use super::backend;
+use crate::clock::UnixTime;
+use crate::domain::AuditEvent;
+use crate::store::{Housekeeping, PgStore, RevocationStore, SqliteStore, StoreError};
+
+/// Expired rows per table. Spent refresh tokens are kept until their family's absolute
+/// end, so that a replay is still recognised as reuse.
+const PURGES: &[&str] = &[
+    "DELETE FROM authorization_codes WHERE code_hash IN \
+     (SELECT code_hash FROM authorization_codes WHERE expires_at < $1 LIMIT $2)",
+    "DELETE FROM refresh_tokens WHERE token_hash IN \
+     (SELECT token_hash FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)",
+    "DELETE FROM grants WHERE id IN (SELECT id FROM grants WHERE expires_at < $1 LIMIT $2)",
+    "DELETE FROM sessions WHERE id_hash IN \
+     (SELECT id_hash FROM sessions WHERE expires_at < $1 OR ended_at < $1 - 86400 LIMIT $2)",
+    "DELETE FROM revoked_jtis WHERE jti IN (SELECT jti FROM revoked_jtis WHERE expires_at < $1 LIMIT $2)",
+];
+
+macro_rules! revocation_store {
+    ($store:ty) => {
+        #[async_trait]
+        impl RevocationStore for $store {
+            async fn revoke_jti(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO revoked_jtis (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(jti)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+                Ok(())
+            }
+
+            async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM revoked_jtis WHERE jti = $1")
+                    .bind(jti)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                Ok(n > 0)
+            }
+
+            async fn record_event(&self, e: &AuditEvent) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO audit_events (id, kind, at, client_id, user_id, grant_id, ip, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(e.kind)
+                .bind(e.at)
+                .bind(e.client_id.as_deref())
+                .bind(e.user_id.as_deref())
+                .bind(e.grant_id.as_deref())
+                .bind(e.ip.as_deref())
+                .bind(&e.detail)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl Housekeeping for $store {
+            async fn purge_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError> {
+                let mut total = 0;
+                for sql in PURGES {
+                    let done = sqlx::query(*sql)
+                        .bind(now)
+                        .bind(i64::from(batch))
+                        .execute(&self.pool)
+                        .await
+                        .map_err(backend)?;
+                    total += done.rows_affected();
+                }
+                Ok(total)
+            }
+        }
+    };
+}
+
+revocation_store!(PgStore);
+revocation_store!(SqliteStore);

@@ -1,0 +1,147 @@
+//! `SessionStore` and `ConsentStore` for both backends.
+
+use async_trait::async_trait;
+
+use super::{backend, corrupt, write_error};
+use crate::clock::UnixTime;
+use crate::domain::{ClientId, Scope, Session, UserId};
+use crate::store::{ConsentStore, PgStore, SessionStore, SqliteStore, StoreError};
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id_hash: Vec<u8>,
+    sid: String,
+    user_id: String,
+    user_agent: String,
+    ip: String,
+    auth_time: i64,
+    amr: String,
+    created_at: i64,
+    last_seen_at: i64,
+    expires_at: i64,
+    ended_at: Option<i64>,
+}
+
+impl From<SessionRow> for Session {
+    fn from(r: SessionRow) -> Self {
+        Session {
+            id_hash: r.id_hash,
+            sid: r.sid,
+            user_id: UserId::from_stored(r.user_id),
+            user_agent: r.user_agent,
+            ip: r.ip,
+            auth_time: r.auth_time,
+            amr: r.amr.split_whitespace().map(str::to_owned).collect(),
+            created_at: r.created_at,
+            last_seen_at: r.last_seen_at,
+            expires_at: r.expires_at,
+            ended_at: r.ended_at,
+        }
+    }
+}
+
+const SELECT: &str = "SELECT id_hash, sid, user_id, user_agent, ip, auth_time, amr, created_at, \
+     last_seen_at, expires_at, ended_at FROM sessions";
+
+macro_rules! session_store {
+    ($store:ty) => {
+        #[async_trait]
+        impl SessionStore for $store {
+            async fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO sessions (id_hash, sid, user_id, user_agent, ip, auth_time, amr, \
+                     created_at, last_seen_at, expires_at, ended_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&s.id_hash)
+                .bind(&s.sid)
+                .bind(s.user_id.as_str())
+                .bind(&s.user_agent)
+                .bind(&s.ip)
+                .bind(s.auth_time)
+                .bind(s.amr.join(" "))
+                .bind(s.created_at)
+                .bind(s.last_seen_at)
+                .bind(s.expires_at)
+                .bind(s.ended_at)
+                .execute(&self.pool)
+                .await
+                .map_err(write_error("session"))?;
+                Ok(())
+            }
+
+            async fn get_session(&self, id_hash: &[u8]) -> Result<Option<Session>, StoreError> {
+                let sql = sqlx::AssertSqlSafe(format!("{SELECT} WHERE id_hash = $1"));
+                let row: Option<SessionRow> =
+                    sqlx::query_as(sql).bind(id_hash).fetch_optional(&self.pool).await.map_err(backend)?;
+                Ok(row.map(Session::from))
+            }
+
+            async fn get_session_by_sid(&self, sid: &str) -> Result<Option<Session>, StoreError> {
+                let sql = sqlx::AssertSqlSafe(format!("{SELECT} WHERE sid = $1"));
+                let row: Option<SessionRow> =
+                    sqlx::query_as(sql).bind(sid).fetch_optional(&self.pool).await.map_err(backend)?;
+                Ok(row.map(Session::from))
+            }
+
+            async fn touch_session(&self, id_hash: &[u8], now: UnixTime) -> Result<(), StoreError> {
+                sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2 AND last_seen_at < $1")
+                    .bind(now)
+                    .bind(id_hash)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                Ok(())
+            }
+
+            async fn end_session(&self, sid: &str, now: UnixTime) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL")
+                    .bind(now)
+                    .bind(sid)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                Ok(done.rows_affected() > 0)
+            }
+        }
+
+        #[async_trait]
+        impl ConsentStore for $store {
+            async fn get_consent(&self, user_id: &str, client_id: &ClientId) -> Result<Option<Scope>, StoreError> {
+                let scope: Option<String> =
+                    sqlx::query_scalar("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
+                        .bind(user_id)
+                        .bind(client_id.as_str())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(backend)?;
+                scope.map(|s| Scope::parse(&s).map_err(corrupt)).transpose()
+            }
+
+            async fn save_consent(
+                &self,
+                user_id: &str,
+                client_id: &ClientId,
+                scope: &Scope,
+                now: UnixTime,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO consents (user_id, client_id, scope, granted_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, \
+                     granted_at = excluded.granted_at",
+                )
+                .bind(user_id)
+                .bind(client_id.as_str())
+                .bind(scope.to_string())
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(write_error("consent"))?;
+                Ok(())
+            }
+        }
+    };
+}
+
+session_store!(PgStore);
+session_store!(SqliteStore);
