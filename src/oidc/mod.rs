@@ -2,6 +2,7 @@
 //! Time comes in as `now: UnixTime`; randomness comes in as arguments.
 
 mod authorize;
+mod client_auth;
 mod error;
 mod params;
 mod pkce;
@@ -14,6 +15,7 @@ pub use authorize::{
     ConsentState, Decision, PageError, Prompt, RedirectError, SessionView, MAX_LOGIN_HINT_BYTES,
     MAX_NONCE_BYTES, MAX_STATE_BYTES,
 };
+pub use client_auth::{authenticate, presented_credentials, ClientAuthError, PresentedCredentials};
 pub use error::{ErrorCode, OAuthError};
 pub use params::{Params, MAX_PARAMS, MAX_VALUE_BYTES};
 pub use pkce::{verify_code_verifier, CodeChallenge};
