@@ -4,6 +4,7 @@
 mod authorize;
 mod client_auth;
 mod error;
+mod grants;
 mod params;
 mod pkce;
 mod serde_domain;
@@ -17,5 +18,10 @@ pub use authorize::{
 };
 pub use client_auth::{authenticate, presented_credentials, ClientAuthError, PresentedCredentials};
 pub use error::{ErrorCode, OAuthError};
+pub use grants::{
+    check_code_redemption, check_family_alive, check_grant_allowed, check_resource_within_grant,
+    choose_audience, client_credentials_scope, issues_refresh_token, narrow_scope,
+    parse_token_request, CodeGrantView, FamilyView, TokenRequest, CODE_TTL,
+};
 pub use params::{Params, MAX_PARAMS, MAX_VALUE_BYTES};
 pub use pkce::{verify_code_verifier, CodeChallenge};
