@@ -2,6 +2,7 @@
 //! Time comes in as `now: UnixTime`; randomness comes in as arguments.
 
 mod authorize;
+mod claims;
 mod client_auth;
 mod error;
 mod grants;
@@ -15,6 +16,10 @@ pub use authorize::{
     check_client_and_redirect, check_request, consent_covers, decide, AuthorizationRequest,
     ConsentState, Decision, PageError, Prompt, RedirectError, SessionView, MAX_LOGIN_HINT_BYTES,
     MAX_NONCE_BYTES, MAX_STATE_BYTES,
+};
+pub use claims::{
+    access_token_claims, at_hash, id_token_claims, user_claims, userinfo_claims, AccessTokenClaims,
+    AccessTokenInput, IdTokenClaims, IdTokenInput,
 };
 pub use client_auth::{authenticate, presented_credentials, ClientAuthError, PresentedCredentials};
 pub use error::{ErrorCode, OAuthError};
