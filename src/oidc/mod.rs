@@ -4,8 +4,11 @@
 mod authorize;
 mod claims;
 mod client_auth;
+mod discovery;
 mod error;
 mod grants;
+mod introspection;
+mod logout;
 mod params;
 mod pkce;
 mod serde_domain;
@@ -22,11 +25,17 @@ pub use claims::{
     AccessTokenInput, IdTokenClaims, IdTokenInput,
 };
 pub use client_auth::{authenticate, presented_credentials, ClientAuthError, PresentedCredentials};
+pub use discovery::{
+    authorization_server_metadata, openid_configuration, CLAIMS_SUPPORTED, PROMPT_VALUES_SUPPORTED,
+    SCOPES_SUPPORTED,
+};
 pub use error::{ErrorCode, OAuthError};
 pub use grants::{
     check_code_redemption, check_family_alive, check_grant_allowed, check_resource_within_grant,
     choose_audience, client_credentials_scope, issues_refresh_token, narrow_scope,
     parse_token_request, CodeGrantView, FamilyView, TokenRequest, CODE_TTL,
 };
+pub use introspection::{active_response, inactive_response};
+pub use logout::{hint_matches_client, post_logout_redirect};
 pub use params::{Params, MAX_PARAMS, MAX_VALUE_BYTES};
 pub use pkce::{verify_code_verifier, CodeChallenge};
