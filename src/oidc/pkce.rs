@@ -177,15 +177,26 @@ mod tests {
         assert_eq!(e.code, ErrorCode::InvalidGrant);
     }
 
+    /// The S256 challenge of any string, so that only the shape rule can refuse it.
+    fn challenge_of(verifier: &str) -> CodeChallenge {
+        let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+        CodeChallenge(URL_SAFE_NO_PAD.encode(digest.as_ref()))
+    }
+
     #[test]
-    fn malformed_verifier_is_invalid_grant() {
+    fn malformed_verifier_is_invalid_grant_even_if_hash_matches() {
         let short = &VERIFIER[..42];
         let long = "a".repeat(129);
         let bad_char = format!("{}+", &VERIFIER[..42]);
         for v in [short, long.as_str(), bad_char.as_str()] {
-            let e = verify_code_verifier(&challenge(), Some(v)).unwrap_err();
+            let e = verify_code_verifier(&challenge_of(v), Some(v)).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidGrant, "{v}");
         }
+        let longest = "a".repeat(128);
+        assert_eq!(
+            verify_code_verifier(&challenge_of(&longest), Some(&longest)),
+            Ok(())
+        );
     }
 
     #[test]

@@ -233,6 +233,9 @@ fn client_credentials_requested_scope_rules() {
         let e = client_credentials_scope(&c, Some(&scope(bad))).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidScope, "{bad}");
     }
+    // The user-only tokens are refused by name, not merely as outside the client's scope.
+    let e = client_credentials_scope(&c, Some(&scope("openid"))).unwrap_err();
+    assert!(e.description.contains("client_credentials"));
 }
 
 // ---- audience ----
