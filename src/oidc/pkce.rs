@@ -7,8 +7,8 @@ use subtle::ConstantTimeEq;
 
 use super::OAuthError;
 
-/// Length of an `S256` challenge: BASE64URL of a 32-byte SHA-256 output, unpadded.
-const S256_CHALLENGE_CHARS: usize = 43;
+/// Length of a SHA-256 output; an `S256` challenge is its unpadded BASE64URL form.
+const SHA256_BYTES: usize = 32;
 
 /// A validated `S256` code challenge (RFC 7636 §4.2). Deserialising validates again.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -36,10 +36,12 @@ impl CodeChallenge {
         &self.0
     }
 
-    /// Checks the S256 output shape: 43 characters that decode to exactly 32 bytes.
+    /// Checks the S256 output shape (RFC 7636 §4.2): unpadded base64url that decodes to
+    /// exactly 32 bytes, which is the same as 43 base64url characters whose last one carries
+    /// no stray bits.
     fn from_wire(challenge: &str) -> Result<CodeChallenge, OAuthError> {
         let decoded = URL_SAFE_NO_PAD.decode(challenge);
-        if challenge.len() != S256_CHALLENGE_CHARS || !decoded.is_ok_and(|d| d.len() == 32) {
+        if !decoded.is_ok_and(|d| d.len() == SHA256_BYTES) {
             return Err(OAuthError::invalid_request(
                 "code_challenge must be 43 characters of base64url (S256)",
             ));
