@@ -156,12 +156,8 @@ fn build_published(
         signer,
         verifying,
         jwks: Document::json(&JwkSet { keys: jwks })?,
-        openid_configuration: Document::json(&crate::oidc::discovery::openid_configuration(
-            issuer, &algs,
-        ))?,
-        oauth_metadata: Document::json(&crate::oidc::discovery::authorization_server_metadata(
-            issuer, &algs,
-        ))?,
+        openid_configuration: Document::json(&crate::oidc::openid_configuration(issuer, &algs))?,
+        oauth_metadata: Document::json(&crate::oidc::authorization_server_metadata(issuer))?,
         fingerprint: fingerprint(records),
     })
 }

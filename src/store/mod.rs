@@ -126,7 +126,11 @@ pub trait SessionStore: Send + Sync {
 #[async_trait]
 pub trait ConsentStore: Send + Sync {
     /// The scope the user has granted the client, if any.
-    async fn get_consent(&self, user_id: &str, client_id: &ClientId) -> Result<Option<Scope>, StoreError>;
+    async fn get_consent(
+        &self,
+        user_id: &str,
+        client_id: &ClientId,
+    ) -> Result<Option<Scope>, StoreError>;
     /// Records consent to `scope` (replacing what was there).
     async fn save_consent(
         &self,
@@ -168,7 +172,10 @@ pub trait GrantStore: Send + Sync {
         now: UnixTime,
     ) -> Result<u64, StoreError>;
     /// Looks a refresh token up by its hash, spent or not.
-    async fn get_refresh_token(&self, token_hash: &[u8]) -> Result<Option<RefreshToken>, StoreError>;
+    async fn get_refresh_token(
+        &self,
+        token_hash: &[u8],
+    ) -> Result<Option<RefreshToken>, StoreError>;
     /// In one transaction: marks the presented token spent only if it was unspent
     /// (`UPDATE ... WHERE spent_at IS NULL RETURNING`), inserts its successor and touches
     /// the grant, only if the grant is not revoked. False (and nothing changed) otherwise.
@@ -201,7 +208,14 @@ pub trait Housekeeping: Send + Sync {
 /// Everything the services need from storage.
 #[async_trait]
 pub trait Store:
-    ClientStore + UserStore + KeyStore + SessionStore + ConsentStore + GrantStore + RevocationStore + Housekeeping
+    ClientStore
+    + UserStore
+    + KeyStore
+    + SessionStore
+    + ConsentStore
+    + GrantStore
+    + RevocationStore
+    + Housekeeping
 {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;

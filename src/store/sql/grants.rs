@@ -117,12 +117,14 @@ fn split(v: &str) -> Vec<String> {
     v.split_whitespace().map(str::to_owned).collect()
 }
 
-const SELECT_CODE: &str = "SELECT code_hash, grant_id, client_id, user_id, sid, redirect_uri, scope, \
+const SELECT_CODE: &str =
+    "SELECT code_hash, grant_id, client_id, user_id, sid, redirect_uri, scope, \
      nonce, code_challenge, resource, auth_time, amr, created_at, expires_at, consumed_at \
      FROM authorization_codes WHERE code_hash = $1";
 const SELECT_GRANT: &str = "SELECT id, client_id, user_id, sid, scope, resource, auth_time, amr, \
      created_at, last_used_at, expires_at, revoked_at FROM grants WHERE id = $1";
-const SELECT_REFRESH: &str = "SELECT token_hash, grant_id, client_id, scope, created_at, expires_at, \
+const SELECT_REFRESH: &str =
+    "SELECT token_hash, grant_id, client_id, scope, created_at, expires_at, \
      spent_at FROM refresh_tokens WHERE token_hash = $1";
 const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, \
      created_at, expires_at, spent_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
