@@ -2,13 +2,43 @@
 //! actix or sqlx, and never produce HTTP status codes.
 
 pub mod admin;
+pub mod authorize;
+pub mod housekeeping;
 pub mod keys;
+pub mod login;
+pub mod logout;
+pub mod resource;
+pub mod session;
+pub mod token;
+mod tokens;
+
+use std::sync::Arc;
 
 pub use keys::{Document, KeyRing, Published};
 
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::crypto::password::PasswordHasher;
+use crate::crypto::token::SecretHasher;
 use crate::crypto::CryptoError;
 use crate::domain::ParseError;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
+
+/// Everything a use case may need, shared by every worker.
+pub struct AppState {
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Signing keys and published documents.
+    pub keys: Arc<KeyRing>,
+    /// The clock; read once per request.
+    pub clock: Arc<dyn Clock>,
+    /// argon2id, bounded.
+    pub passwords: Arc<PasswordHasher>,
+    /// Keyed hash for client secrets.
+    pub secrets: Arc<SecretHasher>,
+}
 
 /// Why a use case failed. `http::error` and the CLI map these, each in one place.
 #[derive(Debug, thiserror::Error)]

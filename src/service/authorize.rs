@@ -1,0 +1,246 @@
+//! The authorization endpoint as one pipeline (RFC 6749 §4.1.1, OIDC Core §3.1.2): the
+//! rules live in `oidc::authorize`; this module looks things up, stores the code, and
+//! says what the browser should see next. The login and consent forms carry the original
+//! request and send it back through the same pipeline, so every step is re-validated.
+
+use url::Url;
+
+use crate::clock::UnixTime;
+use crate::crypto::token::{hash_token, random_token};
+use crate::domain::{AuthorizationCode, Client, ClientId, Scope};
+use crate::oidc::{
+    check_client_and_redirect, check_request, decide, AuthorizationRequest, ConsentState, Decision,
+    OAuthError, Params, RedirectError, SessionView,
+};
+
+use super::session::{secs, ActiveSession};
+use super::{AppState, ServiceError};
+
+/// What the browser gets.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The client or redirect URI cannot be trusted: an error page, never a redirect
+    /// (RFC 6749 §4.1.2.1, RFC 9700 §4.1.1).
+    ErrorPage(OAuthError),
+    /// Back to the client: a code, or an error (with `state` and `iss`, RFC 9207).
+    Redirect(String),
+    /// The login form; `request` is the original request, to be posted back.
+    Login {
+        /// The original request as a query string.
+        request: String,
+        /// A username to pre-fill (`login_hint`).
+        login_hint: Option<String>,
+    },
+    /// The consent form.
+    Consent {
+        /// The original request as a query string.
+        request: String,
+        /// The client's display name.
+        client_name: String,
+        /// The scopes asked for.
+        scopes: Vec<String>,
+    },
+}
+
+/// How the request reached the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `/authorize` itself.
+    Start,
+    /// Right after a successful login: the login satisfies `prompt=login` and `max_age`.
+    AfterLogin,
+    /// The consent form was answered.
+    Consented {
+        /// `allow` (true) or `deny` (false).
+        allow: bool,
+    },
+}
+
+/// Runs the authorization pipeline for `pairs` (query or form parameters).
+pub async fn authorize(
+    state: &AppState,
+    pairs: Vec<(String, String)>,
+    session: Option<&ActiveSession>,
+    step: Step,
+    now: UnixTime,
+) -> Result<Outcome, ServiceError> {
+    let params = match Params::from_pairs(pairs) {
+        Ok(p) => p,
+        Err(e) => return Ok(Outcome::ErrorPage(e)),
+    };
+    let client = lookup_client(state, params.get("client_id")).await?;
+    let redirect_uri = match check_client_and_redirect(
+        client.as_ref(),
+        params.get("client_id"),
+        params.get("redirect_uri"),
+    ) {
+        Ok(uri) => uri,
+        Err(page) => return Ok(Outcome::ErrorPage(page.error)),
+    };
+    let Some(client) = client else {
+        return Ok(Outcome::ErrorPage(OAuthError::invalid_client("unknown client")));
+    };
+    let request = match check_request(&params, &client, redirect_uri) {
+        Ok(r) => r,
+        Err(e) => return Ok(Outcome::Redirect(error_redirect(&state.settings.issuer, &e))),
+    };
+    if step == (Step::Consented { allow: false }) {
+        let denied = OAuthError::access_denied("the user denied the request");
+        return Ok(Outcome::Redirect(deny(state, &request, denied)));
+    }
+    let consent = consent_state(state, &client, &request, session, step, now).await?;
+    let view = session.map(|s| SessionView { user_id: s.user.id.clone(), auth_time: s.session.auth_time });
+    match decide(&request, view.as_ref(), consent, step == Step::AfterLogin, now) {
+        Decision::Login => Ok(Outcome::Login {
+            request: encode(&params_pairs(&params)),
+            login_hint: request.login_hint.clone(),
+        }),
+        Decision::Consent => Ok(Outcome::Consent {
+            request: encode(&carried_pairs(&params, step)),
+            client_name: client.name.clone(),
+            scopes: request.scope.iter().map(str::to_owned).collect(),
+        }),
+        Decision::Error(e) => Ok(Outcome::Redirect(deny(state, &request, e))),
+        Decision::Issue => match session {
+            Some(s) => issue_code(state, &request, s, now).await.map(Outcome::Redirect),
+            None => Ok(Outcome::Redirect(deny(state, &request, OAuthError::login_required("no session")))),
+        },
+    }
+}
+
+async fn lookup_client(state: &AppState, id: Option<&str>) -> Result<Option<Client>, ServiceError> {
+    match id.map(ClientId::parse) {
+        Some(Ok(id)) => Ok(state.store.get_client(&id).await?),
+        _ => Ok(None),
+    }
+}
+
+/// Consent is remembered per user and client; a narrower or equal request does not ask
+/// again. First-party clients are not asked (unless `prompt=consent`).
+async fn consent_state(
+    state: &AppState,
+    client: &Client,
+    request: &AuthorizationRequest,
+    session: Option<&ActiveSession>,
+    step: Step,
+    now: UnixTime,
+) -> Result<ConsentState, ServiceError> {
+    let Some(session) = session else {
+        return Ok(if client.first_party { ConsentState::NotRequired } else { ConsentState::Missing });
+    };
+    let user_id = session.user.id.as_str();
+    let granted = state.store.get_consent(user_id, &client.id).await?;
+    if step == (Step::Consented { allow: true }) {
+        let mut all: Vec<String> = request.scope.iter().map(str::to_owned).collect();
+        if let Some(g) = &granted {
+            all.extend(g.iter().map(str::to_owned));
+        }
+        let merged: Scope = all.into_iter().collect();
+        state.store.save_consent(user_id, &client.id, &merged, now).await?;
+        return Ok(ConsentState::GrantedNow);
+    }
+    if client.first_party {
+        return Ok(ConsentState::NotRequired);
+    }
+    Ok(match granted {
+        Some(g) if crate::oidc::consent_covers(&g, &request.scope) => ConsentState::Granted,
+        _ => ConsentState::Missing,
+    })
+}
+
+/// Stores a single-use code bound to everything the token request must match, and
+/// returns the redirect that carries it (RFC 6749 §4.1.2).
+async fn issue_code(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    session: &ActiveSession,
+    now: UnixTime,
+) -> Result<String, ServiceError> {
+    let code = random_token()?;
+    let record = AuthorizationCode {
+        code_hash: hash_token(&code),
+        grant_id: uuid::Uuid::new_v4().simple().to_string(),
+        client_id: request.client_id.clone(),
+        user_id: session.user.id.clone(),
+        sid: session.session.sid.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        scope: request.scope.clone(),
+        nonce: request.nonce.clone(),
+        code_challenge: request.code_challenge.as_str().to_owned(),
+        resource: request.resource.as_ref().map(|r| r.as_str().to_owned()),
+        auth_time: session.session.auth_time,
+        amr: session.session.amr.clone(),
+        created_at: now,
+        expires_at: now + secs(state.settings.tokens.code_ttl_secs),
+        consumed_at: None,
+    };
+    state.store.insert_code(&record).await?;
+    let mut pairs = vec![("code", code.as_str())];
+    if let Some(s) = &request.state {
+        pairs.push(("state", s));
+    }
+    pairs.push(("iss", &state.settings.issuer));
+    Ok(with_query(&request.redirect_uri, &pairs))
+}
+
+fn deny(state: &AppState, request: &AuthorizationRequest, error: OAuthError) -> String {
+    let e = RedirectError { redirect_uri: request.redirect_uri.clone(), state: request.state.clone(), error };
+    error_redirect(&state.settings.issuer, &e)
+}
+
+/// `redirect_uri?error=...&error_description=...&state=...&iss=...` (RFC 6749 §4.1.2.1,
+/// RFC 9207 §2).
+fn error_redirect(issuer: &str, e: &RedirectError) -> String {
+    let mut pairs = vec![("error", e.error.code.as_str()), ("error_description", e.error.description.as_ref())];
+    if let Some(s) = &e.state {
+        pairs.push(("state", s));
+    }
+    pairs.push(("iss", issuer));
+    with_query(&e.redirect_uri, &pairs)
+}
+
+/// Appends query parameters, keeping any the registered URI already has (RFC 6749 §3.1.2).
+pub(crate) fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
+    match Url::parse(uri) {
+        Ok(mut url) => {
+            url.query_pairs_mut().extend_pairs(pairs);
+            url.to_string()
+        }
+        // Registered URIs always parse; fall back to appending by hand.
+        Err(_) => format!("{uri}?{}", encode_refs(pairs)),
+    }
+}
+
+fn params_pairs(params: &Params) -> Vec<(String, String)> {
+    params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+}
+
+/// The request the consent form carries. Right after a login, the login has satisfied
+/// `prompt=login`, `prompt=select_account` and `max_age` (OIDC Core §3.1.2.1), so they are
+/// dropped: the consent step must not send the user back to the login page.
+fn carried_pairs(params: &Params, step: Step) -> Vec<(String, String)> {
+    let mut pairs = params_pairs(params);
+    if step != Step::AfterLogin {
+        return pairs;
+    }
+    pairs.retain(|(k, _)| k != "max_age");
+    for (k, v) in &mut pairs {
+        if k == "prompt" {
+            *v = v.split(' ').filter(|p| *p == "consent").collect::<Vec<_>>().join(" ");
+        }
+    }
+    pairs
+}
+
+fn encode(pairs: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+}
+
+fn encode_refs(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+}
+
+/// Parses a form-encoded request string (the hidden `request` field) back into pairs.
+pub fn decode_request(request: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(request.as_bytes()).into_owned().collect()
+}

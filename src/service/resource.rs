@@ -1,0 +1,165 @@
+//! What resource servers and clients ask about tokens: userinfo (OIDC Core §5.3),
+//! introspection (RFC 7662) and revocation (RFC 7009). A signature alone is not enough
+//! here: the user must be enabled, the grant alive, and the `jti` not revoked.
+
+use serde_json::{Map, Value};
+
+use crate::clock::UnixTime;
+use crate::crypto::jwt::{verify, Expected};
+use crate::crypto::token::hash_token;
+use crate::domain::{Client, ClientKind, RefreshToken, Scope, User};
+use crate::oidc::{active_response, inactive_response, userinfo_claims, AccessTokenClaims, OAuthError, Params};
+
+use super::session::secs;
+use super::token::{authenticate_client, TokenError};
+use super::tokens::{grant_of_jti, ACCESS_TOKEN_TYP};
+use super::{AppState, ServiceError};
+
+/// Why a bearer-token request failed (RFC 6750 §3.1).
+#[derive(Debug, thiserror::Error)]
+pub enum BearerError {
+    /// No token was presented: answer with a bare `WWW-Authenticate: Bearer`.
+    #[error("no access token")]
+    Missing,
+    /// `invalid_token` or `insufficient_scope`.
+    #[error("{0}")]
+    OAuth(OAuthError),
+    /// Something broke.
+    #[error(transparent)]
+    Internal(#[from] ServiceError),
+}
+
+/// An access token that verifies and is still valid against stored state.
+struct LiveAccessToken {
+    claims: AccessTokenClaims,
+    user: Option<User>,
+}
+
+/// Verifies our own access token (signature via the allowlist, `typ`, `iss`, `exp`) and
+/// checks it against stored state. `None` when it is not (or no longer) valid.
+async fn live_access_token(state: &AppState, token: &str, now: UnixTime) -> Result<Option<LiveAccessToken>, ServiceError> {
+    let published = state.keys.published();
+    let expected = Expected { issuer: &state.settings.issuer, audience: None, typ: Some(ACCESS_TOKEN_TYP), now, leeway_secs: 0 };
+    let Ok(claims) = verify::<AccessTokenClaims>(token, &published.verifying, &expected) else {
+        return Ok(None);
+    };
+    if state.store.is_jti_revoked(&claims.jti).await? {
+        return Ok(None);
+    }
+    let user = match grant_of_jti(&claims.jti) {
+        None => None,
+        Some(grant_id) => {
+            let grant = state.store.get_grant(grant_id).await?;
+            let Some(grant) = grant.filter(|g| g.revoked_at.is_none()) else {
+                return Ok(None);
+            };
+            match state.store.get_user(grant.user_id.as_str()).await? {
+                Some(u) if !u.disabled && u.id.as_str() == claims.sub => Some(u),
+                _ => return Ok(None),
+            }
+        }
+    };
+    Ok(Some(LiveAccessToken { claims, user }))
+}
+
+/// `/userinfo`: the claims the token's scope allows, for an enabled user.
+pub async fn userinfo(state: &AppState, token: Option<&str>, now: UnixTime) -> Result<Map<String, Value>, BearerError> {
+    let token = token.ok_or(BearerError::Missing)?;
+    let invalid = || BearerError::OAuth(OAuthError::invalid_token("the access token is invalid, expired or revoked"));
+    let live = live_access_token(state, token, now).await?.ok_or_else(invalid)?;
+    let user = live.user.ok_or_else(invalid)?;
+    let scope = Scope::parse(&live.claims.scope).map_err(|_| invalid())?;
+    if !scope.contains("openid") {
+        return Err(BearerError::OAuth(OAuthError::insufficient_scope("the token lacks the openid scope")));
+    }
+    Ok(userinfo_claims(&user, &scope))
+}
+
+/// `/introspect` (RFC 7662 §2): confidential clients only; `active: false` for anything
+/// revoked, expired, foreign or garbage.
+pub async fn introspect(
+    state: &AppState,
+    authorization: Option<&str>,
+    pairs: Vec<(String, String)>,
+    now: UnixTime,
+) -> Result<Value, TokenError> {
+    let params = Params::from_pairs(pairs)?;
+    let client = authenticate_client(state, authorization, &params).await?;
+    if client.kind != ClientKind::Confidential {
+        return Err(TokenError::OAuth(OAuthError::unauthorized_client("introspection needs a confidential client")));
+    }
+    let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    if let Some(refresh) = state.store.get_refresh_token(&hash_token(token)).await? {
+        return Ok(refresh_status(state, &refresh, now).await?);
+    }
+    Ok(match live_access_token(state, token, now).await? {
+        Some(live) => {
+            let username = live.user.as_ref().map(|u| u.username.as_str());
+            active_response(&live.claims, "Bearer", username)
+        }
+        None => inactive_response(),
+    })
+}
+
+async fn refresh_status(state: &AppState, token: &RefreshToken, now: UnixTime) -> Result<Value, ServiceError> {
+    if token.spent_at.is_some() || now >= token.expires_at {
+        return Ok(inactive_response());
+    }
+    let Some(grant) = state.store.get_grant(&token.grant_id).await? else {
+        return Ok(inactive_response());
+    };
+    let t = &state.settings.tokens;
+    let idle_end = grant.last_used_at + secs(t.refresh_idle_ttl_secs);
+    if grant.revoked_at.is_some() || now >= idle_end || now >= grant.expires_at {
+        return Ok(inactive_response());
+    }
+    let user = match state.store.get_user(grant.user_id.as_str()).await? {
+        Some(u) if !u.disabled => u,
+        _ => return Ok(inactive_response()),
+    };
+    Ok(serde_json::json!({
+        "active": true,
+        "scope": token.scope.to_string(),
+        "client_id": token.client_id.as_str(),
+        "username": user.username.as_str(),
+        "sub": user.id.as_str(),
+        "exp": token.expires_at.min(idle_end),
+        "iat": token.created_at,
+        "iss": state.settings.issuer,
+        "token_type": "refresh_token",
+    }))
+}
+
+/// `/revoke` (RFC 7009 §2.1): a refresh token revokes its family; an access token's `jti`
+/// is recorded until it expires. Unknown tokens are fine (§2.2); another client's token
+/// is refused and changes nothing.
+pub async fn revoke(
+    state: &AppState,
+    authorization: Option<&str>,
+    pairs: Vec<(String, String)>,
+    now: UnixTime,
+) -> Result<(), TokenError> {
+    let params = Params::from_pairs(pairs)?;
+    let client = authenticate_client(state, authorization, &params).await?;
+    let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    if let Some(refresh) = state.store.get_refresh_token(&hash_token(token)).await? {
+        check_owner(&client, refresh.client_id.as_str())?;
+        state.store.revoke_grant(&refresh.grant_id, now).await?;
+        return Ok(());
+    }
+    let published = state.keys.published();
+    let expected = Expected { issuer: &state.settings.issuer, audience: None, typ: Some(ACCESS_TOKEN_TYP), now, leeway_secs: 0 };
+    if let Ok(claims) = verify::<AccessTokenClaims>(token, &published.verifying, &expected) {
+        check_owner(&client, &claims.client_id)?;
+        state.store.revoke_jti(&claims.jti, claims.exp).await?;
+    }
+    Ok(())
+}
+
+fn check_owner(client: &Client, owner: &str) -> Result<(), TokenError> {
+    if client.id.as_str() == owner {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_request("the token was not issued to this client").into())
+    }
+}
