@@ -112,7 +112,7 @@ impl Application {
         )
         .await?;
         let refresh = Duration::from_secs(ctx.settings.keys.refresh_interval_secs);
-        let background = vec![keys.spawn_refresher(refresh)];
+        let mut background = vec![keys.spawn_refresher(refresh)];
         let state = web::Data::new(AppState {
             settings: ctx.settings.clone(),
             store: ctx.store,
@@ -121,6 +121,7 @@ impl Application {
             passwords: ctx.passwords,
             secrets: ctx.secrets,
         });
+        background.push(crate::service::housekeeping::spawn(state.clone().into_inner()));
         let port = listener.local_addr()?.port();
         let https = ctx.settings.is_https();
         let data = state.clone();

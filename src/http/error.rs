@@ -1,6 +1,12 @@
 //! The ONLY place where errors become status codes and bodies.
 
+use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
+
+use crate::oidc::{ClientAuthError, ErrorCode, OAuthError};
+use crate::service::resource::BearerError;
+use crate::service::token::TokenError;
+use crate::service::ServiceError;
 
 /// An unexpected failure: log the whole cause chain, answer with an opaque message.
 pub fn internal(e: &(dyn std::error::Error + 'static)) -> HttpResponse {
@@ -27,4 +33,87 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+
+
+/// The status for an OAuth error code (RFC 6749 §5.2, RFC 6750 §3.1, RFC 7009 §2.2.1).
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+        ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn error_body(e: &OAuthError) -> serde_json::Value {
+    serde_json::json!({ "error": e.code.as_str(), "error_description": e.description })
+}
+
+/// A JSON error from the token, revocation or introspection endpoint (RFC 6749 §5.2),
+/// never cached.
+pub fn oauth_json(e: &OAuthError) -> HttpResponse {
+    HttpResponse::build(status_of(e.code))
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Pragma", "no-cache"))
+        .json(error_body(e))
+}
+
+/// Failed client authentication: 401, with `WWW-Authenticate: Basic` when the client used
+/// Basic (RFC 6749 §5.2).
+pub fn client_auth(e: &ClientAuthError) -> HttpResponse {
+    let mut res = HttpResponse::Unauthorized();
+    res.insert_header(("Cache-Control", "no-store")).insert_header(("Pragma", "no-cache"));
+    if e.basic_used {
+        res.insert_header(("WWW-Authenticate", "Basic realm=\"latchkey\", charset=\"UTF-8\""));
+    }
+    res.json(error_body(&e.error))
+}
+
+/// Maps a token-endpoint failure.
+pub fn token(e: &TokenError) -> HttpResponse {
+    match e {
+        TokenError::Client(c) => client_auth(c),
+        TokenError::OAuth(o) => oauth_json(o),
+        TokenError::Internal(i) => internal(i),
+    }
+}
+
+/// A bearer-token failure (RFC 6750 §3).
+pub fn bearer(e: &BearerError) -> HttpResponse {
+    let challenge = match e {
+        BearerError::Missing => "Bearer realm=\"latchkey\"".to_owned(),
+        BearerError::OAuth(o) => format!(
+            "Bearer realm=\"latchkey\", error=\"{}\", error_description=\"{}\"",
+            o.code.as_str(),
+            o.description.replace(['"', '\\'], "")
+        ),
+        BearerError::Internal(i) => return internal(i),
+    };
+    let status = match e {
+        BearerError::OAuth(o) => status_of(o.code),
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    let mut res = HttpResponse::build(status);
+    res.insert_header(("WWW-Authenticate", challenge)).insert_header(("Cache-Control", "no-store"));
+    match e {
+        BearerError::OAuth(o) => res.json(error_body(o)),
+        _ => res.finish(),
+    }
+}
+
+/// An error the user sees as a page, never a redirect.
+pub fn page(status: StatusCode, e: &OAuthError) -> HttpResponse {
+    let ctx = minijinja::context! { code => e.code.as_str(), description => e.description.as_ref() };
+    super::ui::page(status, "error.html", ctx)
+}
+
+/// A use case failed unexpectedly.
+pub fn service(e: &ServiceError) -> HttpResponse {
+    match e {
+        ServiceError::Invalid(p) => page(StatusCode::BAD_REQUEST, &OAuthError::invalid_request(p.to_string())),
+        other => internal(other),
+    }
 }

@@ -1,0 +1,149 @@
+//! `/authorize`, `/login`, `/consent`: extract, call `service::authorize`, render.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::{cookies, error, forms, ui, AppState};
+use crate::oidc::OAuthError;
+use crate::service::authorize::{authorize, decode_request, Outcome, Step};
+use crate::service::session::{self, ActiveSession, ClientInfo};
+use crate::service::{login, ServiceError};
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/authorize", web::get().to(authorize_get))
+        .route("/authorize", web::post().to(authorize_post))
+        .route("/login", web::post().to(login_post))
+        .route("/consent", web::post().to(consent_post));
+}
+
+async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let pairs = forms::query_pairs(&req);
+    respond(&req, &state, pairs, Step::Start, None).await
+}
+
+async fn authorize_post(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> HttpResponse {
+    match forms::form_pairs(&req, body).await {
+        Ok(pairs) => respond(&req, &state, pairs, Step::Start, None).await,
+        Err(e) => error::page(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+/// Runs the pipeline with the browser's session (or `fresh`, right after a login).
+async fn respond(
+    req: &HttpRequest,
+    state: &AppState,
+    pairs: Vec<(String, String)>,
+    step: Step,
+    fresh: Option<ActiveSession>,
+) -> HttpResponse {
+    let now = state.clock.now();
+    let https = state.settings.is_https();
+    let session = match fresh {
+        Some(s) => Some(s),
+        None => match session::resolve(state, cookies::read(req, cookies::session_name(https)).as_deref(), now).await {
+            Ok(s) => s,
+            Err(e) => return error::service(&e),
+        },
+    };
+    match authorize(state, pairs, session.as_ref(), step, now).await {
+        Ok(outcome) => render(req, https, outcome, None),
+        Err(e) => error::service(&e),
+    }
+}
+
+fn render(req: &HttpRequest, https: bool, outcome: Outcome, login_error: Option<&str>) -> HttpResponse {
+    match outcome {
+        Outcome::ErrorPage(e) => error::page(StatusCode::BAD_REQUEST, &e),
+        Outcome::Redirect(url) => see_other(&url),
+        Outcome::Login { request, login_hint } => {
+            let (csrf, cookie) = cookies::csrf_token(req, https);
+            let ctx = minijinja::context! { csrf, request, login_hint, error => login_error };
+            let status = if login_error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+            with_cookie(ui::page(status, "login.html", ctx), cookie)
+        }
+        Outcome::Consent { request, client_name, scopes } => {
+            let (csrf, cookie) = cookies::csrf_token(req, https);
+            let scopes: Vec<String> = scopes.iter().map(|s| ui::describe_scope(s)).collect();
+            let ctx = minijinja::context! { csrf, request, client_name, scopes };
+            with_cookie(ui::page(StatusCode::OK, "consent.html", ctx), cookie)
+        }
+    }
+}
+
+/// `303 See Other`: the browser follows with a GET, whatever the method was.
+pub(super) fn see_other(url: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, url.to_owned())).finish()
+}
+
+fn with_cookie(mut res: HttpResponse, cookie: Option<actix_web::cookie::Cookie<'static>>) -> HttpResponse {
+    if let Some(c) = cookie {
+        if let Err(e) = res.add_cookie(&c) {
+            return error::internal(&e);
+        }
+    }
+    res
+}
+
+fn expired_form() -> OAuthError {
+    OAuthError::invalid_request("the form has expired; go back to the application and try again")
+}
+
+async fn login_post(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> HttpResponse {
+    let https = state.settings.is_https();
+    let pairs = match forms::form_pairs(&req, body).await {
+        Ok(p) => p,
+        Err(e) => return error::page(StatusCode::BAD_REQUEST, &e),
+    };
+    if !cookies::csrf_ok(&req, https, forms::field(&pairs, "csrf")) {
+        return error::page(StatusCode::BAD_REQUEST, &expired_form());
+    }
+    let request = forms::field(&pairs, "request").unwrap_or_default().to_owned();
+    let username = forms::field(&pairs, "username").unwrap_or_default();
+    let password = forms::field(&pairs, "password").unwrap_or_default();
+    let now = state.clock.now();
+    match login_then_authorize(&req, &state, username, password, &request, now).await {
+        Ok(res) => res,
+        Err(e) => error::service(&e),
+    }
+}
+
+async fn login_then_authorize(
+    req: &HttpRequest,
+    state: &AppState,
+    username: &str,
+    password: &str,
+    request: &str,
+    now: i64,
+) -> Result<HttpResponse, ServiceError> {
+    let https = state.settings.is_https();
+    let Some(user) = login::check_password(state, username, password, now).await? else {
+        // Same page and status for an unknown user, a wrong password and a disabled account.
+        let outcome = Outcome::Login { request: request.to_owned(), login_hint: None };
+        return Ok(render(req, https, outcome, Some("Invalid username or password.")));
+    };
+    let info = ClientInfo { user_agent: forms::user_agent(req), ip: forms::peer_ip(req) };
+    let (cookie, stored) = session::create(state, &user, vec!["pwd".into()], &info, now).await?;
+    let fresh = ActiveSession { session: stored, user };
+    let mut res = respond(req, state, decode_request(request), Step::AfterLogin, Some(fresh)).await;
+    let max_age = session::secs(state.settings.sessions.absolute_lifetime_secs);
+    res.add_cookie(&cookies::session(cookie, https, max_age)).map_err(|e| ServiceError::Refused(e.to_string()))?;
+    Ok(res)
+}
+
+async fn consent_post(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> HttpResponse {
+    let https = state.settings.is_https();
+    let pairs = match forms::form_pairs(&req, body).await {
+        Ok(p) => p,
+        Err(e) => return error::page(StatusCode::BAD_REQUEST, &e),
+    };
+    if !cookies::csrf_ok(&req, https, forms::field(&pairs, "csrf")) {
+        return error::page(StatusCode::BAD_REQUEST, &expired_form());
+    }
+    let allow = match forms::field(&pairs, "decision") {
+        Some("allow") => true,
+        Some("deny") => false,
+        _ => return error::page(StatusCode::BAD_REQUEST, &OAuthError::invalid_request("decision must be allow or deny")),
+    };
+    let request = decode_request(forms::field(&pairs, "request").unwrap_or_default());
+    respond(&req, &state, request, Step::Consented { allow }, None).await
+}

@@ -1,0 +1,63 @@
+//! `/logout`: OIDC RP-Initiated Logout 1.0 (`end_session_endpoint`).
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::authorize::see_other;
+use super::{cookies, error, forms, ui, AppState};
+use crate::service::logout::{logout, LogoutOutcome};
+use crate::service::session;
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/logout", web::get().to(logout_get)).route("/logout", web::post().to(logout_post));
+}
+
+async fn logout_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    respond(&req, &state, forms::query_pairs(&req), false).await
+}
+
+async fn logout_post(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> HttpResponse {
+    let mut pairs = match forms::form_pairs(&req, body).await {
+        Ok(p) => p,
+        Err(e) => return error::page(StatusCode::BAD_REQUEST, &e),
+    };
+    let https = state.settings.is_https();
+    let confirmed =
+        forms::field(&pairs, "confirm") == Some("yes") && cookies::csrf_ok(&req, https, forms::field(&pairs, "csrf"));
+    pairs.retain(|(k, _)| k != "confirm" && k != "csrf");
+    respond(&req, &state, pairs, confirmed).await
+}
+
+async fn respond(req: &HttpRequest, state: &AppState, pairs: Vec<(String, String)>, confirmed: bool) -> HttpResponse {
+    let https = state.settings.is_https();
+    let now = state.clock.now();
+    let cookie = cookies::read(req, cookies::session_name(https));
+    let current = match session::resolve(state, cookie.as_deref(), now).await {
+        Ok(s) => s,
+        Err(e) => return error::service(&e),
+    };
+    let outcome = match logout(state, pairs.clone(), current.as_ref(), confirmed, now).await {
+        Ok(o) => o,
+        Err(e) => return error::service(&e),
+    };
+    let mut res = match outcome {
+        LogoutOutcome::Invalid(e) => return error::page(StatusCode::BAD_REQUEST, &e),
+        LogoutOutcome::Confirm => {
+            let (csrf, cookie) = cookies::csrf_token(req, https);
+            let ctx = minijinja::context! { csrf, params => pairs };
+            let mut res = ui::page(StatusCode::OK, "logout_confirm.html", ctx);
+            if let Some(c) = cookie {
+                if let Err(e) = res.add_cookie(&c) {
+                    return error::internal(&e);
+                }
+            }
+            return res;
+        }
+        LogoutOutcome::Redirect(url) => see_other(&url),
+        LogoutOutcome::SignedOut => ui::page(StatusCode::OK, "signed_out.html", minijinja::context! {}),
+    };
+    if let Err(e) = res.add_cookie(&cookies::clear_session(https)) {
+        return error::internal(&e);
+    }
+    res
+}
