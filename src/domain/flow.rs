@@ -127,7 +127,7 @@ pub struct RefreshToken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
     /// What happened, e.g. `refresh_token_reuse`.
-    pub kind: &'static str,
+    pub kind: String,
     /// When.
     pub at: UnixTime,
     /// The client involved.

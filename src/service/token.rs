@@ -174,7 +174,7 @@ async fn redeem_code(
 async fn replay(state: &AppState, code: &AuthorizationCode, ip: &str, now: UnixTime) -> TokenError {
     let revoked = state.store.revoke_grant(&code.grant_id, now).await;
     let event = AuditEvent {
-        kind: "authorization_code_reuse",
+        kind: "authorization_code_reuse".into(),
         at: now,
         client_id: Some(code.client_id.to_string()),
         user_id: Some(code.user_id.to_string()),
@@ -361,7 +361,7 @@ async fn reuse(state: &AppState, token: &RefreshToken, ip: &str, now: UnixTime) 
     }
     tracing::warn!(client_id = %token.client_id, grant_id = %token.grant_id, %ip, "refresh token reused; family revoked");
     let event = AuditEvent {
-        kind: "refresh_token_reuse",
+        kind: "refresh_token_reuse".into(),
         at: now,
         client_id: Some(token.client_id.to_string()),
         user_id,

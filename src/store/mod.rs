@@ -196,6 +196,8 @@ pub trait RevocationStore: Send + Sync {
     async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError>;
     /// Appends an audit event.
     async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// The newest audit events, newest first.
+    async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
 /// Deletion of expired records, in bounded batches; safe to run on several nodes at once.

@@ -8,4 +8,5 @@ mod cli;
 mod config_errors;
 mod keys;
 mod store_contract;
+mod store_flows;
 mod wellknown;

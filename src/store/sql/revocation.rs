@@ -7,6 +7,31 @@ use crate::clock::UnixTime;
 use crate::domain::AuditEvent;
 use crate::store::{Housekeeping, PgStore, RevocationStore, SqliteStore, StoreError};
 
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    kind: String,
+    at: i64,
+    client_id: Option<String>,
+    user_id: Option<String>,
+    grant_id: Option<String>,
+    ip: Option<String>,
+    detail: String,
+}
+
+impl From<EventRow> for AuditEvent {
+    fn from(r: EventRow) -> Self {
+        AuditEvent {
+            kind: r.kind,
+            at: r.at,
+            client_id: r.client_id,
+            user_id: r.user_id,
+            grant_id: r.grant_id,
+            ip: r.ip,
+            detail: r.detail,
+        }
+    }
+}
+
 /// Expired rows per table. Spent refresh tokens are kept until their family's absolute
 /// end, so that a replay is still recognised as reuse.
 const PURGES: &[&str] = &[
@@ -36,6 +61,10 @@ macro_rules! revocation_store {
                 Ok(())
             }
 
+            async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+                self.events(limit).await
+            }
+
             async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError> {
                 let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM revoked_jtis WHERE jti = $1")
                     .bind(jti)
@@ -51,7 +80,7 @@ macro_rules! revocation_store {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(uuid::Uuid::now_v7().to_string())
-                .bind(e.kind)
+                .bind(&e.kind)
                 .bind(e.at)
                 .bind(e.client_id.as_deref())
                 .bind(e.user_id.as_deref())
@@ -62,6 +91,20 @@ macro_rules! revocation_store {
                 .await
                 .map_err(backend)?;
                 Ok(())
+            }
+        }
+
+        impl $store {
+            async fn events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+                let rows: Vec<EventRow> = sqlx::query_as(
+                    "SELECT kind, at, client_id, user_id, grant_id, ip, detail FROM audit_events \
+                     ORDER BY at DESC, id DESC LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+                Ok(rows.into_iter().map(AuditEvent::from).collect())
             }
         }
 
