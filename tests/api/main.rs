@@ -3,9 +3,11 @@
 //! LATCHKEY_TEST_DATABASE_URL (see helpers.rs).
 
 mod helpers;
+mod oauth;
 
 mod cli;
 mod config_errors;
+mod flows_code;
 mod keys;
 mod store_contract;
 mod wellknown;
