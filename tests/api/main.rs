@@ -8,6 +8,7 @@ mod oauth;
 mod cli;
 mod config_errors;
 mod flows_code;
+mod flows_tokens;
 mod keys;
 mod store_contract;
 mod wellknown;
