@@ -8,6 +8,8 @@ mod oauth;
 mod cli;
 mod config_errors;
 mod flows_code;
+mod flows_concurrency;
+mod flows_logout;
 mod flows_tokens;
 mod keys;
 mod store_contract;
