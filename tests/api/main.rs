@@ -3,9 +3,14 @@
 //! LATCHKEY_TEST_DATABASE_URL (see helpers.rs).
 
 mod helpers;
+mod oauth;
 
 mod cli;
 mod config_errors;
+mod flows_code;
+mod flows_concurrency;
+mod flows_logout;
+mod flows_tokens;
 mod keys;
 mod store_contract;
 mod store_flows;
