@@ -121,7 +121,9 @@ impl Application {
             passwords: ctx.passwords,
             secrets: ctx.secrets,
         });
-        background.push(crate::service::housekeeping::spawn(state.clone().into_inner()));
+        background.push(crate::service::housekeeping::spawn(
+            state.clone().into_inner(),
+        ));
         let port = listener.local_addr()?.port();
         let https = ctx.settings.is_https();
         let data = state.clone();

@@ -21,7 +21,11 @@ async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     respond(&req, &state, pairs, Step::Start, None).await
 }
 
-async fn authorize_post(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> HttpResponse {
+async fn authorize_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Payload,
+) -> HttpResponse {
     match forms::form_pairs(&req, body).await {
         Ok(pairs) => respond(&req, &state, pairs, Step::Start, None).await,
         Err(e) => error::page(StatusCode::BAD_REQUEST, &e),
@@ -40,7 +44,13 @@ async fn respond(
     let https = state.settings.is_https();
     let session = match fresh {
         Some(s) => Some(s),
-        None => match session::resolve(state, cookies::read(req, cookies::session_name(https)).as_deref(), now).await {
+        None => match session::resolve(
+            state,
+            cookies::read(req, cookies::session_name(https)).as_deref(),
+            now,
+        )
+        .await
+        {
             Ok(s) => s,
             Err(e) => return error::service(&e),
         },
@@ -51,17 +61,33 @@ async fn respond(
     }
 }
 
-fn render(req: &HttpRequest, https: bool, outcome: Outcome, login_error: Option<&str>) -> HttpResponse {
+fn render(
+    req: &HttpRequest,
+    https: bool,
+    outcome: Outcome,
+    login_error: Option<&str>,
+) -> HttpResponse {
     match outcome {
         Outcome::ErrorPage(e) => error::page(StatusCode::BAD_REQUEST, &e),
         Outcome::Redirect(url) => see_other(&url),
-        Outcome::Login { request, login_hint } => {
+        Outcome::Login {
+            request,
+            login_hint,
+        } => {
             let (csrf, cookie) = cookies::csrf_token(req, https);
             let ctx = minijinja::context! { csrf, request, login_hint, error => login_error };
-            let status = if login_error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+            let status = if login_error.is_some() {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::OK
+            };
             with_cookie(ui::page(status, "login.html", ctx), cookie)
         }
-        Outcome::Consent { request, client_name, scopes } => {
+        Outcome::Consent {
+            request,
+            client_name,
+            scopes,
+        } => {
             let (csrf, cookie) = cookies::csrf_token(req, https);
             let scopes: Vec<String> = scopes.iter().map(|s| ui::describe_scope(s)).collect();
             let ctx = minijinja::context! { csrf, request, client_name, scopes };
@@ -72,10 +98,15 @@ fn render(req: &HttpRequest, https: bool, outcome: Outcome, login_error: Option<
 
 /// `303 See Other`: the browser follows with a GET, whatever the method was.
 pub(super) fn see_other(url: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, url.to_owned())).finish()
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, url.to_owned()))
+        .finish()
 }
 
-fn with_cookie(mut res: HttpResponse, cookie: Option<actix_web::cookie::Cookie<'static>>) -> HttpResponse {
+fn with_cookie(
+    mut res: HttpResponse,
+    cookie: Option<actix_web::cookie::Cookie<'static>>,
+) -> HttpResponse {
     if let Some(c) = cookie {
         if let Err(e) = res.add_cookie(&c) {
             return error::internal(&e);
@@ -88,7 +119,11 @@ fn expired_form() -> OAuthError {
     OAuthError::invalid_request("the form has expired; go back to the application and try again")
 }
 
-async fn login_post(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> HttpResponse {
+async fn login_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Payload,
+) -> HttpResponse {
     let https = state.settings.is_https();
     let pairs = match forms::form_pairs(&req, body).await {
         Ok(p) => p,
@@ -97,7 +132,9 @@ async fn login_post(req: HttpRequest, state: web::Data<AppState>, body: web::Pay
     if !cookies::csrf_ok(&req, https, forms::field(&pairs, "csrf")) {
         return error::page(StatusCode::BAD_REQUEST, &expired_form());
     }
-    let request = forms::field(&pairs, "request").unwrap_or_default().to_owned();
+    let request = forms::field(&pairs, "request")
+        .unwrap_or_default()
+        .to_owned();
     let username = forms::field(&pairs, "username").unwrap_or_default();
     let password = forms::field(&pairs, "password").unwrap_or_default();
     let now = state.clock.now();
@@ -118,19 +155,45 @@ async fn login_then_authorize(
     let https = state.settings.is_https();
     let Some(user) = login::check_password(state, username, password, now).await? else {
         // Same page and status for an unknown user, a wrong password and a disabled account.
-        let outcome = Outcome::Login { request: request.to_owned(), login_hint: None };
-        return Ok(render(req, https, outcome, Some("Invalid username or password.")));
+        let outcome = Outcome::Login {
+            request: request.to_owned(),
+            login_hint: None,
+        };
+        return Ok(render(
+            req,
+            https,
+            outcome,
+            Some("Invalid username or password."),
+        ));
     };
-    let info = ClientInfo { user_agent: forms::user_agent(req), ip: forms::peer_ip(req) };
+    let info = ClientInfo {
+        user_agent: forms::user_agent(req),
+        ip: forms::peer_ip(req),
+    };
     let (cookie, stored) = session::create(state, &user, vec!["pwd".into()], &info, now).await?;
-    let fresh = ActiveSession { session: stored, user };
-    let mut res = respond(req, state, decode_request(request), Step::AfterLogin, Some(fresh)).await;
+    let fresh = ActiveSession {
+        session: stored,
+        user,
+    };
+    let mut res = respond(
+        req,
+        state,
+        decode_request(request),
+        Step::AfterLogin,
+        Some(fresh),
+    )
+    .await;
     let max_age = session::secs(state.settings.sessions.absolute_lifetime_secs);
-    res.add_cookie(&cookies::session(cookie, https, max_age)).map_err(|e| ServiceError::Refused(e.to_string()))?;
+    res.add_cookie(&cookies::session(cookie, https, max_age))
+        .map_err(|e| ServiceError::Refused(e.to_string()))?;
     Ok(res)
 }
 
-async fn consent_post(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> HttpResponse {
+async fn consent_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Payload,
+) -> HttpResponse {
     let https = state.settings.is_https();
     let pairs = match forms::form_pairs(&req, body).await {
         Ok(p) => p,
@@ -142,7 +205,12 @@ async fn consent_post(req: HttpRequest, state: web::Data<AppState>, body: web::P
     let allow = match forms::field(&pairs, "decision") {
         Some("allow") => true,
         Some("deny") => false,
-        _ => return error::page(StatusCode::BAD_REQUEST, &OAuthError::invalid_request("decision must be allow or deny")),
+        _ => {
+            return error::page(
+                StatusCode::BAD_REQUEST,
+                &OAuthError::invalid_request("decision must be allow or deny"),
+            )
+        }
     };
     let request = decode_request(forms::field(&pairs, "request").unwrap_or_default());
     respond(&req, &state, request, Step::Consented { allow }, None).await

@@ -24,7 +24,12 @@ pub fn csrf_name(https: bool) -> &'static str {
 }
 
 fn build(name: &'static str, value: String, https: bool) -> Cookie<'static> {
-    Cookie::build(name, value).http_only(true).same_site(SameSite::Lax).path("/").secure(https).finish()
+    Cookie::build(name, value)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .secure(https)
+        .finish()
 }
 
 /// A session cookie; it lives as long as the session's absolute lifetime.
@@ -54,7 +59,9 @@ pub fn read(req: &HttpRequest, name: &str) -> Option<String> {
 /// The CSRF check: the form's token equals the cookie's, compared in constant time.
 pub fn csrf_ok(req: &HttpRequest, https: bool, form_value: Option<&str>) -> bool {
     match (read(req, csrf_name(https)), form_value) {
-        (Some(cookie), Some(form)) if cookie.len() == 43 => bool::from(cookie.as_bytes().ct_eq(form.as_bytes())),
+        (Some(cookie), Some(form)) if cookie.len() == 43 => {
+            bool::from(cookie.as_bytes().ct_eq(form.as_bytes()))
+        }
         _ => false,
     }
 }

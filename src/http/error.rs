@@ -35,8 +35,6 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-
-
 /// The status for an OAuth error code (RFC 6749 §5.2, RFC 6750 §3.1, RFC 7009 §2.2.1).
 fn status_of(code: ErrorCode) -> StatusCode {
     match code {
@@ -55,19 +53,18 @@ fn error_body(e: &OAuthError) -> serde_json::Value {
 /// A JSON error from the token, revocation or introspection endpoint (RFC 6749 §5.2),
 /// never cached.
 pub fn oauth_json(e: &OAuthError) -> HttpResponse {
-    HttpResponse::build(status_of(e.code))
-        .insert_header(("Cache-Control", "no-store"))
-        .insert_header(("Pragma", "no-cache"))
-        .json(error_body(e))
+    super::no_store(HttpResponse::build(status_of(e.code))).json(error_body(e))
 }
 
 /// Failed client authentication: 401, with `WWW-Authenticate: Basic` when the client used
 /// Basic (RFC 6749 §5.2).
 pub fn client_auth(e: &ClientAuthError) -> HttpResponse {
-    let mut res = HttpResponse::Unauthorized();
-    res.insert_header(("Cache-Control", "no-store")).insert_header(("Pragma", "no-cache"));
+    let mut res = super::no_store(HttpResponse::Unauthorized());
     if e.basic_used {
-        res.insert_header(("WWW-Authenticate", "Basic realm=\"latchkey\", charset=\"UTF-8\""));
+        res.insert_header((
+            "WWW-Authenticate",
+            "Basic realm=\"latchkey\", charset=\"UTF-8\"",
+        ));
     }
     res.json(error_body(&e.error))
 }
@@ -97,7 +94,8 @@ pub fn bearer(e: &BearerError) -> HttpResponse {
         _ => StatusCode::UNAUTHORIZED,
     };
     let mut res = HttpResponse::build(status);
-    res.insert_header(("WWW-Authenticate", challenge)).insert_header(("Cache-Control", "no-store"));
+    res.insert_header(("WWW-Authenticate", challenge))
+        .insert_header(("Cache-Control", "no-store"));
     match e {
         BearerError::OAuth(o) => res.json(error_body(o)),
         _ => res.finish(),
@@ -106,14 +104,18 @@ pub fn bearer(e: &BearerError) -> HttpResponse {
 
 /// An error the user sees as a page, never a redirect.
 pub fn page(status: StatusCode, e: &OAuthError) -> HttpResponse {
-    let ctx = minijinja::context! { code => e.code.as_str(), description => e.description.as_ref() };
+    let ctx =
+        minijinja::context! { code => e.code.as_str(), description => e.description.as_ref() };
     super::ui::page(status, "error.html", ctx)
 }
 
 /// A use case failed unexpectedly.
 pub fn service(e: &ServiceError) -> HttpResponse {
     match e {
-        ServiceError::Invalid(p) => page(StatusCode::BAD_REQUEST, &OAuthError::invalid_request(p.to_string())),
+        ServiceError::Invalid(p) => page(
+            StatusCode::BAD_REQUEST,
+            &OAuthError::invalid_request(p.to_string()),
+        ),
         other => internal(other),
     }
 }

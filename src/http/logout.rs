@@ -5,30 +5,47 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::authorize::see_other;
 use super::{cookies, error, forms, ui, AppState};
+use crate::oidc::OAuthError;
 use crate::service::logout::{logout, LogoutOutcome};
 use crate::service::session;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/logout", web::get().to(logout_get)).route("/logout", web::post().to(logout_post));
+    cfg.route("/logout", web::get().to(logout_get))
+        .route("/logout", web::post().to(logout_post));
 }
 
 async fn logout_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     respond(&req, &state, forms::query_pairs(&req), false).await
 }
 
-async fn logout_post(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> HttpResponse {
+async fn logout_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Payload,
+) -> HttpResponse {
     let mut pairs = match forms::form_pairs(&req, body).await {
         Ok(p) => p,
         Err(e) => return error::page(StatusCode::BAD_REQUEST, &e),
     };
     let https = state.settings.is_https();
-    let confirmed =
-        forms::field(&pairs, "confirm") == Some("yes") && cookies::csrf_ok(&req, https, forms::field(&pairs, "csrf"));
+    let confirmed = forms::field(&pairs, "confirm") == Some("yes");
+    if confirmed && !cookies::csrf_ok(&req, https, forms::field(&pairs, "csrf")) {
+        // A confirmation without the matching CSRF token is forged or stale: end nothing.
+        let e = OAuthError::invalid_request(
+            "the form has expired; go back to the application and try again",
+        );
+        return error::page(StatusCode::BAD_REQUEST, &e);
+    }
     pairs.retain(|(k, _)| k != "confirm" && k != "csrf");
     respond(&req, &state, pairs, confirmed).await
 }
 
-async fn respond(req: &HttpRequest, state: &AppState, pairs: Vec<(String, String)>, confirmed: bool) -> HttpResponse {
+async fn respond(
+    req: &HttpRequest,
+    state: &AppState,
+    pairs: Vec<(String, String)>,
+    confirmed: bool,
+) -> HttpResponse {
     let https = state.settings.is_https();
     let now = state.clock.now();
     let cookie = cookies::read(req, cookies::session_name(https));
@@ -54,7 +71,9 @@ async fn respond(req: &HttpRequest, state: &AppState, pairs: Vec<(String, String
             return res;
         }
         LogoutOutcome::Redirect(url) => see_other(&url),
-        LogoutOutcome::SignedOut => ui::page(StatusCode::OK, "signed_out.html", minijinja::context! {}),
+        LogoutOutcome::SignedOut => {
+            ui::page(StatusCode::OK, "signed_out.html", minijinja::context! {})
+        }
     };
     if let Err(e) = res.add_cookie(&cookies::clear_session(https)) {
         return error::internal(&e);

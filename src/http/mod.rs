@@ -19,6 +19,14 @@ pub use middleware::{log_requests, security_headers};
 
 pub use crate::service::AppState;
 
+/// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1): for every response
+/// that carries a token or says something about one.
+pub(crate) fn no_store(mut res: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+    res.insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Pragma", "no-cache"));
+    res
+}
+
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);

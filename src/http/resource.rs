@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{error, forms, AppState};
+use super::{error, forms, no_store, AppState};
 use crate::oidc::OAuthError;
 use crate::service::resource::{introspect, revoke, userinfo, BearerError};
 
@@ -19,10 +19,14 @@ fn bearer_header(req: &HttpRequest) -> Result<Option<String>, BearerError> {
         return Ok(None);
     };
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim().to_owned()))
         }
-        _ => Err(BearerError::OAuth(OAuthError::invalid_request("the Authorization header is not a Bearer token"))),
+        _ => Err(BearerError::OAuth(OAuthError::invalid_request(
+            "the Authorization header is not a Bearer token",
+        ))),
     }
 }
 
@@ -34,7 +38,11 @@ async fn userinfo_get(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
 }
 
 /// POST may carry the token in the form body instead (RFC 6750 §2.2), never both (§2).
-async fn userinfo_post(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> HttpResponse {
+async fn userinfo_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Payload,
+) -> HttpResponse {
     let header = match bearer_header(&req) {
         Ok(t) => t,
         Err(e) => return error::bearer(&e),
@@ -49,38 +57,60 @@ async fn userinfo_post(req: HttpRequest, state: web::Data<AppState>, body: web::
         None
     };
     match (header, body_token) {
-        (Some(_), Some(_)) => {
-            error::bearer(&BearerError::OAuth(OAuthError::invalid_request("more than one way of sending the token")))
-        }
+        (Some(_), Some(_)) => error::bearer(&BearerError::OAuth(OAuthError::invalid_request(
+            "more than one way of sending the token",
+        ))),
         (h, b) => answer_userinfo(&state, h.or(b).as_deref()).await,
     }
 }
 
 async fn answer_userinfo(state: &AppState, token: Option<&str>) -> HttpResponse {
     match userinfo(state, token, state.clock.now()).await {
-        Ok(claims) => HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(claims),
+        Ok(claims) => no_store(HttpResponse::Ok()).json(claims),
         Err(e) => error::bearer(&e),
     }
 }
 
-async fn introspect_post(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> HttpResponse {
+async fn introspect_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Payload,
+) -> HttpResponse {
     let pairs = match forms::form_pairs(&req, body).await {
         Ok(p) => p,
         Err(e) => return error::oauth_json(&e),
     };
-    match introspect(&state, forms::authorization(&req).as_deref(), pairs, state.clock.now()).await {
-        Ok(v) => HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(v),
+    match introspect(
+        &state,
+        forms::authorization(&req).as_deref(),
+        pairs,
+        state.clock.now(),
+    )
+    .await
+    {
+        Ok(v) => no_store(HttpResponse::Ok()).json(v),
         Err(e) => error::token(&e),
     }
 }
 
-async fn revoke_post(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> HttpResponse {
+async fn revoke_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Payload,
+) -> HttpResponse {
     let pairs = match forms::form_pairs(&req, body).await {
         Ok(p) => p,
         Err(e) => return error::oauth_json(&e),
     };
-    match revoke(&state, forms::authorization(&req).as_deref(), pairs, state.clock.now()).await {
-        Ok(()) => HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).finish(),
+    match revoke(
+        &state,
+        forms::authorization(&req).as_deref(),
+        pairs,
+        state.clock.now(),
+    )
+    .await
+    {
+        Ok(()) => no_store(HttpResponse::Ok()).finish(),
         Err(e) => error::token(&e),
     }
 }

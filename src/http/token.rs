@@ -2,25 +2,30 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{error, forms, AppState};
+use super::{error, forms, no_store, AppState};
 use crate::service::token::{token, TokenHttpRequest};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/token", web::post().to(token_post));
 }
 
-async fn token_post(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> HttpResponse {
+async fn token_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Payload,
+) -> HttpResponse {
     let pairs = match forms::form_pairs(&req, body).await {
         Ok(p) => p,
         Err(e) => return error::oauth_json(&e),
     };
-    let request = TokenHttpRequest { authorization: forms::authorization(&req), pairs, ip: forms::peer_ip(&req) };
+    let request = TokenHttpRequest {
+        authorization: forms::authorization(&req),
+        pairs,
+        ip: forms::peer_ip(&req),
+    };
     match token(&state, request, state.clock.now()).await {
         // RFC 6749 §5.1: no-store and no-cache on every token response.
-        Ok(response) => HttpResponse::Ok()
-            .insert_header(("Cache-Control", "no-store"))
-            .insert_header(("Pragma", "no-cache"))
-            .json(response),
+        Ok(response) => no_store(HttpResponse::Ok()).json(response),
         Err(e) => error::token(&e),
     }
 }

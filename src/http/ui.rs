@@ -12,8 +12,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("../../templates/login.html")),
     ("consent.html", include_str!("../../templates/consent.html")),
     ("error.html", include_str!("../../templates/error.html")),
-    ("logout_confirm.html", include_str!("../../templates/logout_confirm.html")),
-    ("signed_out.html", include_str!("../../templates/signed_out.html")),
+    (
+        "logout_confirm.html",
+        include_str!("../../templates/logout_confirm.html"),
+    ),
+    (
+        "signed_out.html",
+        include_str!("../../templates/signed_out.html"),
+    ),
 ];
 
 const STYLESHEET: &str = include_str!("../../static/latchkey.css");
@@ -35,7 +41,9 @@ fn env() -> &'static Environment<'static> {
 pub fn page(status: StatusCode, template: &str, ctx: minijinja::Value) -> HttpResponse {
     let rendered = env().get_template(template).and_then(|t| t.render(ctx));
     match rendered {
-        Ok(body) => HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body),
+        Ok(body) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(body),
         Err(e) => super::error::internal(&e),
     }
 }
@@ -76,8 +84,12 @@ mod tests {
 
     #[test]
     fn values_are_html_escaped() {
-        let ctx = minijinja::context! { code => "x", description => "<script>alert(1)</script>\"'" };
-        let html = env().get_template("error.html").and_then(|t| t.render(ctx)).unwrap_or_default();
+        let ctx =
+            minijinja::context! { code => "x", description => "<script>alert(1)</script>\"'" };
+        let html = env()
+            .get_template("error.html")
+            .and_then(|t| t.render(ctx))
+            .unwrap_or_default();
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
     }

@@ -78,19 +78,35 @@ pub async fn authorize(
         Err(page) => return Ok(Outcome::ErrorPage(page.error)),
     };
     let Some(client) = client else {
-        return Ok(Outcome::ErrorPage(OAuthError::invalid_client("unknown client")));
+        return Ok(Outcome::ErrorPage(OAuthError::invalid_client(
+            "unknown client",
+        )));
     };
     let request = match check_request(&params, &client, redirect_uri) {
         Ok(r) => r,
-        Err(e) => return Ok(Outcome::Redirect(error_redirect(&state.settings.issuer, &e))),
+        Err(e) => {
+            return Ok(Outcome::Redirect(error_redirect(
+                &state.settings.issuer,
+                &e,
+            )))
+        }
     };
     if step == (Step::Consented { allow: false }) {
         let denied = OAuthError::access_denied("the user denied the request");
         return Ok(Outcome::Redirect(deny(state, &request, denied)));
     }
     let consent = consent_state(state, &client, &request, session, step, now).await?;
-    let view = session.map(|s| SessionView { user_id: s.user.id.clone(), auth_time: s.session.auth_time });
-    match decide(&request, view.as_ref(), consent, step == Step::AfterLogin, now) {
+    let view = session.map(|s| SessionView {
+        user_id: s.user.id.clone(),
+        auth_time: s.session.auth_time,
+    });
+    match decide(
+        &request,
+        view.as_ref(),
+        consent,
+        step == Step::AfterLogin,
+        now,
+    ) {
         Decision::Login => Ok(Outcome::Login {
             request: encode(&params_pairs(&params)),
             login_hint: request.login_hint.clone(),
@@ -102,8 +118,14 @@ pub async fn authorize(
         }),
         Decision::Error(e) => Ok(Outcome::Redirect(deny(state, &request, e))),
         Decision::Issue => match session {
-            Some(s) => issue_code(state, &request, s, now).await.map(Outcome::Redirect),
-            None => Ok(Outcome::Redirect(deny(state, &request, OAuthError::login_required("no session")))),
+            Some(s) => issue_code(state, &request, s, now)
+                .await
+                .map(Outcome::Redirect),
+            None => Ok(Outcome::Redirect(deny(
+                state,
+                &request,
+                OAuthError::login_required("no session"),
+            ))),
         },
     }
 }
@@ -126,7 +148,11 @@ async fn consent_state(
     now: UnixTime,
 ) -> Result<ConsentState, ServiceError> {
     let Some(session) = session else {
-        return Ok(if client.first_party { ConsentState::NotRequired } else { ConsentState::Missing });
+        return Ok(if client.first_party {
+            ConsentState::NotRequired
+        } else {
+            ConsentState::Missing
+        });
     };
     let user_id = session.user.id.as_str();
     let granted = state.store.get_consent(user_id, &client.id).await?;
@@ -136,7 +162,10 @@ async fn consent_state(
             all.extend(g.iter().map(str::to_owned));
         }
         let merged: Scope = all.into_iter().collect();
-        state.store.save_consent(user_id, &client.id, &merged, now).await?;
+        state
+            .store
+            .save_consent(user_id, &client.id, &merged, now)
+            .await?;
         return Ok(ConsentState::GrantedNow);
     }
     if client.first_party {
@@ -184,14 +213,21 @@ async fn issue_code(
 }
 
 fn deny(state: &AppState, request: &AuthorizationRequest, error: OAuthError) -> String {
-    let e = RedirectError { redirect_uri: request.redirect_uri.clone(), state: request.state.clone(), error };
+    let e = RedirectError {
+        redirect_uri: request.redirect_uri.clone(),
+        state: request.state.clone(),
+        error,
+    };
     error_redirect(&state.settings.issuer, &e)
 }
 
 /// `redirect_uri?error=...&error_description=...&state=...&iss=...` (RFC 6749 §4.1.2.1,
 /// RFC 9207 §2).
 fn error_redirect(issuer: &str, e: &RedirectError) -> String {
-    let mut pairs = vec![("error", e.error.code.as_str()), ("error_description", e.error.description.as_ref())];
+    let mut pairs = vec![
+        ("error", e.error.code.as_str()),
+        ("error_description", e.error.description.as_ref()),
+    ];
     if let Some(s) = &e.state {
         pairs.push(("state", s));
     }
@@ -212,7 +248,10 @@ pub(crate) fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
 }
 
 fn params_pairs(params: &Params) -> Vec<(String, String)> {
-    params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+    params
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 /// The request the consent form carries. Right after a login, the login has satisfied
@@ -226,21 +265,31 @@ fn carried_pairs(params: &Params, step: Step) -> Vec<(String, String)> {
     pairs.retain(|(k, _)| k != "max_age");
     for (k, v) in &mut pairs {
         if k == "prompt" {
-            *v = v.split(' ').filter(|p| *p == "consent").collect::<Vec<_>>().join(" ");
+            *v = v
+                .split(' ')
+                .filter(|p| *p == "consent")
+                .collect::<Vec<_>>()
+                .join(" ");
         }
     }
     pairs
 }
 
 fn encode(pairs: &[(String, String)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 fn encode_refs(pairs: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 /// Parses a form-encoded request string (the hidden `request` field) back into pairs.
 pub fn decode_request(request: &str) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(request.as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(request.as_bytes())
+        .into_owned()
+        .collect()
 }

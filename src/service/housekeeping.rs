@@ -16,7 +16,11 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
         loop {
             tick.tick().await;
             let now = state.clock.now();
-            match state.store.purge_expired(now, state.settings.housekeeping.batch_size).await {
+            match state
+                .store
+                .purge_expired(now, state.settings.housekeeping.batch_size)
+                .await
+            {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "housekeeping removed expired records"),
                 Err(e) => tracing::warn!(error = %e, "housekeeping failed; will retry"),

@@ -39,15 +39,24 @@ pub async fn logout(
         Ok(p) => p,
         Err(e) => return Ok(LogoutOutcome::Invalid(e)),
     };
-    let hint = match params.get("id_token_hint").map(|h| check_hint(state, h, now)) {
+    let hint = match params
+        .get("id_token_hint")
+        .map(|h| check_hint(state, h, now))
+    {
         None => None,
         Some(Some(h)) => Some(h),
-        Some(None) => return Ok(LogoutOutcome::Invalid(OAuthError::invalid_request("id_token_hint is not valid"))),
+        Some(None) => {
+            return Ok(LogoutOutcome::Invalid(OAuthError::invalid_request(
+                "id_token_hint is not valid",
+            )))
+        }
     };
     let client_id = params.get("client_id");
     if let Some(h) = &hint {
         if !hint_matches_client(std::slice::from_ref(&h.aud), client_id) {
-            return Ok(LogoutOutcome::Invalid(OAuthError::invalid_request("client_id does not match id_token_hint")));
+            return Ok(LogoutOutcome::Invalid(OAuthError::invalid_request(
+                "client_id does not match id_token_hint",
+            )));
         }
     }
     // The hint vouches only for its own user's session.
@@ -61,7 +70,11 @@ pub async fn logout(
     }
     end_sessions(state, hint.as_ref(), session, now).await?;
     let client = lookup_client(state, client_id.or(hint.as_ref().map(|h| h.aud.as_str()))).await?;
-    let target = post_logout_redirect(client.as_ref(), params.get("post_logout_redirect_uri"), params.get("state"));
+    let target = post_logout_redirect(
+        client.as_ref(),
+        params.get("post_logout_redirect_uri"),
+        params.get("state"),
+    );
     Ok(target.map_or(LogoutOutcome::SignedOut, LogoutOutcome::Redirect))
 }
 
@@ -69,7 +82,13 @@ pub async fn logout(
 /// ones within `HINT_MAX_AGE_SECS`.
 fn check_hint(state: &AppState, token: &str, now: UnixTime) -> Option<IdTokenClaims> {
     let published = state.keys.published();
-    let expected = Expected { issuer: &state.settings.issuer, audience: None, typ: None, now, leeway_secs: HINT_MAX_AGE_SECS };
+    let expected = Expected {
+        issuer: &state.settings.issuer,
+        audience: None,
+        typ: None,
+        now,
+        leeway_secs: HINT_MAX_AGE_SECS,
+    };
     verify::<IdTokenClaims>(token, &published.verifying, &expected).ok()
 }
 

@@ -8,7 +8,9 @@ use crate::clock::UnixTime;
 use crate::crypto::jwt::{verify, Expected};
 use crate::crypto::token::hash_token;
 use crate::domain::{Client, ClientKind, RefreshToken, Scope, User};
-use crate::oidc::{active_response, inactive_response, userinfo_claims, AccessTokenClaims, OAuthError, Params};
+use crate::oidc::{
+    active_response, inactive_response, userinfo_claims, AccessTokenClaims, OAuthError, Params,
+};
 
 use super::session::secs;
 use super::token::{authenticate_client, TokenError};
@@ -37,9 +39,19 @@ struct LiveAccessToken {
 
 /// Verifies our own access token (signature via the allowlist, `typ`, `iss`, `exp`) and
 /// checks it against stored state. `None` when it is not (or no longer) valid.
-async fn live_access_token(state: &AppState, token: &str, now: UnixTime) -> Result<Option<LiveAccessToken>, ServiceError> {
+async fn live_access_token(
+    state: &AppState,
+    token: &str,
+    now: UnixTime,
+) -> Result<Option<LiveAccessToken>, ServiceError> {
     let published = state.keys.published();
-    let expected = Expected { issuer: &state.settings.issuer, audience: None, typ: Some(ACCESS_TOKEN_TYP), now, leeway_secs: 0 };
+    let expected = Expected {
+        issuer: &state.settings.issuer,
+        audience: None,
+        typ: Some(ACCESS_TOKEN_TYP),
+        now,
+        leeway_secs: 0,
+    };
     let Ok(claims) = verify::<AccessTokenClaims>(token, &published.verifying, &expected) else {
         return Ok(None);
     };
@@ -63,14 +75,26 @@ async fn live_access_token(state: &AppState, token: &str, now: UnixTime) -> Resu
 }
 
 /// `/userinfo`: the claims the token's scope allows, for an enabled user.
-pub async fn userinfo(state: &AppState, token: Option<&str>, now: UnixTime) -> Result<Map<String, Value>, BearerError> {
+pub async fn userinfo(
+    state: &AppState,
+    token: Option<&str>,
+    now: UnixTime,
+) -> Result<Map<String, Value>, BearerError> {
     let token = token.ok_or(BearerError::Missing)?;
-    let invalid = || BearerError::OAuth(OAuthError::invalid_token("the access token is invalid, expired or revoked"));
-    let live = live_access_token(state, token, now).await?.ok_or_else(invalid)?;
+    let invalid = || {
+        BearerError::OAuth(OAuthError::invalid_token(
+            "the access token is invalid, expired or revoked",
+        ))
+    };
+    let live = live_access_token(state, token, now)
+        .await?
+        .ok_or_else(invalid)?;
     let user = live.user.ok_or_else(invalid)?;
     let scope = Scope::parse(&live.claims.scope).map_err(|_| invalid())?;
     if !scope.contains("openid") {
-        return Err(BearerError::OAuth(OAuthError::insufficient_scope("the token lacks the openid scope")));
+        return Err(BearerError::OAuth(OAuthError::insufficient_scope(
+            "the token lacks the openid scope",
+        )));
     }
     Ok(userinfo_claims(&user, &scope))
 }
@@ -86,9 +110,13 @@ pub async fn introspect(
     let params = Params::from_pairs(pairs)?;
     let client = authenticate_client(state, authorization, &params).await?;
     if client.kind != ClientKind::Confidential {
-        return Err(TokenError::OAuth(OAuthError::unauthorized_client("introspection needs a confidential client")));
+        return Err(TokenError::OAuth(OAuthError::unauthorized_client(
+            "introspection needs a confidential client",
+        )));
     }
-    let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let token = params
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     if let Some(refresh) = state.store.get_refresh_token(&hash_token(token)).await? {
         return Ok(refresh_status(state, &refresh, now).await?);
     }
@@ -101,7 +129,11 @@ pub async fn introspect(
     })
 }
 
-async fn refresh_status(state: &AppState, token: &RefreshToken, now: UnixTime) -> Result<Value, ServiceError> {
+async fn refresh_status(
+    state: &AppState,
+    token: &RefreshToken,
+    now: UnixTime,
+) -> Result<Value, ServiceError> {
     if token.spent_at.is_some() || now >= token.expires_at {
         return Ok(inactive_response());
     }
@@ -141,14 +173,22 @@ pub async fn revoke(
 ) -> Result<(), TokenError> {
     let params = Params::from_pairs(pairs)?;
     let client = authenticate_client(state, authorization, &params).await?;
-    let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let token = params
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     if let Some(refresh) = state.store.get_refresh_token(&hash_token(token)).await? {
         check_owner(&client, refresh.client_id.as_str())?;
         state.store.revoke_grant(&refresh.grant_id, now).await?;
         return Ok(());
     }
     let published = state.keys.published();
-    let expected = Expected { issuer: &state.settings.issuer, audience: None, typ: Some(ACCESS_TOKEN_TYP), now, leeway_secs: 0 };
+    let expected = Expected {
+        issuer: &state.settings.issuer,
+        audience: None,
+        typ: Some(ACCESS_TOKEN_TYP),
+        now,
+        leeway_secs: 0,
+    };
     if let Ok(claims) = verify::<AccessTokenClaims>(token, &published.verifying, &expected) {
         check_owner(&client, &claims.client_id)?;
         state.store.revoke_jti(&claims.jti, claims.exp).await?;

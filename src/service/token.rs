@@ -5,12 +5,14 @@ use serde::Serialize;
 
 use crate::clock::UnixTime;
 use crate::crypto::token::{hash_token, random_token};
-use crate::domain::{AuditEvent, AuthorizationCode, Client, ClientKind, Grant, RefreshToken, ResourceUri, User};
+use crate::domain::{
+    AuditEvent, AuthorizationCode, Client, ClientKind, Grant, RefreshToken, ResourceUri, User,
+};
 use crate::oidc::{
-    authenticate, check_code_redemption, check_family_alive, check_grant_allowed, check_resource_within_grant,
-    choose_audience, client_credentials_scope, issues_refresh_token, narrow_scope, parse_token_request,
-    presented_credentials, ClientAuthError, CodeChallenge, CodeGrantView, FamilyView, OAuthError, Params,
-    TokenRequest,
+    authenticate, check_code_redemption, check_family_alive, check_grant_allowed,
+    check_resource_within_grant, choose_audience, client_credentials_scope, issues_refresh_token,
+    narrow_scope, parse_token_request, presented_credentials, ClientAuthError, CodeChallenge,
+    CodeGrantView, FamilyView, OAuthError, Params, TokenRequest,
 };
 
 use super::session::secs;
@@ -81,8 +83,10 @@ pub async fn authenticate_client(
 ) -> Result<Client, TokenError> {
     let presented = presented_credentials(authorization, params).map_err(TokenError::Client)?;
     let client = state.store.get_client(presented.client_id()).await?;
-    let id = authenticate(&presented, client.as_ref(), |secret, hash| state.secrets.verify(secret, hash))
-        .map_err(TokenError::Client)?;
+    let id = authenticate(&presented, client.as_ref(), |secret, hash| {
+        state.secrets.verify(secret, hash)
+    })
+    .map_err(TokenError::Client)?;
     match client {
         Some(c) if c.id == id => Ok(c),
         _ => Err(TokenError::Client(ClientAuthError {
@@ -93,13 +97,22 @@ pub async fn authenticate_client(
 }
 
 /// Handles one token request.
-pub async fn token(state: &AppState, req: TokenHttpRequest, now: UnixTime) -> Result<TokenResponse, TokenError> {
+pub async fn token(
+    state: &AppState,
+    req: TokenHttpRequest,
+    now: UnixTime,
+) -> Result<TokenResponse, TokenError> {
     let params = Params::from_pairs(req.pairs)?;
     let client = authenticate_client(state, req.authorization.as_deref(), &params).await?;
     let request = parse_token_request(&params)?;
     check_grant_allowed(&client, request.grant_type())?;
     match request {
-        TokenRequest::AuthorizationCode { code, redirect_uri, code_verifier, resource } => {
+        TokenRequest::AuthorizationCode {
+            code,
+            redirect_uri,
+            code_verifier,
+            resource,
+        } => {
             let input = CodeInput {
                 code: code.expose(),
                 redirect_uri: redirect_uri.as_deref(),
@@ -108,8 +121,16 @@ pub async fn token(state: &AppState, req: TokenHttpRequest, now: UnixTime) -> Re
             };
             redeem_code(state, &client, input, &req.ip, now).await
         }
-        TokenRequest::RefreshToken { refresh_token, scope, resource } => {
-            let input = RefreshInput { token: refresh_token.expose(), scope: scope.as_ref(), resource: resource.as_deref() };
+        TokenRequest::RefreshToken {
+            refresh_token,
+            scope,
+            resource,
+        } => {
+            let input = RefreshInput {
+                token: refresh_token.expose(),
+                scope: scope.as_ref(),
+                resource: resource.as_deref(),
+            };
             refresh(state, &client, input, &req.ip, now).await
         }
         TokenRequest::ClientCredentials { scope, resource } => {
@@ -141,8 +162,19 @@ async fn redeem_code(
     if code.consumed_at.is_some() {
         return Err(replay(state, &code, ip, now).await);
     }
-    check_code_redemption(&code_view(&code)?, &client.id, input.redirect_uri, input.verifier, now)?;
-    let granted_resource = code.resource.as_deref().map(ResourceUri::parse).transpose().map_err(bad_record)?;
+    check_code_redemption(
+        &code_view(&code)?,
+        &client.id,
+        input.redirect_uri,
+        input.verifier,
+        now,
+    )?;
+    let granted_resource = code
+        .resource
+        .as_deref()
+        .map(ResourceUri::parse)
+        .transpose()
+        .map_err(bad_record)?;
     check_resource_within_grant(granted_resource.as_ref(), input.resource)?;
     let user = enabled_user(state, code.user_id.as_str()).await?;
     let grant = Grant {
@@ -159,14 +191,31 @@ async fn redeem_code(
         expires_at: now + secs(state.settings.tokens.refresh_absolute_ttl_secs),
         revoked_at: None,
     };
-    let audience = choose_audience(client, input.resource.or(code.resource.as_deref()), state.settings.default_audience())?;
+    let audience = choose_audience(
+        client,
+        input.resource.or(code.resource.as_deref()),
+        state.settings.default_audience(),
+    )?;
     let refresh = new_refresh(client, &grant, now)?;
     let stored = refresh.as_ref().map(|(_, r)| r);
-    if !state.store.redeem_code(&code_hash, &grant, stored, now).await? {
+    if !state
+        .store
+        .redeem_code(&code_hash, &grant, stored, now)
+        .await?
+    {
         // Lost a race with another redemption of the same code: that is a replay too.
         return Err(replay(state, &code, ip, now).await);
     }
-    let mut response = user_tokens(state, client, &user, &grant, &grant.scope, audience, code.nonce.as_deref(), now)?;
+    let mut response = user_tokens(
+        state,
+        client,
+        &user,
+        &grant,
+        &grant.scope,
+        audience,
+        code.nonce.as_deref(),
+        now,
+    )?;
     response.refresh_token = refresh.map(|(token, _)| token);
     Ok(response)
 }
@@ -193,14 +242,20 @@ async fn replay(state: &AppState, code: &AuthorizationCode, ip: &str, now: UnixT
 }
 
 fn code_view(code: &AuthorizationCode) -> Result<CodeGrantView, TokenError> {
-    let challenge = CodeChallenge::parse(Some(&code.code_challenge), Some("S256")).map_err(bad_record)?;
+    let challenge =
+        CodeChallenge::parse(Some(&code.code_challenge), Some("S256")).map_err(bad_record)?;
     Ok(CodeGrantView {
         client_id: code.client_id.clone(),
         redirect_uri: code.redirect_uri.clone(),
         code_challenge: challenge,
         expires_at: code.expires_at,
         scope: code.scope.clone(),
-        resource: code.resource.as_deref().map(ResourceUri::parse).transpose().map_err(bad_record)?,
+        resource: code
+            .resource
+            .as_deref()
+            .map(ResourceUri::parse)
+            .transpose()
+            .map_err(bad_record)?,
         user_id: code.user_id.clone(),
         auth_time: code.auth_time,
         nonce: code.nonce.clone(),
@@ -208,7 +263,9 @@ fn code_view(code: &AuthorizationCode) -> Result<CodeGrantView, TokenError> {
 }
 
 fn bad_record(e: impl std::fmt::Display) -> TokenError {
-    TokenError::Internal(ServiceError::Store(crate::store::StoreError::Corrupt(e.to_string())))
+    TokenError::Internal(ServiceError::Store(crate::store::StoreError::Corrupt(
+        e.to_string(),
+    )))
 }
 
 async fn enabled_user(state: &AppState, user_id: &str) -> Result<User, TokenError> {
@@ -219,7 +276,11 @@ async fn enabled_user(state: &AppState, user_id: &str) -> Result<User, TokenErro
 }
 
 /// A new refresh token for the grant, when the client may have one (OIDC Core §11).
-fn new_refresh(client: &Client, grant: &Grant, now: UnixTime) -> Result<Option<(String, RefreshToken)>, TokenError> {
+fn new_refresh(
+    client: &Client,
+    grant: &Grant,
+    now: UnixTime,
+) -> Result<Option<(String, RefreshToken)>, TokenError> {
     if !issues_refresh_token(client, &grant.scope) {
         return Ok(None);
     }
@@ -315,9 +376,18 @@ async fn refresh(
     let user = enabled_user(state, grant.user_id.as_str()).await?;
     // The access token may narrow; the refresh token keeps its scope (RFC 6749 §6).
     let scope = narrow_scope(&token.scope, input.scope)?;
-    let granted_resource = grant.resource.as_deref().map(ResourceUri::parse).transpose().map_err(bad_record)?;
+    let granted_resource = grant
+        .resource
+        .as_deref()
+        .map(ResourceUri::parse)
+        .transpose()
+        .map_err(bad_record)?;
     check_resource_within_grant(granted_resource.as_ref(), input.resource)?;
-    let audience = choose_audience(client, input.resource.or(grant.resource.as_deref()), state.settings.default_audience())?;
+    let audience = choose_audience(
+        client,
+        input.resource.or(grant.resource.as_deref()),
+        state.settings.default_audience(),
+    )?;
     let successor_token = random_token().map_err(ServiceError::from)?;
     let successor = RefreshToken {
         token_hash: hash_token(&successor_token),
@@ -328,7 +398,11 @@ async fn refresh(
         expires_at: grant.expires_at,
         spent_at: None,
     };
-    if !state.store.rotate_refresh_token(&hash, &successor, now).await? {
+    if !state
+        .store
+        .rotate_refresh_token(&hash, &successor, now)
+        .await?
+    {
         // Spent meanwhile by a concurrent request, or the family was revoked: reuse.
         return Err(reuse(state, &token, ip, now).await);
     }
@@ -337,13 +411,26 @@ async fn refresh(
     Ok(response)
 }
 
-async fn live_grant(state: &AppState, token: &RefreshToken, now: UnixTime) -> Result<Grant, TokenError> {
+async fn live_grant(
+    state: &AppState,
+    token: &RefreshToken,
+    now: UnixTime,
+) -> Result<Grant, TokenError> {
     let Some(grant) = state.store.get_grant(&token.grant_id).await? else {
         return Err(OAuthError::invalid_grant("unknown grant").into());
     };
     let t = &state.settings.tokens;
-    let view = FamilyView { created_at: grant.created_at, last_used_at: grant.last_used_at, revoked: grant.revoked_at.is_some() };
-    check_family_alive(&view, now, secs(t.refresh_absolute_ttl_secs), secs(t.refresh_idle_ttl_secs))?;
+    let view = FamilyView {
+        created_at: grant.created_at,
+        last_used_at: grant.last_used_at,
+        revoked: grant.revoked_at.is_some(),
+    };
+    check_family_alive(
+        &view,
+        now,
+        secs(t.refresh_absolute_ttl_secs),
+        secs(t.refresh_idle_ttl_secs),
+    )?;
     if now >= token.expires_at {
         return Err(OAuthError::invalid_grant("refresh token expired").into());
     }
@@ -384,11 +471,22 @@ fn client_credentials(
     now: UnixTime,
 ) -> Result<TokenResponse, TokenError> {
     if client.kind != ClientKind::Confidential {
-        return Err(OAuthError::unauthorized_client("client_credentials needs a confidential client").into());
+        return Err(OAuthError::unauthorized_client(
+            "client_credentials needs a confidential client",
+        )
+        .into());
     }
     let scope = client_credentials_scope(client, scope)?;
     let audience = choose_audience(client, resource, state.settings.default_audience())?;
-    let spec = AccessTokenSpec { client, user: None, grant_id: None, scope: &scope, audience, auth_time: None, sid: None };
+    let spec = AccessTokenSpec {
+        client,
+        user: None,
+        grant_id: None,
+        scope: &scope,
+        audience,
+        auth_time: None,
+        sid: None,
+    };
     let at = access_token(state, spec, now)?;
     Ok(TokenResponse {
         access_token: at.token,

@@ -41,11 +41,17 @@ pub struct AccessTokenSpec<'a> {
 
 /// The grant a `jti` names, if it was issued under one.
 pub fn grant_of_jti(jti: &str) -> Option<&str> {
-    jti.strip_prefix("g.").and_then(|rest| rest.split_once('.')).map(|(grant, _)| grant)
+    jti.strip_prefix("g.")
+        .and_then(|rest| rest.split_once('.'))
+        .map(|(grant, _)| grant)
 }
 
 /// Signs an access token.
-pub fn access_token(state: &AppState, spec: AccessTokenSpec<'_>, now: UnixTime) -> Result<AccessToken, ServiceError> {
+pub fn access_token(
+    state: &AppState,
+    spec: AccessTokenSpec<'_>,
+    now: UnixTime,
+) -> Result<AccessToken, ServiceError> {
     let ttl = spec
         .client
         .access_token_ttl
@@ -68,7 +74,10 @@ pub fn access_token(state: &AppState, spec: AccessTokenSpec<'_>, now: UnixTime) 
         sid: spec.sid,
     });
     let token = state.keys.sign(ACCESS_TOKEN_TYP, &claims)?;
-    Ok(AccessToken { token, expires_in: ttl })
+    Ok(AccessToken {
+        token,
+        expires_in: ttl,
+    })
 }
 
 /// What an ID token says beyond the user and client.
@@ -92,7 +101,11 @@ pub struct IdTokenSpec<'a> {
 }
 
 /// Signs an ID token.
-pub fn id_token(state: &AppState, spec: IdTokenSpec<'_>, now: UnixTime) -> Result<String, ServiceError> {
+pub fn id_token(
+    state: &AppState,
+    spec: IdTokenSpec<'_>,
+    now: UnixTime,
+) -> Result<String, ServiceError> {
     let claims = id_token_claims(IdTokenInput {
         issuer: &state.settings.issuer,
         user: spec.user,

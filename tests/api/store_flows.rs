@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use latchkey::domain::{
-    AuditEvent, AuthorizationCode, Client, ClientId, ClientKind, Email, Grant, GrantType, RefreshToken, Scope,
-    Session, User, UserId, Username,
+    AuditEvent, AuthorizationCode, Client, ClientId, ClientKind, Email, Grant, GrantType,
+    RefreshToken, Scope, Session, User, UserId, Username,
 };
 use latchkey::store::Store;
 
@@ -126,11 +126,25 @@ async fn sessions_round_trip(backend: Backend) {
     let s = session(&user, "s1");
     store.insert_session(&s).await.unwrap();
     assert_eq!(store.get_session(b"s1").await.unwrap(), Some(s.clone()));
-    assert_eq!(store.get_session_by_sid("s1").await.unwrap(), Some(s.clone()));
+    assert_eq!(
+        store.get_session_by_sid("s1").await.unwrap(),
+        Some(s.clone())
+    );
     store.touch_session(b"s1", 150).await.unwrap();
-    assert_eq!(store.get_session(b"s1").await.unwrap().unwrap().last_seen_at, 150);
+    assert_eq!(
+        store
+            .get_session(b"s1")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_at,
+        150
+    );
     assert!(store.end_session("s1", 160).await.unwrap());
-    assert!(!store.end_session("s1", 170).await.unwrap(), "ending twice changes nothing");
+    assert!(
+        !store.end_session("s1", 170).await.unwrap(),
+        "ending twice changes nothing"
+    );
     let ended = store.get_session(b"s1").await.unwrap().unwrap();
     assert_eq!(ended.ended_at, Some(160));
     assert!(!ended.is_active(161, 1800));
@@ -138,32 +152,69 @@ async fn sessions_round_trip(backend: Backend) {
 
 async fn consent_is_upserted(backend: Backend) {
     let (store, _dir, user, client) = seeded(backend).await;
-    assert_eq!(store.get_consent(user.id.as_str(), &client.id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_consent(user.id.as_str(), &client.id)
+            .await
+            .unwrap(),
+        None
+    );
     let first = Scope::parse("openid").unwrap();
     let second = Scope::parse("openid email").unwrap();
-    store.save_consent(user.id.as_str(), &client.id, &first, 1).await.unwrap();
-    store.save_consent(user.id.as_str(), &client.id, &second, 2).await.unwrap();
-    assert_eq!(store.get_consent(user.id.as_str(), &client.id).await.unwrap(), Some(second));
+    store
+        .save_consent(user.id.as_str(), &client.id, &first, 1)
+        .await
+        .unwrap();
+    store
+        .save_consent(user.id.as_str(), &client.id, &second, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_consent(user.id.as_str(), &client.id)
+            .await
+            .unwrap(),
+        Some(second)
+    );
 }
 
 async fn a_code_is_redeemed_once(backend: Backend) {
     let (store, _dir, user, client) = seeded(backend).await;
-    store.insert_code(&code(&user, &client, b"code1", "g1")).await.unwrap();
+    store
+        .insert_code(&code(&user, &client, b"code1", "g1"))
+        .await
+        .unwrap();
     let g = grant(&user, &client, "g1", "s1", "openid offline_access");
     let r = refresh(&client, b"rt1", "g1");
-    assert!(store.redeem_code(b"code1", &g, Some(&r), 120).await.unwrap());
-    assert_eq!(store.get_code(b"code1").await.unwrap().unwrap().consumed_at, Some(120));
+    assert!(store
+        .redeem_code(b"code1", &g, Some(&r), 120)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get_code(b"code1").await.unwrap().unwrap().consumed_at,
+        Some(120)
+    );
     assert_eq!(store.get_grant("g1").await.unwrap(), Some(g.clone()));
     assert_eq!(store.get_refresh_token(b"rt1").await.unwrap(), Some(r));
     let mut g2 = g.clone();
     g2.id = "g-other".into();
-    assert!(!store.redeem_code(b"code1", &g2, None, 121).await.unwrap(), "second redemption fails");
-    assert_eq!(store.get_grant("g-other").await.unwrap(), None, "and stores nothing");
+    assert!(
+        !store.redeem_code(b"code1", &g2, None, 121).await.unwrap(),
+        "second redemption fails"
+    );
+    assert_eq!(
+        store.get_grant("g-other").await.unwrap(),
+        None,
+        "and stores nothing"
+    );
 }
 
 async fn thirty_two_concurrent_redemptions_have_one_winner(backend: Backend) {
     let (store, _dir, user, client) = seeded(backend).await;
-    store.insert_code(&code(&user, &client, b"code1", "g1")).await.unwrap();
+    store
+        .insert_code(&code(&user, &client, b"code1", "g1"))
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..32)
         .map(|i| {
             let store = store.clone();
@@ -172,65 +223,172 @@ async fn thirty_two_concurrent_redemptions_have_one_winner(backend: Backend) {
             tokio::spawn(async move { store.redeem_code(b"code1", &g, None, 120).await.unwrap() })
         })
         .collect();
-    let wins = futures_util::future::join_all(tasks).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+    let wins = futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
     assert_eq!(wins, 1);
 }
 
 async fn rotation_spends_once_and_keeps_the_family_scope(backend: Backend) {
     let (store, _dir, user, client) = seeded(backend).await;
-    store.insert_code(&code(&user, &client, b"c", "g1")).await.unwrap();
+    store
+        .insert_code(&code(&user, &client, b"c", "g1"))
+        .await
+        .unwrap();
     let g = grant(&user, &client, "g1", "s1", "openid offline_access");
-    store.redeem_code(b"c", &g, Some(&refresh(&client, b"rt1", "g1")), 110).await.unwrap();
+    store
+        .redeem_code(b"c", &g, Some(&refresh(&client, b"rt1", "g1")), 110)
+        .await
+        .unwrap();
     let next = refresh(&client, b"rt2", "g1");
-    assert!(store.rotate_refresh_token(b"rt1", &next, 200).await.unwrap());
-    assert_eq!(store.get_refresh_token(b"rt1").await.unwrap().unwrap().spent_at, Some(200));
-    assert_eq!(store.get_grant("g1").await.unwrap().unwrap().last_used_at, 200);
+    assert!(store
+        .rotate_refresh_token(b"rt1", &next, 200)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .get_refresh_token(b"rt1")
+            .await
+            .unwrap()
+            .unwrap()
+            .spent_at,
+        Some(200)
+    );
+    assert_eq!(
+        store.get_grant("g1").await.unwrap().unwrap().last_used_at,
+        200
+    );
     let again = refresh(&client, b"rt3", "g1");
-    assert!(!store.rotate_refresh_token(b"rt1", &again, 201).await.unwrap(), "a spent token never rotates");
+    assert!(
+        !store
+            .rotate_refresh_token(b"rt1", &again, 201)
+            .await
+            .unwrap(),
+        "a spent token never rotates"
+    );
     assert_eq!(store.get_refresh_token(b"rt3").await.unwrap(), None);
 }
 
 async fn rotation_on_a_revoked_family_changes_nothing(backend: Backend) {
     let (store, _dir, user, client) = seeded(backend).await;
-    store.insert_code(&code(&user, &client, b"c", "g1")).await.unwrap();
+    store
+        .insert_code(&code(&user, &client, b"c", "g1"))
+        .await
+        .unwrap();
     let g = grant(&user, &client, "g1", "s1", "openid offline_access");
-    store.redeem_code(b"c", &g, Some(&refresh(&client, b"rt1", "g1")), 110).await.unwrap();
+    store
+        .redeem_code(b"c", &g, Some(&refresh(&client, b"rt1", "g1")), 110)
+        .await
+        .unwrap();
     assert!(store.revoke_grant("g1", 150).await.unwrap());
     assert!(!store.revoke_grant("g1", 151).await.unwrap());
-    assert!(!store.rotate_refresh_token(b"rt1", &refresh(&client, b"rt2", "g1"), 200).await.unwrap());
-    assert_eq!(store.get_refresh_token(b"rt1").await.unwrap().unwrap().spent_at, None, "rolled back");
+    assert!(!store
+        .rotate_refresh_token(b"rt1", &refresh(&client, b"rt2", "g1"), 200)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .get_refresh_token(b"rt1")
+            .await
+            .unwrap()
+            .unwrap()
+            .spent_at,
+        None,
+        "rolled back"
+    );
     assert_eq!(store.get_refresh_token(b"rt2").await.unwrap(), None);
 }
 
 async fn thirty_two_concurrent_rotations_have_one_winner(backend: Backend) {
     let (store, _dir, user, client) = seeded(backend).await;
-    store.insert_code(&code(&user, &client, b"c", "g1")).await.unwrap();
+    store
+        .insert_code(&code(&user, &client, b"c", "g1"))
+        .await
+        .unwrap();
     let g = grant(&user, &client, "g1", "s1", "openid offline_access");
-    store.redeem_code(b"c", &g, Some(&refresh(&client, b"rt1", "g1")), 110).await.unwrap();
+    store
+        .redeem_code(b"c", &g, Some(&refresh(&client, b"rt1", "g1")), 110)
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..32)
         .map(|i| {
             let store = store.clone();
             let next = refresh(&client, format!("next-{i}").as_bytes(), "g1");
-            tokio::spawn(async move { store.rotate_refresh_token(b"rt1", &next, 200).await.unwrap() })
+            tokio::spawn(async move {
+                store
+                    .rotate_refresh_token(b"rt1", &next, 200)
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
-    let wins = futures_util::future::join_all(tasks).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+    let wins = futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
     assert_eq!(wins, 1);
 }
 
 async fn logout_revokes_session_grants_optionally_keeping_offline(backend: Backend) {
     let (store, _dir, user, client) = seeded(backend).await;
     for (i, scope) in ["openid", "openid offline_access"].iter().enumerate() {
-        store.insert_code(&code(&user, &client, format!("c{i}").as_bytes(), &format!("g{i}"))).await.unwrap();
+        store
+            .insert_code(&code(
+                &user,
+                &client,
+                format!("c{i}").as_bytes(),
+                &format!("g{i}"),
+            ))
+            .await
+            .unwrap();
         let g = grant(&user, &client, &format!("g{i}"), "s1", scope);
-        store.redeem_code(format!("c{i}").as_bytes(), &g, None, 110).await.unwrap();
+        store
+            .redeem_code(format!("c{i}").as_bytes(), &g, None, 110)
+            .await
+            .unwrap();
     }
-    assert_eq!(store.revoke_session_grants("s1", true, 200).await.unwrap(), 1);
-    assert!(store.get_grant("g0").await.unwrap().unwrap().revoked_at.is_some());
-    assert!(store.get_grant("g1").await.unwrap().unwrap().revoked_at.is_none(), "offline kept");
-    assert_eq!(store.revoke_session_grants("s1", false, 201).await.unwrap(), 1);
-    assert!(store.get_grant("g1").await.unwrap().unwrap().revoked_at.is_some());
-    assert_eq!(store.revoke_session_grants("other", false, 202).await.unwrap(), 0);
+    assert_eq!(
+        store.revoke_session_grants("s1", true, 200).await.unwrap(),
+        1
+    );
+    assert!(store
+        .get_grant("g0")
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some());
+    assert!(
+        store
+            .get_grant("g1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none(),
+        "offline kept"
+    );
+    assert_eq!(
+        store.revoke_session_grants("s1", false, 201).await.unwrap(),
+        1
+    );
+    assert!(store
+        .get_grant("g1")
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some());
+    assert_eq!(
+        store
+            .revoke_session_grants("other", false, 202)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 async fn revoked_jtis_and_audit_events(backend: Backend) {
@@ -254,7 +412,10 @@ async fn revoked_jtis_and_audit_events(backend: Backend) {
 
 async fn housekeeping_deletes_only_expired_rows(backend: Backend) {
     let (store, _dir, user, client) = seeded(backend).await;
-    store.insert_code(&code(&user, &client, b"old", "g-old")).await.unwrap();
+    store
+        .insert_code(&code(&user, &client, b"old", "g-old"))
+        .await
+        .unwrap();
     let mut fresh = code(&user, &client, b"new", "g-new");
     fresh.expires_at = 5000;
     store.insert_code(&fresh).await.unwrap();
@@ -263,7 +424,10 @@ async fn housekeeping_deletes_only_expired_rows(backend: Backend) {
     let mut s = session(&user, "s-old");
     s.expires_at = 100;
     store.insert_session(&s).await.unwrap();
-    store.insert_session(&session(&user, "s-new")).await.unwrap();
+    store
+        .insert_session(&session(&user, "s-new"))
+        .await
+        .unwrap();
     let deleted = store.purge_expired(500, 1).await.unwrap();
     assert_eq!(deleted, 3);
     assert_eq!(store.get_code(b"old").await.unwrap(), None);
