@@ -30,13 +30,12 @@ async fn jwks_states(app: &TestApp) -> Vec<String> {
         .collect()
 }
 
-fn signing_kid(app: &TestApp) -> String {
-    let token = app
-        .state
-        .keys
-        .sign("JWT", &serde_json::json!({"probe": true}))
-        .unwrap();
-    jsonwebtoken::decode_header(&token).unwrap().kid.unwrap()
+/// The `kid` of a client_credentials access token from the running server.
+async fn signing_kid(app: &TestApp, client: &crate::oauth::TestClient) -> String {
+    let res = crate::oauth::token(app, client, &[("grant_type", "client_credentials")]).await;
+    let tokens = crate::oauth::assert_tokens(res).await;
+    let token = tokens["access_token"].as_str().unwrap();
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
 }
 
 fn key_lines(app: &TestApp) -> Vec<(String, String)> {
@@ -58,7 +57,8 @@ fn key_lines(app: &TestApp) -> Vec<(String, String)> {
 async fn rotation_is_published_and_signs_within_the_refresh_interval(backend: Backend) {
     let app = spawn_app(backend).await;
     let (current, next) = crate::helpers::fixture_keys().await;
-    assert_eq!(signing_kid(&app), current.kid);
+    let client = crate::oauth::cc_client(&app, &[]).await;
+    assert_eq!(signing_kid(&app, &client).await, current.kid);
 
     let out = app.cli(&["keys", "rotate", "--force"]);
     assert!(out.status.success(), "{}", out.stderr);
@@ -75,7 +75,7 @@ async fn rotation_is_published_and_signs_within_the_refresh_interval(backend: Ba
 
     // The running server picks the rotation up within keys.refresh_interval_secs (1 s here).
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while signing_kid(&app) != next.kid {
+    while signing_kid(&app, &client).await != next.kid {
         assert!(
             std::time::Instant::now() < deadline,
             "server still signs with the old key"

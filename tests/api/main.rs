@@ -10,6 +10,7 @@ mod config_errors;
 mod flows_code;
 mod flows_concurrency;
 mod flows_logout;
+mod flows_sessions;
 mod flows_tokens;
 mod keys;
 mod store_contract;

@@ -1,0 +1,173 @@
+//! Session lifetimes, disabled users, `max_age` / `prompt=login` / `login_hint`, the
+//! refresh-family lifetimes, and the audit record of a refresh-token reuse.
+
+use serde_json::Value;
+
+use crate::helpers::{spawn_app, spawn_app_with, Backend};
+use crate::oauth::*;
+
+crate::both_stores!(
+    idle_session_ends_after_the_idle_timeout,
+    session_ends_after_its_absolute_lifetime,
+    a_disabled_users_session_and_tokens_stop_working,
+    max_age_forces_a_fresh_login,
+    prompt_login_forces_a_login_once,
+    login_hint_prefills_the_username_escaped,
+    refresh_reuse_is_audited_with_family_client_user_and_ip,
+    refresh_families_expire_when_idle_and_at_their_absolute_end,
+);
+
+fn claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn idle_session_ends_after_the_idle_timeout(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let (browser, _, _) = full_flow(&app, &client, USERNAME, "openid").await;
+    app.clock.advance(1799);
+    code_with_session(&app, &browser, &AuthRequest::new(&client, "openid")).await;
+    app.clock.advance(1800);
+    assert_logged_out(&app, &browser, &client).await;
+}
+
+async fn session_ends_after_its_absolute_lifetime(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.sessions.absolute_lifetime_secs = 3000).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let (browser, _, _) = full_flow(&app, &client, USERNAME, "openid").await;
+    // Used every 25 minutes, the session never idles out, but ends at 3000 s all the same.
+    app.clock.advance(1500);
+    code_with_session(&app, &browser, &AuthRequest::new(&client, "openid")).await;
+    app.clock.advance(1499);
+    code_with_session(&app, &browser, &AuthRequest::new(&client, "openid")).await;
+    app.clock.advance(1);
+    assert_logged_out(&app, &browser, &client).await;
+}
+
+async fn a_disabled_users_session_and_tokens_stop_working(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let (browser, _, tokens) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+    disable_user(&app, USERNAME).await;
+    assert_logged_out(&app, &browser, &client).await;
+    let res = app
+        .http
+        .get(app.url("/userinfo"))
+        .bearer_auth(s(&tokens, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_inactive(&app, &client, s(&tokens, "access_token")).await;
+    assert_refresh_dead(&app, &client, s(&tokens, "refresh_token")).await;
+}
+
+async fn max_age_forces_a_fresh_login(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let (browser, _, first) = full_flow(&app, &client, USERNAME, "openid").await;
+    let first_auth = claims(s(&first, "id_token"))["auth_time"].as_i64().unwrap();
+    app.clock.advance(120);
+    // Within max_age: no login.
+    let req = AuthRequest::new(&client, "openid").with("max_age", Some("600"));
+    code_with_session(&app, &browser, &req).await;
+    // Older than max_age: the login page, then a code whose ID token has the new auth_time.
+    let req = AuthRequest::new(&client, "openid").with("max_age", Some("60"));
+    let code = login_and_get_code(&app, &browser, &req, USERNAME).await;
+    let tokens = assert_tokens(exchange_code(&app, &client, &code, &req).await).await;
+    let auth_time = claims(s(&tokens, "id_token"))["auth_time"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(auth_time, first_auth + 120);
+    // prompt=none with an old session is login_required, not a login page.
+    app.clock.advance(120);
+    let req = AuthRequest::new(&client, "openid")
+        .with("max_age", Some("60"))
+        .with("prompt", Some("none"));
+    let res = authorize(&app, &browser, &req).await;
+    assert_auth_error(&app, &res, &req, "login_required");
+}
+
+async fn prompt_login_forces_a_login_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = third_party_client(&app).await;
+    alice(&app).await;
+    let (browser, _, _) = full_flow(&app, &client, USERNAME, "openid").await;
+    let req = AuthRequest::new(&client, "openid email").with("prompt", Some("login"));
+    // Consent is needed for the wider scope too: login, then consent, then the code.
+    let code = login_and_get_code(&app, &browser, &req, USERNAME).await;
+    assert!(!code.is_empty());
+}
+
+async fn login_hint_prefills_the_username_escaped(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    let hint = "\"><script>alert(1)</script>";
+    let req = AuthRequest::new(&client, "openid").with("login_hint", Some(hint));
+    let res = authorize(&app, &Browser::new(&app), &req).await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    assert!(!page.contains("<script>alert(1)"), "hint must be escaped");
+    assert!(page.contains("&lt;script&gt;alert(1)"), "{page}");
+}
+
+async fn refresh_reuse_is_audited_with_family_client_user_and_ip(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    let user = alice(&app).await;
+    let (_, _, tokens) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+    let first = s(&tokens, "refresh_token").to_owned();
+    assert_tokens(refresh(&app, &client, &first).await).await;
+    assert_eq!(
+        app.state.store.recent_events(10).await.unwrap(),
+        vec![],
+        "no event before reuse"
+    );
+    assert_error(refresh(&app, &client, &first).await, 400, "invalid_grant").await;
+    let events = app.state.store.recent_events(10).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e.kind, "refresh_token_reuse");
+    assert_eq!(e.client_id.as_deref(), Some(client.id.as_str()));
+    assert_eq!(e.user_id.as_deref(), Some(user.id.as_str()));
+    assert_eq!(e.ip.as_deref(), Some("127.0.0.1"));
+    let family = e.grant_id.clone().unwrap();
+    let grant = app.state.store.get_grant(&family).await.unwrap().unwrap();
+    assert!(
+        grant.revoked_at.is_some(),
+        "the audited family is the revoked one"
+    );
+}
+
+async fn refresh_families_expire_when_idle_and_at_their_absolute_end(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.tokens.refresh_idle_ttl_secs = 1000;
+        s.tokens.refresh_absolute_ttl_secs = 2500;
+    })
+    .await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    // Idle: unused for the idle timeout, the family ends.
+    let (_, _, tokens) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+    app.clock.advance(1000);
+    assert_refresh_dead(&app, &client, s(&tokens, "refresh_token")).await;
+    // Absolute: used every 900 s, it still ends 2500 s after the code was redeemed.
+    let (_, _, tokens) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+    let mut rt = s(&tokens, "refresh_token").to_owned();
+    for _ in 0..2 {
+        app.clock.advance(900);
+        let t = assert_tokens(refresh(&app, &client, &rt).await).await;
+        rt = s(&t, "refresh_token").to_owned();
+    }
+    app.clock.advance(700);
+    assert_refresh_dead(&app, &client, &rt).await;
+}
