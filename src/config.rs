@@ -108,16 +108,33 @@ impl fmt::Debug for DatabaseSettings {
     }
 }
 
-/// A database URL with any password replaced by `[redacted]`, for logs.
+/// A database URL with any password (in the user-info or the query) replaced by
+/// `[redacted]`, for logs.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("[redacted]"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "[unparseable url]".into(),
+    let Ok(mut u) = url::Url::parse(url) else {
+        return "[unparseable url]".into();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("[redacted]"));
     }
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = k.to_ascii_lowercase().contains("password");
+                (
+                    k.into_owned(),
+                    if secret {
+                        "[redacted]".to_owned()
+                    } else {
+                        v.into_owned()
+                    },
+                )
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 /// Signing-key settings (see `docs/key-rotation.md`).
@@ -508,9 +525,17 @@ impl Settings {
     }
 }
 
+/// Ten years: no lifetime or interval is longer, so `now + ttl` can never overflow.
+const MAX_SECS: u64 = 10 * 365 * 24 * 3600;
+
 fn positive(setting: &'static str, v: u64) -> Result<(), ConfigError> {
     if v == 0 {
         Err(invalid(setting, "must be greater than 0"))
+    } else if v > MAX_SECS {
+        Err(invalid(
+            setting,
+            format!("must be at most {MAX_SECS} (ten years)"),
+        ))
     } else {
         Ok(())
     }

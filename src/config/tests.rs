@@ -128,6 +128,16 @@ fn bad_settings_name_the_setting() {
         (Some("[kees]\nrsa_bits = 2048\n"), &[], "kees"),
         (None, &[("LATCHKEY_KEYS__RSA_BTIS", "2048")], "rsa_btis"),
         (Some("[log]\nformat = \"xml\"\n"), &[], "xml"),
+        (
+            Some("[tokens]\nrefresh_idle_ttl_secs = 9000000000000000000\n"),
+            &[],
+            "`tokens.refresh_idle_ttl_secs`",
+        ),
+        (
+            Some("[sessions]\nidle_timeout_secs = 400000000\n"),
+            &[],
+            "`sessions.idle_timeout_secs`",
+        ),
     ];
     for (toml, env, needle) in cases {
         let msg = err_of(*toml, env);
@@ -155,4 +165,9 @@ fn database_password_is_redacted_in_debug() {
     let shown = format!("{s:?}");
     assert!(!shown.contains("s3cr3t-pw"), "{shown}");
     assert!(shown.contains("db.example.com"));
+    let q = redact_url("postgres://u@db/x?sslmode=require&password=q-s3cr3t&sslpassword=k-s3cr3t");
+    assert!(
+        !q.contains("s3cr3t") && q.contains("sslmode=require"),
+        "{q}"
+    );
 }

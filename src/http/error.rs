@@ -57,8 +57,12 @@ pub fn oauth_json(e: &OAuthError) -> HttpResponse {
 }
 
 /// Failed client authentication: 401, with `WWW-Authenticate: Basic` when the client used
-/// Basic (RFC 6749 §5.2).
+/// Basic (RFC 6749 §5.2). A malformed request that happened to use Basic (two methods at
+/// once, mismatched ids) is `invalid_request` and stays a 400.
 pub fn client_auth(e: &ClientAuthError) -> HttpResponse {
+    if e.error.code != ErrorCode::InvalidClient {
+        return oauth_json(&e.error);
+    }
     let mut res = super::no_store(HttpResponse::Unauthorized());
     if e.basic_used {
         res.insert_header((

@@ -277,8 +277,10 @@ pub fn choose_audience(
     Ok(vec![uri.as_str().to_owned()])
 }
 
-/// RFC 8707 §2.2: at the token endpoint a grant bound to a resource may only be exchanged for
-/// that resource; a different one is `invalid_target`.
+/// RFC 8707 §2.2: at the token endpoint a grant may only be exchanged for a resource within
+/// it. A grant bound to a resource gives tokens for that resource; a grant authorized
+/// without one covers the default audience only, so asking for any resource is
+/// `invalid_target` (the user never authorized it).
 pub fn check_resource_within_grant(
     granted: Option<&ResourceUri>,
     requested: Option<&str>,
@@ -286,6 +288,9 @@ pub fn check_resource_within_grant(
     match (granted, requested) {
         (Some(g), Some(r)) if g.as_str() != r => Err(OAuthError::invalid_target(
             "resource differs from the one authorized",
+        )),
+        (None, Some(_)) => Err(OAuthError::invalid_target(
+            "the authorization did not include a resource",
         )),
         _ => Ok(()),
     }

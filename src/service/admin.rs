@@ -277,22 +277,41 @@ pub async fn create_user(
     Ok(user)
 }
 
-/// Disables or enables a user.
+/// Disables or enables a user. Disabling also ends every session and revokes every grant
+/// of the user, so re-enabling later does not bring an attacker's session back.
 pub async fn set_user_disabled(
     store: &dyn Store,
     username: &str,
     disabled: bool,
     now: UnixTime,
 ) -> Result<(), ServiceError> {
-    let name = Username::parse(username)?;
-    if store.set_user_disabled(&name, disabled, now).await? {
-        Ok(())
-    } else {
-        Err(ServiceError::NotFound(format!("user {name}")))
+    let user = user_by_name(store, username).await?;
+    store
+        .set_user_disabled(&user.username, disabled, now)
+        .await?;
+    if disabled {
+        cut_off(store, &user, now).await?;
     }
+    Ok(())
 }
 
-/// Replaces a user's password.
+async fn user_by_name(store: &dyn Store, username: &str) -> Result<User, ServiceError> {
+    let name = Username::parse(username)?;
+    store
+        .get_user_by_username(&name)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("user {name}")))
+}
+
+/// Ends the user's sessions and revokes their grants (refresh families and the access
+/// tokens issued under them).
+async fn cut_off(store: &dyn Store, user: &User, now: UnixTime) -> Result<(), ServiceError> {
+    store.end_user_sessions(user.id.as_str(), now).await?;
+    store.revoke_user_grants(user.id.as_str(), now).await?;
+    Ok(())
+}
+
+/// Replaces a user's password, and ends everything the old password let anyone start.
 pub async fn set_password(
     store: &dyn Store,
     hasher: &PasswordHasher,
@@ -300,13 +319,12 @@ pub async fn set_password(
     password: &Password,
     now: UnixTime,
 ) -> Result<(), ServiceError> {
-    let name = Username::parse(username)?;
+    let user = user_by_name(store, username).await?;
     let hash = hasher.hash(password).await?;
-    if store.set_password_hash(&name, &hash, now).await? {
-        Ok(())
-    } else {
-        Err(ServiceError::NotFound(format!("user {name}")))
+    if !store.set_password_hash(&user.username, &hash, now).await? {
+        return Err(ServiceError::NotFound(format!("user {}", user.username)));
     }
+    cut_off(store, &user, now).await
 }
 
 #[cfg(test)]

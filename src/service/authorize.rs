@@ -16,8 +16,7 @@ use crate::oidc::{
 use super::session::{secs, ActiveSession};
 use super::{AppState, ServiceError};
 
-/// What the browser gets.
-#[derive(Debug)]
+/// What the browser gets. `Debug` hides redirect URLs: they carry codes.
 pub enum Outcome {
     /// The client or redirect URI cannot be trusted: an error page, never a redirect
     /// (RFC 6749 §4.1.2.1, RFC 9700 §4.1.1).
@@ -40,6 +39,20 @@ pub enum Outcome {
         /// The scopes asked for.
         scopes: Vec<String>,
     },
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ErrorPage(e) => f.debug_tuple("ErrorPage").field(e).finish(),
+            Self::Redirect(_) => f.write_str("Redirect([redacted])"),
+            Self::Login { .. } => f.write_str("Login"),
+            Self::Consent { client_name, .. } => f
+                .debug_struct("Consent")
+                .field("client_name", client_name)
+                .finish(),
+        }
+    }
 }
 
 /// How the request reached the pipeline.

@@ -28,3 +28,21 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
         }
     })
 }
+
+/// Most batches per run, so a huge backlog is worked off over several runs, not in one.
+const MAX_BATCHES_PER_RUN: u32 = 100;
+
+/// Deletes expired rows batch after batch until a batch comes back short (or the cap).
+pub async fn run_once(state: &AppState) -> Result<u64, crate::store::StoreError> {
+    let now = state.clock.now();
+    let batch = state.settings.housekeeping.batch_size;
+    let mut total = 0;
+    for _ in 0..MAX_BATCHES_PER_RUN {
+        let deleted = state.store.purge_expired(now, batch).await?;
+        total += deleted;
+        if deleted == 0 {
+            break;
+        }
+    }
+    Ok(total)
+}

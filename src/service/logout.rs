@@ -14,7 +14,6 @@ use super::{AppState, ServiceError};
 const HINT_MAX_AGE_SECS: i64 = 30 * 24 * 3600;
 
 /// What the browser gets.
-#[derive(Debug)]
 pub enum LogoutOutcome {
     /// No trustworthy hint: ask the user to confirm (protects against logout CSRF).
     Confirm,
@@ -24,6 +23,17 @@ pub enum LogoutOutcome {
     SignedOut,
     /// The request is malformed (a page, never a redirect).
     Invalid(OAuthError),
+}
+
+impl std::fmt::Debug for LogoutOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Confirm => f.write_str("Confirm"),
+            Self::Redirect(_) => f.write_str("Redirect([redacted])"),
+            Self::SignedOut => f.write_str("SignedOut"),
+            Self::Invalid(e) => f.debug_tuple("Invalid").field(e).finish(),
+        }
+    }
 }
 
 /// Handles a logout request. `confirmed` is true when the user posted the confirmation
@@ -39,18 +49,11 @@ pub async fn logout(
         Ok(p) => p,
         Err(e) => return Ok(LogoutOutcome::Invalid(e)),
     };
-    let hint = match params
+    // A hint that does not verify (unknown or retired key, tampered) is treated as absent:
+    // the user is asked to confirm, and the hint vouches for nothing.
+    let hint = params
         .get("id_token_hint")
-        .map(|h| check_hint(state, h, now))
-    {
-        None => None,
-        Some(Some(h)) => Some(h),
-        Some(None) => {
-            return Ok(LogoutOutcome::Invalid(OAuthError::invalid_request(
-                "id_token_hint is not valid",
-            )))
-        }
-    };
+        .and_then(|h| check_hint(state, h, now));
     let client_id = params.get("client_id");
     if let Some(h) = &hint {
         if !hint_matches_client(std::slice::from_ref(&h.aud), client_id) {
@@ -85,7 +88,8 @@ fn check_hint(state: &AppState, token: &str, now: UnixTime) -> Option<IdTokenCla
     let expected = Expected {
         issuer: &state.settings.issuer,
         audience: None,
-        typ: None,
+        // Only an ID token (`typ: JWT`), never an access token (`at+jwt`): RFC 8725 §3.11.
+        typ: Some("JWT"),
         now,
         leeway_secs: HINT_MAX_AGE_SECS,
     };

@@ -37,17 +37,19 @@ struct LiveAccessToken {
     user: Option<User>,
 }
 
-/// Verifies our own access token (signature via the allowlist, `typ`, `iss`, `exp`) and
-/// checks it against stored state. `None` when it is not (or no longer) valid.
+/// Verifies our own access token (signature via the allowlist, `typ`, `iss`, `exp`, and
+/// `aud` when given) and checks it against stored state. `None` when it is not (or no
+/// longer) valid.
 async fn live_access_token(
     state: &AppState,
     token: &str,
+    audience: Option<&str>,
     now: UnixTime,
 ) -> Result<Option<LiveAccessToken>, ServiceError> {
     let published = state.keys.published();
     let expected = Expected {
         issuer: &state.settings.issuer,
-        audience: None,
+        audience,
         typ: Some(ACCESS_TOKEN_TYP),
         now,
         leeway_secs: 0,
@@ -86,7 +88,10 @@ pub async fn userinfo(
             "the access token is invalid, expired or revoked",
         ))
     };
-    let live = live_access_token(state, token, now)
+    // A token minted for another resource (RFC 8707) is not good here: its `aud` must name
+    // us (the default audience: the issuer unless configured).
+    let audience = Some(state.settings.default_audience());
+    let live = live_access_token(state, token, audience, now)
         .await?
         .ok_or_else(invalid)?;
     let user = live.user.ok_or_else(invalid)?;
@@ -118,9 +123,13 @@ pub async fn introspect(
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     if let Some(refresh) = state.store.get_refresh_token(&hash_token(token)).await? {
+        // Refresh tokens concern only the client they were issued to (RFC 7662 §4).
+        if refresh.client_id != client.id {
+            return Ok(inactive_response());
+        }
         return Ok(refresh_status(state, &refresh, now).await?);
     }
-    Ok(match live_access_token(state, token, now).await? {
+    Ok(match live_access_token(state, token, None, now).await? {
         Some(live) => {
             let username = live.user.as_ref().map(|u| u.username.as_str());
             active_response(&live.claims, "Bearer", username)

@@ -45,8 +45,9 @@ impl From<crate::store::StoreError> for TokenError {
     }
 }
 
-/// A successful token response (RFC 6749 §5.1, OIDC Core §3.1.3.3).
-#[derive(Debug, Serialize)]
+/// A successful token response (RFC 6749 §5.1, OIDC Core §3.1.3.3). `Debug` hides the
+/// tokens.
+#[derive(Serialize)]
 pub struct TokenResponse {
     /// The access token.
     pub access_token: String,
@@ -64,8 +65,7 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
 }
 
-/// The HTTP request, reduced to what the endpoint reads.
-#[derive(Debug)]
+/// The HTTP request, reduced to what the endpoint reads. `Debug` shows parameter names only.
 pub struct TokenHttpRequest {
     /// The `Authorization` header.
     pub authorization: Option<String>,
@@ -73,6 +73,35 @@ pub struct TokenHttpRequest {
     pub pairs: Vec<(String, String)>,
     /// The requester's address, for the audit trail.
     pub ip: String,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for TokenHttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.pairs.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("TokenHttpRequest")
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "[redacted]"),
+            )
+            .field("params", &names)
+            .field("ip", &self.ip)
+            .finish()
+    }
 }
 
 /// Authenticates a client from the request (shared with revocation and introspection).
@@ -169,6 +198,13 @@ async fn redeem_code(
         input.verifier,
         now,
     )?;
+    // A code must not outlive the session that authorized it (logout, disabled user).
+    let session = state.store.get_session_by_sid(&code.sid).await?;
+    if session.is_none_or(|s| s.ended_at.is_some()) {
+        return Err(
+            OAuthError::invalid_grant("the session that authorized this code has ended").into(),
+        );
+    }
     let granted_resource = code
         .resource
         .as_deref()
@@ -496,4 +532,38 @@ fn client_credentials(
         id_token: None,
         refresh_token: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let req = TokenHttpRequest {
+            authorization: Some("Basic c2VjcmV0LWNsaWVudDpzM2NyM3Q=".into()),
+            pairs: vec![
+                ("refresh_token".into(), "rt-s3cr3t".into()),
+                ("client_secret".into(), "cs-s3cr3t".into()),
+            ],
+            ip: "127.0.0.1".into(),
+        };
+        let res = TokenResponse {
+            access_token: "at-s3cr3t".into(),
+            token_type: "Bearer",
+            expires_in: 1,
+            scope: "openid".into(),
+            id_token: Some("id-s3cr3t".into()),
+            refresh_token: Some("rt2-s3cr3t".into()),
+        };
+        let shown = format!("{req:?} {res:?}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("c2Vjcm"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("refresh_token") && shown.contains("client_secret"),
+            "{shown}"
+        );
+    }
 }

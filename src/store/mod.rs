@@ -120,6 +120,8 @@ pub trait SessionStore: Send + Sync {
     async fn touch_session(&self, id_hash: &[u8], now: UnixTime) -> Result<(), StoreError>;
     /// Ends a session (logout); false if it was already ended or unknown.
     async fn end_session(&self, sid: &str, now: UnixTime) -> Result<bool, StoreError>;
+    /// Ends every session of a user (disabled, password changed); returns how many.
+    async fn end_user_sessions(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError>;
 }
 
 /// Remembered consent, per user and client.
@@ -171,6 +173,8 @@ pub trait GrantStore: Send + Sync {
         keep_offline: bool,
         now: UnixTime,
     ) -> Result<u64, StoreError>;
+    /// Revokes every grant of a user (disabled, password changed); returns how many.
+    async fn revoke_user_grants(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError>;
     /// Looks a refresh token up by its hash, spent or not.
     async fn get_refresh_token(
         &self,

@@ -30,7 +30,10 @@ impl SqliteStore {
                 std::fs::create_dir_all(dir).map_err(super::sql::backend)?;
             }
         }
+        // A local file cannot drop a connection: skip the liveness ping before each use,
+        // a round trip to the connection's worker thread on the token hot path.
         let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)

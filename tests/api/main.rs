@@ -2,6 +2,7 @@
 //! database: a fresh SQLite file, or a fresh schema in the PostgreSQL database named by
 //! LATCHKEY_TEST_DATABASE_URL (see helpers.rs).
 
+mod hardening;
 mod helpers;
 mod oauth;
 

@@ -22,6 +22,8 @@ crate::both_stores!(
     logout_revokes_session_grants_optionally_keeping_offline,
     revoked_jtis_and_audit_events,
     housekeeping_deletes_only_expired_rows,
+    logout_keeps_offline_only_for_the_exact_scope_token,
+    a_users_sessions_and_grants_end_together,
 );
 
 async fn seeded(backend: Backend) -> (Arc<dyn Store>, tempfile::TempDir, User, Client) {
@@ -413,7 +415,11 @@ async fn revoked_jtis_and_audit_events(backend: Backend) {
 async fn housekeeping_deletes_only_expired_rows(backend: Backend) {
     let (store, _dir, user, client) = seeded(backend).await;
     store
-        .insert_code(&code(&user, &client, b"old", "g-old"))
+        .insert_code(&code(&user, &client, b"old-1", "g-old-1"))
+        .await
+        .unwrap();
+    store
+        .insert_code(&code(&user, &client, b"old-2", "g-old-2"))
         .await
         .unwrap();
     let mut fresh = code(&user, &client, b"new", "g-new");
@@ -428,12 +434,80 @@ async fn housekeeping_deletes_only_expired_rows(backend: Backend) {
         .insert_session(&session(&user, "s-new"))
         .await
         .unwrap();
-    let deleted = store.purge_expired(500, 1).await.unwrap();
-    assert_eq!(deleted, 3);
-    assert_eq!(store.get_code(b"old").await.unwrap(), None);
+    // Batches of one: one expired code, one jti and one session go; the second code waits.
+    assert_eq!(store.purge_expired(500, 1).await.unwrap(), 3);
+    let gone = [
+        store.get_code(b"old-1").await.unwrap(),
+        store.get_code(b"old-2").await.unwrap(),
+    ]
+    .iter()
+    .filter(|c| c.is_none())
+    .count();
+    assert_eq!(gone, 1, "the batch size bounds each statement");
+    assert_eq!(store.purge_expired(500, 1).await.unwrap(), 1);
+    assert_eq!(store.purge_expired(500, 1).await.unwrap(), 0);
+    assert_eq!(store.get_code(b"old-1").await.unwrap(), None);
+    assert_eq!(store.get_code(b"old-2").await.unwrap(), None);
     assert!(store.get_code(b"new").await.unwrap().is_some());
     assert!(!store.is_jti_revoked("old").await.unwrap());
     assert!(store.is_jti_revoked("new").await.unwrap());
     assert_eq!(store.get_session_by_sid("s-old").await.unwrap(), None);
     assert!(store.get_session_by_sid("s-new").await.unwrap().is_some());
+}
+
+async fn logout_keeps_offline_only_for_the_exact_scope_token(backend: Backend) {
+    let (store, _dir, user, client) = seeded(backend).await;
+    // `_` must not act as a LIKE wildcard: `offlineXaccess` is not `offline_access`.
+    store
+        .insert_code(&code(&user, &client, b"c", "g"))
+        .await
+        .unwrap();
+    let g = grant(&user, &client, "g", "s1", "openid offlineXaccess");
+    store.redeem_code(b"c", &g, None, 110).await.unwrap();
+    assert_eq!(
+        store.revoke_session_grants("s1", true, 200).await.unwrap(),
+        1
+    );
+}
+
+async fn a_users_sessions_and_grants_end_together(backend: Backend) {
+    let (store, _dir, user, client) = seeded(backend).await;
+    store.insert_session(&session(&user, "s1")).await.unwrap();
+    store.insert_session(&session(&user, "s2")).await.unwrap();
+    store
+        .insert_code(&code(&user, &client, b"c", "g"))
+        .await
+        .unwrap();
+    store
+        .redeem_code(b"c", &grant(&user, &client, "g", "s1", "openid"), None, 110)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .end_user_sessions(user.id.as_str(), 300)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .revoke_user_grants(user.id.as_str(), 300)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .end_user_sessions(user.id.as_str(), 301)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(store
+        .get_grant("g")
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some());
 }

@@ -273,7 +273,9 @@ fn resource_must_stay_within_grant() {
         Ok(())
     );
     assert_eq!(check_resource_within_grant(Some(&granted), None), Ok(()));
-    assert_eq!(check_resource_within_grant(None, Some(RESOURCE)), Ok(()));
+    assert_eq!(check_resource_within_grant(None, None), Ok(()));
+    let e = check_resource_within_grant(None, Some(RESOURCE)).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidTarget);
     let e =
         check_resource_within_grant(Some(&granted), Some("https://other.example/")).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidTarget);

@@ -250,6 +250,17 @@ macro_rules! grant_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn revoke_user_grants(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError> {
+                let done =
+                    sqlx::query("UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+                        .bind(now)
+                        .bind(user_id)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(backend)?;
+                Ok(done.rows_affected())
+            }
+
             async fn revoke_session_grants(
                 &self,
                 sid: &str,
@@ -258,7 +269,7 @@ macro_rules! grant_store {
             ) -> Result<u64, StoreError> {
                 let done = sqlx::query(
                     "UPDATE grants SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL \
-                     AND NOT ($3 AND (' ' || scope || ' ') LIKE '% offline_access %')",
+                     AND NOT ($3 AND (' ' || scope || ' ') LIKE '% offline\\_access %' ESCAPE '\\')",
                 )
                 .bind(now)
                 .bind(sid)

@@ -32,21 +32,28 @@ impl From<EventRow> for AuditEvent {
     }
 }
 
-/// Expired rows per table. Spent refresh tokens are kept until their family's absolute
-/// end, so that a replay is still recognised as reuse.
-const PURGES: &[&str] = &[
-    "DELETE FROM authorization_codes WHERE code_hash IN \
-     (SELECT code_hash FROM authorization_codes WHERE expires_at < $1 LIMIT $2)",
-    "DELETE FROM refresh_tokens WHERE token_hash IN \
-     (SELECT token_hash FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)",
-    "DELETE FROM grants WHERE id IN (SELECT id FROM grants WHERE expires_at < $1 LIMIT $2)",
-    "DELETE FROM sessions WHERE id_hash IN \
-     (SELECT id_hash FROM sessions WHERE expires_at < $1 OR ended_at < $1 - 86400 LIMIT $2)",
-    "DELETE FROM revoked_jtis WHERE jti IN (SELECT jti FROM revoked_jtis WHERE expires_at < $1 LIMIT $2)",
+/// Expired rows per table: `(table, key column, condition)`. Spent refresh tokens are kept
+/// until their family's absolute end, so that a replay is still recognised as reuse.
+const PURGES: &[(&str, &str, &str)] = &[
+    ("authorization_codes", "code_hash", "expires_at < $1"),
+    ("refresh_tokens", "token_hash", "expires_at < $1"),
+    ("grants", "id", "expires_at < $1"),
+    (
+        "sessions",
+        "id_hash",
+        "expires_at < $1 OR ended_at < $1 - 86400",
+    ),
+    ("revoked_jtis", "jti", "expires_at < $1"),
 ];
 
+/// One bounded batch: delete by key from a `LIMIT`ed sub-select. `lock` is the backend's
+/// row-claiming clause, so that nodes running this at once split the rows between them.
+fn purge_sql(table: &str, key: &str, condition: &str, lock: &str) -> String {
+    format!("DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {condition} LIMIT $2{lock})")
+}
+
 macro_rules! revocation_store {
-    ($store:ty) => {
+    ($store:ty, $lock:literal) => {
         #[async_trait]
         impl RevocationStore for $store {
             async fn revoke_jti(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError> {
@@ -62,7 +69,15 @@ macro_rules! revocation_store {
             }
 
             async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
-                self.events(limit).await
+                let rows: Vec<EventRow> = sqlx::query_as(
+                    "SELECT kind, at, client_id, user_id, grant_id, ip, detail FROM audit_events \
+                     ORDER BY at DESC, id DESC LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+                Ok(rows.into_iter().map(AuditEvent::from).collect())
             }
 
             async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError> {
@@ -94,26 +109,14 @@ macro_rules! revocation_store {
             }
         }
 
-        impl $store {
-            async fn events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
-                let rows: Vec<EventRow> = sqlx::query_as(
-                    "SELECT kind, at, client_id, user_id, grant_id, ip, detail FROM audit_events \
-                     ORDER BY at DESC, id DESC LIMIT $1",
-                )
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
-                Ok(rows.into_iter().map(AuditEvent::from).collect())
-            }
-        }
-
         #[async_trait]
         impl Housekeeping for $store {
             async fn purge_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError> {
                 let mut total = 0;
-                for sql in PURGES {
-                    let done = sqlx::query(*sql)
+                for (table, key, condition) in PURGES {
+                    // Every part of the statement is one of the constants above.
+                    let sql = sqlx::AssertSqlSafe(purge_sql(table, key, condition, $lock));
+                    let done = sqlx::query(sql)
                         .bind(now)
                         .bind(i64::from(batch))
                         .execute(&self.pool)
@@ -127,5 +130,7 @@ macro_rules! revocation_store {
     };
 }
 
-revocation_store!(PgStore);
-revocation_store!(SqliteStore);
+// PostgreSQL: concurrent nodes skip the rows another node is deleting.
+revocation_store!(PgStore, " FOR UPDATE SKIP LOCKED");
+// SQLite serialises writers; there is nothing to skip.
+revocation_store!(SqliteStore, "");
