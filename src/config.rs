@@ -61,6 +61,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// Background clean-up of expired records.
     pub housekeeping: HousekeepingSettings,
+    /// The per-node client cache.
+    pub clients: ClientSettings,
 }
 
 impl Default for Settings {
@@ -76,6 +78,7 @@ impl Default for Settings {
             passwords: PasswordSettings::default(),
             log: LogSettings::default(),
             housekeeping: HousekeepingSettings::default(),
+            clients: ClientSettings::default(),
         }
     }
 }
@@ -305,6 +308,23 @@ impl Default for HousekeepingSettings {
         Self {
             interval_secs: 300,
             batch_size: 1000,
+        }
+    }
+}
+
+/// The per-node client cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientSettings {
+    /// How often each node checks whether any client changed; a deleted client or a rotated
+    /// secret stops working everywhere within this time.
+    pub cache_refresh_secs: u64,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            cache_refresh_secs: 1,
         }
     }
 }

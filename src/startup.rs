@@ -13,6 +13,7 @@ use crate::crypto::kek::{MasterKey, MASTER_KEY_ENV};
 use crate::crypto::password::{PasswordHasher, PasswordParams};
 use crate::crypto::token::SecretHasher;
 use crate::http::{self, AppState};
+use crate::service::clients::ClientCache;
 use crate::service::KeyRing;
 use crate::store::{self, Store};
 
@@ -112,7 +113,12 @@ impl Application {
         )
         .await?;
         let refresh = Duration::from_secs(ctx.settings.keys.refresh_interval_secs);
-        let mut background = vec![keys.spawn_refresher(refresh)];
+        let clients = Arc::new(ClientCache::new(ctx.store.as_ref()).await?);
+        let clients_every = Duration::from_secs(ctx.settings.clients.cache_refresh_secs);
+        let mut background = vec![
+            keys.spawn_refresher(refresh),
+            clients.spawn_refresher(ctx.store.clone(), clients_every),
+        ];
         let state = web::Data::new(AppState {
             settings: ctx.settings.clone(),
             store: ctx.store,
@@ -120,6 +126,7 @@ impl Application {
             clock: ctx.clock,
             passwords: ctx.passwords,
             secrets: ctx.secrets,
+            clients,
         });
         background.push(crate::service::housekeeping::spawn(
             state.clone().into_inner(),

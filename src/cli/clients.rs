@@ -25,12 +25,12 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a client.
+    /// Delete a client; running servers refuse it within clients.cache_refresh_secs.
     Delete {
         /// The client id.
         id: String,
     },
-    /// Issue a new secret; the old one stops working at once.
+    /// Issue a new secret; the old one stops working within clients.cache_refresh_secs.
     RotateSecret {
         /// The client id.
         id: String,

@@ -212,7 +212,8 @@ pub async fn delete_client(store: &dyn Store, id: &str) -> Result<(), ServiceErr
     }
 }
 
-/// Issues a new secret for a confidential client; the old one stops working at once.
+/// Issues a new secret for a confidential client; running servers drop the old one
+/// within `clients.cache_refresh_secs`.
 pub async fn rotate_client_secret(
     store: &dyn Store,
     hasher: &SecretHasher,

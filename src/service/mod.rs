@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod clients;
 pub mod housekeeping;
 pub mod keys;
 pub mod login;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub passwords: Arc<PasswordHasher>,
     /// Keyed hash for client secrets.
     pub secrets: Arc<SecretHasher>,
+    /// Registered clients, cached for the token endpoint.
+    pub clients: Arc<clients::ClientCache>,
 }
 
 /// Why a use case failed. `http::error` and the CLI map these, each in one place.

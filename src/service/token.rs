@@ -109,10 +109,13 @@ pub async fn authenticate_client(
     state: &AppState,
     authorization: Option<&str>,
     params: &Params,
-) -> Result<Client, TokenError> {
+) -> Result<std::sync::Arc<Client>, TokenError> {
     let presented = presented_credentials(authorization, params).map_err(TokenError::Client)?;
-    let client = state.store.get_client(presented.client_id()).await?;
-    let id = authenticate(&presented, client.as_ref(), |secret, hash| {
+    let client = state
+        .clients
+        .get(state.store.as_ref(), presented.client_id())
+        .await?;
+    let id = authenticate(&presented, client.as_deref(), |secret, hash| {
         state.secrets.verify(secret, hash)
     })
     .map_err(TokenError::Client)?;

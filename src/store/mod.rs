@@ -45,6 +45,9 @@ pub trait ClientStore: Send + Sync {
     async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError>;
     /// Replaces a confidential client's secret hash; false if there was no such client.
     async fn set_client_secret(&self, id: &ClientId, hash: &[u8]) -> Result<bool, StoreError>;
+    /// A counter that every insert, delete and secret change above increments, in the same
+    /// transaction: a cache holding clients is stale when it moved.
+    async fn clients_generation(&self) -> Result<i64, StoreError>;
 }
 
 /// User accounts.

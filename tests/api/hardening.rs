@@ -24,6 +24,7 @@ crate::both_stores!(
     security_headers_on_pages_and_token_responses,
     basic_with_a_body_secret_is_a_400_not_a_401,
     housekeeping_run_removes_the_whole_backlog,
+    rotated_secrets_and_deleted_clients_stop_working_within_the_refresh_interval,
 );
 
 async fn disable_then_enable_does_not_revive_sessions_or_tokens(backend: Backend) {
@@ -485,4 +486,41 @@ async fn secrets_are_stored_only_hashed_or_sealed() {
         stored.windows(hash.len()).any(|w| w == hash.as_slice()),
         "hash stored"
     );
+}
+
+async fn rotated_secrets_and_deleted_clients_stop_working_within_the_refresh_interval(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let client = cc_client(&app, &[]).await;
+    let cc = [("grant_type", "client_credentials")];
+    // Warm the cache.
+    assert_tokens(token(&app, &client, &cc).await).await;
+    let out = app.cli(&["client", "rotate-secret", &client.id, "--json"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let new: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let rotated = TestClient {
+        secret: Some(new["client_secret"].as_str().unwrap().to_owned()),
+        ..client.clone()
+    };
+    // clients.cache_refresh_secs is 1 s: the old secret is refused within a few polls.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while token(&app, &client, &cc).await.status() == 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old secret still accepted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_error(token(&app, &client, &cc).await, 401, "invalid_client").await;
+    assert_tokens(token(&app, &rotated, &cc).await).await;
+    assert!(app.cli(&["client", "delete", &client.id]).status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while token(&app, &rotated, &cc).await.status() == 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deleted client still accepted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

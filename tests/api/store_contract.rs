@@ -16,6 +16,7 @@ crate::both_stores!(
     initial_keys_are_inserted_once,
     rotation_is_atomic_and_checked,
     retire_only_from_the_expected_state,
+    every_client_mutation_bumps_the_generation,
 );
 
 fn client(id: &str) -> Client {
@@ -193,4 +194,23 @@ async fn retire_only_from_the_expected_state(backend: Backend) {
     assert_eq!(retired.state, KeyState::Retired);
     assert!(retired.private_key_sealed.is_empty(), "private key erased");
     assert_eq!(store.list_published_keys().await.unwrap().len(), 1);
+}
+
+async fn every_client_mutation_bumps_the_generation(backend: Backend) {
+    let (store, _dir) = fresh_store(backend).await;
+    let g0 = store.clients_generation().await.unwrap();
+    let c = client("gen");
+    store.insert_client(&c).await.unwrap();
+    let g1 = store.clients_generation().await.unwrap();
+    assert!(g1 > g0);
+    store.set_client_secret(&c.id, &[7]).await.unwrap();
+    let g2 = store.clients_generation().await.unwrap();
+    assert!(g2 > g1);
+    store.delete_client(&c.id).await.unwrap();
+    assert!(store.clients_generation().await.unwrap() > g2);
+    // A failed insert changes nothing, the generation included.
+    store.insert_client(&c).await.unwrap();
+    let g3 = store.clients_generation().await.unwrap();
+    assert!(store.insert_client(&c).await.is_err());
+    assert_eq!(store.clients_generation().await.unwrap(), g3);
 }

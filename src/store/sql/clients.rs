@@ -74,11 +74,23 @@ fn grant_list(c: &Client) -> String {
         .join(" ")
 }
 
+/// Every client mutation bumps the `clients` generation in its own transaction, so nodes
+/// that cache clients drop their copies (see `service::clients`).
+macro_rules! bump_generation {
+    ($conn:expr) => {
+        sqlx::query("UPDATE generations SET value = value + 1 WHERE name = 'clients'")
+            .execute($conn)
+            .await
+            .map_err(backend)?
+    };
+}
+
 macro_rules! client_store {
     ($store:ty) => {
         #[async_trait]
         impl ClientStore for $store {
             async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
+                let mut tx = self.begin().await?;
                 sqlx::query(INSERT)
                     .bind(c.id.as_str())
                     .bind(&c.name)
@@ -94,10 +106,11 @@ macro_rules! client_store {
                     .bind(c.access_token_ttl)
                     .bind(c.first_party)
                     .bind(c.created_at)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(write_error("client"))?;
-                Ok(())
+                bump_generation!(&mut *tx);
+                tx.commit().await.map_err(backend)
             }
 
             async fn get_client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
@@ -123,12 +136,22 @@ macro_rules! client_store {
             }
 
             async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
+                let mut tx = self.begin().await?;
                 let done = sqlx::query("DELETE FROM clients WHERE id = $1")
                     .bind(id.as_str())
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(backend)?;
+                bump_generation!(&mut *tx);
+                tx.commit().await.map_err(backend)?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn clients_generation(&self) -> Result<i64, StoreError> {
+                sqlx::query_scalar("SELECT value FROM generations WHERE name = 'clients'")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(backend)
             }
 
             async fn set_client_secret(
@@ -136,14 +159,17 @@ macro_rules! client_store {
                 id: &ClientId,
                 hash: &[u8],
             ) -> Result<bool, StoreError> {
+                let mut tx = self.begin().await?;
                 let done = sqlx::query(
                     "UPDATE clients SET secret_hash = $1 WHERE id = $2 AND kind = 'confidential'",
                 )
                 .bind(hash)
                 .bind(id.as_str())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
+                bump_generation!(&mut *tx);
+                tx.commit().await.map_err(backend)?;
                 Ok(done.rows_affected() > 0)
             }
         }
