@@ -63,6 +63,8 @@ pub struct Settings {
     pub housekeeping: HousekeepingSettings,
     /// The per-node client cache.
     pub clients: ClientSettings,
+    /// Brute-force protection of the login form.
+    pub login: LoginSettings,
 }
 
 impl Default for Settings {
@@ -79,6 +81,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             housekeeping: HousekeepingSettings::default(),
             clients: ClientSettings::default(),
+            login: LoginSettings::default(),
         }
     }
 }
@@ -325,6 +328,29 @@ impl Default for ClientSettings {
     fn default() -> Self {
         Self {
             cache_refresh_secs: 1,
+        }
+    }
+}
+
+/// Brute-force protection of the login form, per node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginSettings {
+    /// Failed logins for one username (existing or not) before it is locked for the rest
+    /// of the window.
+    pub max_failures_per_user: u32,
+    /// Failed logins from one IP address before it is blocked for the rest of the window.
+    pub max_failures_per_ip: u32,
+    /// The window, counted from the first failure, in seconds.
+    pub failure_window_secs: u64,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        Self {
+            max_failures_per_user: 10,
+            max_failures_per_ip: 50,
+            failure_window_secs: 900,
         }
     }
 }

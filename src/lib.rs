@@ -8,6 +8,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)
 )]
 
+pub mod authn;
 pub mod cli;
 pub mod clock;
 pub mod config;

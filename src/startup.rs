@@ -127,6 +127,7 @@ impl Application {
             passwords: ctx.passwords,
             secrets: ctx.secrets,
             clients,
+            login_guard: crate::service::login::LoginGuard::new(&ctx.settings.login),
         });
         background.push(crate::service::housekeeping::spawn(
             state.clone().into_inner(),

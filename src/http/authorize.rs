@@ -6,8 +6,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::{cookies, error, forms, ui, AppState};
 use crate::oidc::OAuthError;
 use crate::service::authorize::{authorize, decode_request, Outcome, Step};
+use crate::service::login::{self, LoginResult};
 use crate::service::session::{self, ActiveSession, ClientInfo};
-use crate::service::{login, ServiceError};
+use crate::service::ServiceError;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/authorize", web::get().to(authorize_get))
@@ -65,7 +66,7 @@ fn render(
     req: &HttpRequest,
     https: bool,
     outcome: Outcome,
-    login_error: Option<&str>,
+    login_error: Option<(StatusCode, &str)>,
 ) -> HttpResponse {
     match outcome {
         Outcome::ErrorPage(e) => error::page(StatusCode::BAD_REQUEST, &e),
@@ -75,12 +76,9 @@ fn render(
             login_hint,
         } => {
             let (csrf, cookie) = cookies::csrf_token(req, https);
-            let ctx = minijinja::context! { csrf, request, login_hint, error => login_error };
-            let status = if login_error.is_some() {
-                StatusCode::UNAUTHORIZED
-            } else {
-                StatusCode::OK
-            };
+            let (status, error) = login_error.unwrap_or((StatusCode::OK, ""));
+            let error = (!error.is_empty()).then_some(error);
+            let ctx = minijinja::context! { csrf, request, login_hint, error };
             with_cookie(ui::page(status, "login.html", ctx), cookie)
         }
         Outcome::Consent {
@@ -153,22 +151,33 @@ async fn login_then_authorize(
     now: i64,
 ) -> Result<HttpResponse, ServiceError> {
     let https = state.settings.is_https();
-    let Some(user) = login::check_password(state, username, password, now).await? else {
-        // Same page and status for an unknown user, a wrong password and a disabled account.
+    let ip = forms::peer_ip(req);
+    let failure = |status, message| {
         let outcome = Outcome::Login {
             request: request.to_owned(),
             login_hint: None,
         };
-        return Ok(render(
-            req,
-            https,
-            outcome,
-            Some("Invalid username or password."),
-        ));
+        render(req, https, outcome, Some((status, message)))
+    };
+    let user = match login::attempt(state, username, password, &ip, now).await? {
+        LoginResult::Success(user) => *user,
+        // Same page and status for an unknown user, a wrong password and a disabled account.
+        LoginResult::Failed => {
+            return Ok(failure(
+                StatusCode::UNAUTHORIZED,
+                "Invalid username or password.",
+            ))
+        }
+        LoginResult::Throttled => {
+            return Ok(failure(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed attempts. Try again in a few minutes.",
+            ))
+        }
     };
     let info = ClientInfo {
         user_agent: forms::user_agent(req),
-        ip: forms::peer_ip(req),
+        ip,
     };
     let (cookie, stored) = session::create(state, &user, vec!["pwd".into()], &info, now).await?;
     let fresh = ActiveSession {

@@ -41,6 +41,8 @@ pub struct AppState {
     pub secrets: Arc<SecretHasher>,
     /// Registered clients, cached for the token endpoint.
     pub clients: Arc<clients::ClientCache>,
+    /// Brute-force protection for the login form.
+    pub login_guard: login::LoginGuard,
 }
 
 /// Why a use case failed. `http::error` and the CLI map these, each in one place.

@@ -15,6 +15,8 @@ crate::both_stores!(
     login_hint_prefills_the_username_escaped,
     refresh_reuse_is_audited_with_family_client_user_and_ip,
     refresh_families_expire_when_idle_and_at_their_absolute_end,
+    repeated_failures_lock_a_username_whether_or_not_it_exists,
+    repeated_failures_block_an_ip,
 );
 
 fn claims(jwt: &str) -> Value {
@@ -170,4 +172,83 @@ async fn refresh_families_expire_when_idle_and_at_their_absolute_end(backend: Ba
     }
     app.clock.advance(700);
     assert_refresh_dead(&app, &client, &rt).await;
+}
+
+/// Posts the login form for `username` on a fresh login page of `browser`.
+async fn try_login(
+    app: &crate::helpers::TestApp,
+    browser: &Browser,
+    client: &TestClient,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    let res = authorize(app, browser, &AuthRequest::new(client, "openid")).await;
+    let page = res.text().await.unwrap();
+    submit_login(app, browser, &page, username, password).await
+}
+
+async fn repeated_failures_lock_a_username_whether_or_not_it_exists(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.login.max_failures_per_user = 3).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    create_user(&app, "bob", &[]).await;
+    let browser = Browser::new(&app);
+    for name in [USERNAME, "nobody"] {
+        for _ in 0..3 {
+            assert_eq!(
+                try_login(&app, &browser, &client, name, "wrong password")
+                    .await
+                    .status(),
+                401
+            );
+        }
+        // Locked now, even with the right password, and the same for a name that does not exist.
+        let res = try_login(&app, &browser, &client, name, PASSWORD).await;
+        assert_eq!(res.status(), 429, "{name}");
+        assert!(res
+            .headers()
+            .get("set-cookie")
+            .is_none_or(|c| !c.to_str().unwrap().contains("latchkey_session")));
+        assert!(res
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many failed attempts"));
+    }
+    // Others are not affected.
+    assert_eq!(
+        try_login(&app, &browser, &client, "bob", PASSWORD)
+            .await
+            .status(),
+        303
+    );
+    // The lock ends with its window (15 minutes from the first failure).
+    app.clock.advance(900);
+    assert_eq!(
+        try_login(&app, &Browser::new(&app), &client, USERNAME, PASSWORD)
+            .await
+            .status(),
+        303
+    );
+}
+
+async fn repeated_failures_block_an_ip(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.login.max_failures_per_ip = 4).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let browser = Browser::new(&app);
+    for name in ["u1", "u2", "u3", "u4"] {
+        assert_eq!(
+            try_login(&app, &browser, &client, name, "wrong password")
+                .await
+                .status(),
+            401
+        );
+    }
+    assert_eq!(
+        try_login(&app, &browser, &client, USERNAME, PASSWORD)
+            .await
+            .status(),
+        429
+    );
 }
