@@ -113,6 +113,22 @@ fn with_cookie(
     res
 }
 
+/// The form of a page we rendered: read it and check its CSRF token against the cookie
+/// (double submit). Anything else is an error page.
+async fn csrf_checked_form(
+    req: &HttpRequest,
+    state: &AppState,
+    body: web::Payload,
+) -> Result<Vec<(String, String)>, HttpResponse> {
+    let pairs = forms::form_pairs(req, body)
+        .await
+        .map_err(|e| error::page(StatusCode::BAD_REQUEST, &e))?;
+    if !cookies::csrf_ok(req, state.settings.is_https(), forms::field(&pairs, "csrf")) {
+        return Err(error::page(StatusCode::BAD_REQUEST, &expired_form()));
+    }
+    Ok(pairs)
+}
+
 fn expired_form() -> OAuthError {
     OAuthError::invalid_request("the form has expired; go back to the application and try again")
 }
@@ -122,14 +138,10 @@ async fn login_post(
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> HttpResponse {
-    let https = state.settings.is_https();
-    let pairs = match forms::form_pairs(&req, body).await {
+    let pairs = match csrf_checked_form(&req, &state, body).await {
         Ok(p) => p,
-        Err(e) => return error::page(StatusCode::BAD_REQUEST, &e),
+        Err(page) => return page,
     };
-    if !cookies::csrf_ok(&req, https, forms::field(&pairs, "csrf")) {
-        return error::page(StatusCode::BAD_REQUEST, &expired_form());
-    }
     let request = forms::field(&pairs, "request")
         .unwrap_or_default()
         .to_owned();
@@ -203,14 +215,10 @@ async fn consent_post(
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> HttpResponse {
-    let https = state.settings.is_https();
-    let pairs = match forms::form_pairs(&req, body).await {
+    let pairs = match csrf_checked_form(&req, &state, body).await {
         Ok(p) => p,
-        Err(e) => return error::page(StatusCode::BAD_REQUEST, &e),
+        Err(page) => return page,
     };
-    if !cookies::csrf_ok(&req, https, forms::field(&pairs, "csrf")) {
-        return error::page(StatusCode::BAD_REQUEST, &expired_form());
-    }
     let allow = match forms::field(&pairs, "decision") {
         Some("allow") => true,
         Some("deny") => false,

@@ -6,6 +6,7 @@ use actix_web::{web, HttpRequest};
 use futures_util::StreamExt;
 
 use crate::oidc::OAuthError;
+use crate::service::token::ClientRequest;
 
 /// The largest form body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -74,4 +75,16 @@ pub fn user_agent(req: &HttpRequest) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned()
+}
+
+/// A client-authenticated form POST: the `Authorization` header, the form, the peer IP.
+pub async fn client_request(
+    req: &HttpRequest,
+    body: web::Payload,
+) -> Result<ClientRequest, OAuthError> {
+    Ok(ClientRequest {
+        authorization: authorization(req),
+        pairs: form_pairs(req, body).await?,
+        ip: peer_ip(req),
+    })
 }

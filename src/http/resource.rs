@@ -76,18 +76,11 @@ async fn introspect_post(
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> HttpResponse {
-    let pairs = match forms::form_pairs(&req, body).await {
-        Ok(p) => p,
+    let request = match forms::client_request(&req, body).await {
+        Ok(r) => r,
         Err(e) => return error::oauth_json(&e),
     };
-    match introspect(
-        &state,
-        forms::authorization(&req).as_deref(),
-        pairs,
-        state.clock.now(),
-    )
-    .await
-    {
+    match introspect(&state, request, state.clock.now()).await {
         Ok(v) => no_store(HttpResponse::Ok()).json(v),
         Err(e) => error::token(&e),
     }
@@ -98,18 +91,11 @@ async fn revoke_post(
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> HttpResponse {
-    let pairs = match forms::form_pairs(&req, body).await {
-        Ok(p) => p,
+    let request = match forms::client_request(&req, body).await {
+        Ok(r) => r,
         Err(e) => return error::oauth_json(&e),
     };
-    match revoke(
-        &state,
-        forms::authorization(&req).as_deref(),
-        pairs,
-        state.clock.now(),
-    )
-    .await
-    {
+    match revoke(&state, request, state.clock.now()).await {
         Ok(()) => no_store(HttpResponse::Ok()).finish(),
         Err(e) => error::token(&e),
     }

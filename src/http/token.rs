@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::{error, forms, no_store, AppState};
-use crate::service::token::{token, TokenHttpRequest};
+use crate::service::token::token;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/token", web::post().to(token_post));
@@ -14,14 +14,9 @@ async fn token_post(
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> HttpResponse {
-    let pairs = match forms::form_pairs(&req, body).await {
-        Ok(p) => p,
+    let request = match forms::client_request(&req, body).await {
+        Ok(r) => r,
         Err(e) => return error::oauth_json(&e),
-    };
-    let request = TokenHttpRequest {
-        authorization: forms::authorization(&req),
-        pairs,
-        ip: forms::peer_ip(&req),
     };
     match token(&state, request, state.clock.now()).await {
         // RFC 6749 §5.1: no-store and no-cache on every token response.

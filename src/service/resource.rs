@@ -13,7 +13,7 @@ use crate::oidc::{
 };
 
 use super::session::secs;
-use super::token::{authenticate_client, TokenError};
+use super::token::{authenticate_client, ClientRequest, TokenError};
 use super::tokens::{grant_of_jti, ACCESS_TOKEN_TYP};
 use super::{AppState, ServiceError};
 
@@ -108,12 +108,11 @@ pub async fn userinfo(
 /// revoked, expired, foreign or garbage.
 pub async fn introspect(
     state: &AppState,
-    authorization: Option<&str>,
-    pairs: Vec<(String, String)>,
+    req: ClientRequest,
     now: UnixTime,
 ) -> Result<Value, TokenError> {
-    let params = Params::from_pairs(pairs)?;
-    let client = authenticate_client(state, authorization, &params).await?;
+    let params = Params::from_pairs(req.pairs)?;
+    let client = authenticate_client(state, req.authorization.as_deref(), &params).await?;
     if client.kind != ClientKind::Confidential {
         return Err(TokenError::OAuth(OAuthError::unauthorized_client(
             "introspection needs a confidential client",
@@ -174,14 +173,9 @@ async fn refresh_status(
 /// `/revoke` (RFC 7009 §2.1): a refresh token revokes its family; an access token's `jti`
 /// is recorded until it expires. Unknown tokens are fine (§2.2); another client's token
 /// is refused and changes nothing.
-pub async fn revoke(
-    state: &AppState,
-    authorization: Option<&str>,
-    pairs: Vec<(String, String)>,
-    now: UnixTime,
-) -> Result<(), TokenError> {
-    let params = Params::from_pairs(pairs)?;
-    let client = authenticate_client(state, authorization, &params).await?;
+pub async fn revoke(state: &AppState, req: ClientRequest, now: UnixTime) -> Result<(), TokenError> {
+    let params = Params::from_pairs(req.pairs)?;
+    let client = authenticate_client(state, req.authorization.as_deref(), &params).await?;
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;

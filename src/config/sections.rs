@@ -1,0 +1,279 @@
+//! The settings sections, one struct each, with their defaults.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Storage settings.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://path/to/file.db` or `postgres://user:pass@host/db`.
+    pub url: String,
+    /// Connection pool size.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/latchkey.db".into(),
+            max_connections: 16,
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// A database URL with any password (in the user-info or the query) replaced by
+/// `[redacted]`, for logs.
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return "[unparseable url]".into();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("[redacted]"));
+    }
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = k.to_ascii_lowercase().contains("password");
+                (
+                    k.into_owned(),
+                    if secret {
+                        "[redacted]".to_owned()
+                    } else {
+                        v.into_owned()
+                    },
+                )
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+/// Signing-key settings (see `docs/key-rotation.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeySettings {
+    /// The key-encryption key file, used when `LATCHKEY_MASTER_KEY` is not set.
+    pub master_key_file: PathBuf,
+    /// RSA modulus size for new keys: 2048, 3072 or 4096.
+    pub rsa_bits: usize,
+    /// How often every node re-reads the key set, in seconds.
+    pub refresh_interval_secs: u64,
+    /// `Cache-Control: max-age` of the JWKS, in seconds.
+    pub jwks_max_age_secs: u64,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self {
+            master_key_file: PathBuf::from("keys/master.key"),
+            rsa_bits: 2048,
+            refresh_interval_secs: 30,
+            jwks_max_age_secs: 300,
+        }
+    }
+}
+
+impl KeySettings {
+    /// How long a new key must have been published before it may sign: every node has
+    /// published it (one refresh interval) and every cached JWKS has expired (max-age).
+    pub fn publication_delay_secs(&self) -> i64 {
+        secs(self.refresh_interval_secs) + secs(self.jwks_max_age_secs)
+    }
+}
+
+/// Token lifetimes and audiences.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Default access-token lifetime (RFC 9068), in seconds.
+    pub access_token_ttl_secs: u64,
+    /// The longest access-token lifetime a client may be registered with.
+    pub max_access_token_ttl_secs: u64,
+    /// ID-token lifetime, in seconds.
+    pub id_token_ttl_secs: u64,
+    /// Authorization-code lifetime, in seconds (RFC 6749 §4.1.2 recommends at most 10 min).
+    pub code_ttl_secs: u64,
+    /// Absolute lifetime of a refresh-token family, in seconds.
+    pub refresh_absolute_ttl_secs: u64,
+    /// A refresh-token family unused this long expires, in seconds.
+    pub refresh_idle_ttl_secs: u64,
+    /// Default `aud` of access tokens; the issuer when unset.
+    pub audience: Option<String>,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 900,
+            max_access_token_ttl_secs: 3600,
+            id_token_ttl_secs: 3600,
+            code_ttl_secs: 60,
+            refresh_absolute_ttl_secs: 30 * 24 * 3600,
+            refresh_idle_ttl_secs: 14 * 24 * 3600,
+            audience: None,
+        }
+    }
+}
+
+impl TokenSettings {
+    /// The longest lifetime any token signed by a key can have.
+    pub fn longest_signed_ttl_secs(&self) -> i64 {
+        secs(self.max_access_token_ttl_secs.max(self.id_token_ttl_secs))
+    }
+}
+
+/// Browser-session settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// A session unused this long ends, in seconds.
+    pub idle_timeout_secs: u64,
+    /// A session ends this long after login whatever its use, in seconds.
+    pub absolute_lifetime_secs: u64,
+    /// Keep `offline_access` refresh families when the user logs out.
+    pub keep_offline_on_logout: bool,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout_secs: 1800,
+            absolute_lifetime_secs: 10 * 3600,
+            keep_offline_on_logout: false,
+        }
+    }
+}
+
+/// argon2id parameters (RFC 9106; OWASP password storage cheat sheet).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordSettings {
+    /// Memory cost in KiB.
+    pub memory_kib: u32,
+    /// Time cost (passes).
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+    /// Hashes computed at once; a burst of logins waits instead of exhausting memory.
+    pub max_concurrent: usize,
+    /// Allow parameters below the OWASP minimum (m=19456, t=2). For tests only.
+    pub insecure_fast_hashing: bool,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            insecure_fast_hashing: false,
+        }
+    }
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `latchkey=debug,info`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Clean-up of expired records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HousekeepingSettings {
+    /// Seconds between runs.
+    pub interval_secs: u64,
+    /// Rows deleted per statement, so no run holds long locks.
+    pub batch_size: u32,
+}
+
+impl Default for HousekeepingSettings {
+    fn default() -> Self {
+        Self {
+            interval_secs: 300,
+            batch_size: 1000,
+        }
+    }
+}
+
+/// The per-node client cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientSettings {
+    /// How often each node checks whether any client changed; a deleted client or a rotated
+    /// secret stops working everywhere within this time.
+    pub cache_refresh_secs: u64,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            cache_refresh_secs: 1,
+        }
+    }
+}
+
+/// Brute-force protection of the login form, per node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginSettings {
+    /// Failed logins for one username (existing or not) before it is locked for the rest
+    /// of the window.
+    pub max_failures_per_user: u32,
+    /// Failed logins from one IP address before it is blocked for the rest of the window.
+    pub max_failures_per_ip: u32,
+    /// The window, counted from the first failure, in seconds.
+    pub failure_window_secs: u64,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        Self {
+            max_failures_per_user: 10,
+            max_failures_per_ip: 50,
+            failure_window_secs: 900,
+        }
+    }
+}
+
+fn secs(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,161 @@
+//! The authorization_code grant (RFC 6749 §4.1.3, RFC 7636 §4.6).
+
+use crate::clock::UnixTime;
+use crate::crypto::token::{hash_token, random_token};
+use crate::domain::{AuthorizationCode, Client, Grant, RefreshToken, ResourceUri};
+use crate::oidc::{
+    check_code_redemption, check_resource_within_grant, choose_audience, issues_refresh_token,
+    CodeChallenge, CodeGrantView, OAuthError,
+};
+use crate::service::session::secs;
+use crate::service::{AppState, ServiceError};
+
+use super::{
+    bad_record, enabled_user, revoke_and_audit, user_tokens, Reuse, TokenError, TokenResponse,
+};
+pub(super) struct CodeInput<'a> {
+    pub(super) code: &'a str,
+    pub(super) redirect_uri: Option<&'a str>,
+    pub(super) verifier: Option<&'a str>,
+    pub(super) resource: Option<&'a str>,
+}
+
+/// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6). A replayed code revokes everything issued
+/// from it (RFC 6749 §4.1.2).
+pub(super) async fn redeem_code(
+    state: &AppState,
+    client: &Client,
+    input: CodeInput<'_>,
+    ip: &str,
+    now: UnixTime,
+) -> Result<TokenResponse, TokenError> {
+    let code_hash = hash_token(input.code);
+    let Some(code) = state.store.get_code(&code_hash).await? else {
+        return Err(OAuthError::invalid_grant("unknown authorization code").into());
+    };
+    if code.consumed_at.is_some() {
+        return Err(replay(state, &code, ip, now).await);
+    }
+    check_code_redemption(
+        &code_view(&code)?,
+        &client.id,
+        input.redirect_uri,
+        input.verifier,
+        now,
+    )?;
+    // A code must not outlive the session that authorized it (logout, disabled user).
+    let session = state.store.get_session_by_sid(&code.sid).await?;
+    if session.is_none_or(|s| s.ended_at.is_some()) {
+        return Err(
+            OAuthError::invalid_grant("the session that authorized this code has ended").into(),
+        );
+    }
+    let granted_resource = code
+        .resource
+        .as_deref()
+        .map(ResourceUri::parse)
+        .transpose()
+        .map_err(bad_record)?;
+    check_resource_within_grant(granted_resource.as_ref(), input.resource)?;
+    let user = enabled_user(state, code.user_id.as_str()).await?;
+    let grant = Grant {
+        id: code.grant_id.clone(),
+        client_id: client.id.clone(),
+        user_id: user.id.clone(),
+        sid: code.sid.clone(),
+        scope: code.scope.clone(),
+        resource: code.resource.clone(),
+        auth_time: code.auth_time,
+        amr: code.amr.clone(),
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + secs(state.settings.tokens.refresh_absolute_ttl_secs),
+        revoked_at: None,
+    };
+    let audience = choose_audience(
+        client,
+        input.resource.or(code.resource.as_deref()),
+        state.settings.default_audience(),
+    )?;
+    let refresh = new_refresh(client, &grant, now)?;
+    let stored = refresh.as_ref().map(|(_, r)| r);
+    if !state
+        .store
+        .redeem_code(&code_hash, &grant, stored, now)
+        .await?
+    {
+        // Lost a race with another redemption of the same code: that is a replay too.
+        return Err(replay(state, &code, ip, now).await);
+    }
+    let mut response = user_tokens(
+        state,
+        client,
+        &user,
+        &grant,
+        &grant.scope,
+        audience,
+        code.nonce.as_deref(),
+        now,
+    )?;
+    response.refresh_token = refresh.map(|(token, _)| token);
+    Ok(response)
+}
+
+/// RFC 6749 §4.1.2: a code used twice revokes everything issued from it.
+async fn replay(state: &AppState, code: &AuthorizationCode, ip: &str, now: UnixTime) -> TokenError {
+    let reuse = Reuse {
+        kind: "authorization_code_reuse",
+        grant_id: &code.grant_id,
+        client_id: code.client_id.as_str(),
+        user_id: Some(code.user_id.to_string()),
+        ip,
+        detail: "an authorization code was presented again; its grant was revoked",
+    };
+    match revoke_and_audit(state, reuse, now).await {
+        Ok(()) => OAuthError::invalid_grant("authorization code already used").into(),
+        Err(e) => e,
+    }
+}
+
+fn code_view(code: &AuthorizationCode) -> Result<CodeGrantView, TokenError> {
+    let challenge =
+        CodeChallenge::parse(Some(&code.code_challenge), Some("S256")).map_err(bad_record)?;
+    Ok(CodeGrantView {
+        client_id: code.client_id.clone(),
+        redirect_uri: code.redirect_uri.clone(),
+        code_challenge: challenge,
+        expires_at: code.expires_at,
+        scope: code.scope.clone(),
+        resource: code
+            .resource
+            .as_deref()
+            .map(ResourceUri::parse)
+            .transpose()
+            .map_err(bad_record)?,
+        user_id: code.user_id.clone(),
+        auth_time: code.auth_time,
+        nonce: code.nonce.clone(),
+    })
+}
+
+/// A new refresh token for the grant, when the client may have one (OIDC Core §11).
+fn new_refresh(
+    client: &Client,
+    grant: &Grant,
+    now: UnixTime,
+) -> Result<Option<(String, RefreshToken)>, TokenError> {
+    if !issues_refresh_token(client, &grant.scope) {
+        return Ok(None);
+    }
+    let token = random_token().map_err(ServiceError::from)?;
+    let record = RefreshToken {
+        token_hash: hash_token(&token),
+        grant_id: grant.id.clone(),
+        client_id: client.id.clone(),
+        scope: grant.scope.clone(),
+        created_at: now,
+        expires_at: grant.expires_at,
+        spent_at: None,
+    };
+    Ok(Some((token, record)))
+}
