@@ -47,6 +47,6 @@ pub async fn log_requests(
     }
     let status = res.status().as_u16();
     let micros = started.elapsed().as_micros();
-    span.in_scope(|| tracing::info!(%method, %path, status, micros, "request"));
+    span.in_scope(|| tracing::info!(%request_id, %method, %path, status, micros, "request"));
     Ok(res)
 }

@@ -14,6 +14,7 @@ mod flows_logout;
 mod flows_sessions;
 mod flows_tokens;
 mod keys;
+mod logs;
 mod store_contract;
 mod store_flows;
 mod wellknown;
