@@ -3,7 +3,11 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Compiled into the binary: migrations (sqlx::migrate!), pages and the stylesheet
+# (include_str!). benches/ is named in Cargo.toml.
 COPY migrations ./migrations
+COPY templates ./templates
+COPY static ./static
 COPY benches ./benches
 RUN cargo build --release --locked --bin latchkey
 
