@@ -64,6 +64,8 @@ pub struct Settings {
     pub clients: ClientSettings,
     /// Brute-force protection of the login form.
     pub login: LoginSettings,
+    /// Trusted reverse proxies.
+    pub proxy: ProxySettings,
 }
 
 impl Default for Settings {
@@ -81,6 +83,7 @@ impl Default for Settings {
             housekeeping: HousekeepingSettings::default(),
             clients: ClientSettings::default(),
             login: LoginSettings::default(),
+            proxy: ProxySettings::default(),
         }
     }
 }
@@ -138,15 +141,32 @@ impl Settings {
         self.validate_tokens()?;
         self.validate_sessions()?;
         self.validate_passwords()?;
-        if self.housekeeping.interval_secs == 0 {
-            return Err(invalid(
-                "housekeeping.interval_secs",
-                "must be greater than 0",
-            ));
-        }
+        positive(
+            "housekeeping.interval_secs",
+            self.housekeeping.interval_secs,
+        )?;
         if self.housekeeping.batch_size == 0 {
             return Err(invalid("housekeeping.batch_size", "must be greater than 0"));
         }
+        self.validate_clients_and_login()
+    }
+
+    fn validate_clients_and_login(&self) -> Result<(), ConfigError> {
+        let refresh = self.clients.cache_refresh_secs;
+        positive("clients.cache_refresh_secs", refresh)?;
+        if refresh > 60 {
+            return Err(invalid("clients.cache_refresh_secs", "must be at most 60"));
+        }
+        let l = &self.login;
+        positive("login.failure_window_secs", l.failure_window_secs)?;
+        positive(
+            "login.max_failures_per_user",
+            u64::from(l.max_failures_per_user),
+        )?;
+        positive(
+            "login.max_failures_per_ip",
+            u64::from(l.max_failures_per_ip),
+        )?;
         Ok(())
     }
 

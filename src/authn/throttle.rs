@@ -54,6 +54,28 @@ impl Throttle {
         self.entries.insert(key.to_owned(), window);
     }
 
+    /// Checks and counts in one step: false (and nothing counted) if `key` is blocked,
+    /// otherwise the attempt is counted as a failure until [`Throttle::refund`] or
+    /// [`Throttle::reset`] says otherwise. Counting before the slow check means a burst of
+    /// parallel attempts cannot all slip past the limit.
+    pub fn try_acquire(&mut self, key: &str, now: UnixTime) -> bool {
+        if self.is_blocked(key, now) {
+            return false;
+        }
+        self.record_failure(key, now);
+        true
+    }
+
+    /// Takes back one counted attempt (it succeeded).
+    pub fn refund(&mut self, key: &str) {
+        if let Some(w) = self.entries.get_mut(key) {
+            w.failures = w.failures.saturating_sub(1);
+            if w.failures == 0 {
+                self.entries.remove(key);
+            }
+        }
+    }
+
     /// Forgets `key` (after a successful login).
     pub fn reset(&mut self, key: &str) {
         self.entries.remove(key);
@@ -69,8 +91,13 @@ impl Throttle {
     /// Drops expired windows; if that is not enough, forgets the oldest half so memory
     /// stays bounded whatever an attacker sends.
     fn prune(&mut self, now: UnixTime) {
-        let window = self.window;
+        let (window, max) = (self.window, self.max);
         self.entries.retain(|_, w| now < w.first_failure + window);
+        // Blocked keys are what the throttle is for: evict the others first, so junk
+        // failures cannot flush a lock.
+        if self.entries.len() >= self.capacity {
+            self.entries.retain(|_, w| w.failures >= max);
+        }
         if self.entries.len() >= self.capacity {
             let mut starts: Vec<UnixTime> =
                 self.entries.values().map(|w| w.first_failure).collect();
@@ -119,6 +146,30 @@ mod tests {
         assert!(t.is_blocked("k", 1));
         t.reset("k");
         assert!(!t.is_blocked("k", 1));
+    }
+
+    #[test]
+    fn acquire_counts_before_the_check_and_refund_takes_it_back() {
+        let mut t = Throttle::new(2, 100, 10);
+        assert!(t.try_acquire("k", 0));
+        assert!(t.try_acquire("k", 0));
+        assert!(
+            !t.try_acquire("k", 0),
+            "two attempts in flight use up the limit"
+        );
+        t.refund("k");
+        assert!(t.try_acquire("k", 0), "a success gives its attempt back");
+    }
+
+    #[test]
+    fn junk_cannot_evict_a_lock() {
+        let mut t = Throttle::new(2, 1000, 10);
+        t.record_failure("victim", 0);
+        t.record_failure("victim", 0);
+        for i in 0..1000 {
+            t.record_failure(&format!("junk{i}"), 1);
+        }
+        assert!(t.is_blocked("victim", 2));
     }
 
     #[test]

@@ -274,6 +274,16 @@ impl Default for LoginSettings {
     }
 }
 
+/// Reverse proxies whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxySettings {
+    /// Addresses of the proxies in front of Latchkey. A request from one of them is
+    /// attributed to the address it forwarded for (the right-most untrusted entry of
+    /// `X-Forwarded-For`); from anyone else, the header is ignored.
+    pub trusted: Vec<std::net::IpAddr>,
+}
+
 fn secs(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }

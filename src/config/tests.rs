@@ -129,6 +129,41 @@ fn bad_settings_name_the_setting() {
         (None, &[("LATCHKEY_KEYS__RSA_BTIS", "2048")], "rsa_btis"),
         (Some("[log]\nformat = \"xml\"\n"), &[], "xml"),
         (
+            Some("[clients]\ncache_refresh_secs = 0\n"),
+            &[],
+            "`clients.cache_refresh_secs`",
+        ),
+        (
+            Some("[clients]\ncache_refresh_secs = 3600\n"),
+            &[],
+            "`clients.cache_refresh_secs`",
+        ),
+        (
+            Some("[login]\nfailure_window_secs = 0\n"),
+            &[],
+            "`login.failure_window_secs`",
+        ),
+        (
+            Some("[login]\nfailure_window_secs = 9000000000000000000\n"),
+            &[],
+            "`login.failure_window_secs`",
+        ),
+        (
+            Some("[login]\nmax_failures_per_user = 0\n"),
+            &[],
+            "`login.max_failures_per_user`",
+        ),
+        (
+            Some("[login]\nmax_failures_per_ip = 0\n"),
+            &[],
+            "`login.max_failures_per_ip`",
+        ),
+        (
+            Some("[housekeeping]\ninterval_secs = 0\n"),
+            &[],
+            "`housekeeping.interval_secs`",
+        ),
+        (
             Some("[tokens]\nrefresh_idle_ttl_secs = 9000000000000000000\n"),
             &[],
             "`tokens.refresh_idle_ttl_secs`",

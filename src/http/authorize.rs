@@ -163,7 +163,7 @@ async fn login_then_authorize(
     now: i64,
 ) -> Result<HttpResponse, ServiceError> {
     let https = state.settings.is_https();
-    let ip = forms::peer_ip(req);
+    let ip = forms::client_ip(req, &state.settings.proxy.trusted);
     let failure = |status, message| {
         let outcome = Outcome::Login {
             request: request.to_owned(),

@@ -1,6 +1,8 @@
 //! Reading request parameters: query strings and `application/x-www-form-urlencoded`
 //! bodies of bounded size. Anything else is `invalid_request`, never a 500.
 
+use std::net::IpAddr;
+
 use actix_web::http::header;
 use actix_web::{web, HttpRequest};
 use futures_util::StreamExt;
@@ -61,11 +63,34 @@ pub fn authorization(req: &HttpRequest) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The peer address (not `X-Forwarded-For`, which anyone can send).
-pub fn peer_ip(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default()
+/// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
+/// `X-Forwarded-For` entry that is not a trusted proxy. Anyone can send the header, so it
+/// is believed only from the configured proxies.
+pub fn client_ip(req: &HttpRequest, trusted: &[IpAddr]) -> String {
+    let Some(mut client) = req.peer_addr().map(|a| a.ip()) else {
+        return String::new();
+    };
+    if !trusted.contains(&client) {
+        return client.to_string();
+    }
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    for hop in forwarded.iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !trusted.contains(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client.to_string()
 }
 
 /// `User-Agent`, for the session list.
@@ -77,14 +102,15 @@ pub fn user_agent(req: &HttpRequest) -> String {
         .to_owned()
 }
 
-/// A client-authenticated form POST: the `Authorization` header, the form, the peer IP.
+/// A client-authenticated form POST: the `Authorization` header, the form, the client IP.
 pub async fn client_request(
     req: &HttpRequest,
     body: web::Payload,
+    trusted: &[IpAddr],
 ) -> Result<ClientRequest, OAuthError> {
     Ok(ClientRequest {
         authorization: authorization(req),
         pairs: form_pairs(req, body).await?,
-        ip: peer_ip(req),
+        ip: client_ip(req, trusted),
     })
 }

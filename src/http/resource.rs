@@ -76,7 +76,7 @@ async fn introspect_post(
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> HttpResponse {
-    let request = match forms::client_request(&req, body).await {
+    let request = match forms::client_request(&req, body, &state.settings.proxy.trusted).await {
         Ok(r) => r,
         Err(e) => return error::oauth_json(&e),
     };
@@ -91,7 +91,7 @@ async fn revoke_post(
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> HttpResponse {
-    let request = match forms::client_request(&req, body).await {
+    let request = match forms::client_request(&req, body, &state.settings.proxy.trusted).await {
         Ok(r) => r,
         Err(e) => return error::oauth_json(&e),
     };

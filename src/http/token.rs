@@ -14,7 +14,7 @@ async fn token_post(
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> HttpResponse {
-    let request = match forms::client_request(&req, body).await {
+    let request = match forms::client_request(&req, body, &state.settings.proxy.trusted).await {
         Ok(r) => r,
         Err(e) => return error::oauth_json(&e),
     };

@@ -1,13 +1,18 @@
 //! Deletes expired codes, sessions, refresh tokens, grants and revoked `jti` records in
-//! bounded batches. Each statement deletes by primary key from a bounded sub-select, so
-//! several nodes running it at once only share the work.
+//! bounded batches. Each statement deletes by primary key from a bounded sub-select
+//! (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so several nodes running it at once split
+//! the rows between them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::AppState;
+use crate::store::StoreError;
 
-/// Runs one clean-up pass every `housekeeping.interval_secs` until the process ends.
+/// Most batches per run, so a huge backlog is worked off over several runs, not in one.
+const MAX_BATCHES_PER_RUN: u32 = 100;
+
+/// Runs [`run_once`] every `housekeeping.interval_secs` until the process ends.
 pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = Duration::from_secs(state.settings.housekeeping.interval_secs);
@@ -15,12 +20,7 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let now = state.clock.now();
-            match state
-                .store
-                .purge_expired(now, state.settings.housekeeping.batch_size)
-                .await
-            {
+            match run_once(&state).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "housekeeping removed expired records"),
                 Err(e) => tracing::warn!(error = %e, "housekeeping failed; will retry"),
@@ -29,11 +29,8 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Most batches per run, so a huge backlog is worked off over several runs, not in one.
-const MAX_BATCHES_PER_RUN: u32 = 100;
-
-/// Deletes expired rows batch after batch until a batch comes back short (or the cap).
-pub async fn run_once(state: &AppState) -> Result<u64, crate::store::StoreError> {
+/// Deletes expired rows batch after batch until a pass deletes nothing (or the cap).
+pub async fn run_once(state: &AppState) -> Result<u64, StoreError> {
     let now = state.clock.now();
     let batch = state.settings.housekeeping.batch_size;
     let mut total = 0;

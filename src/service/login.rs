@@ -40,35 +40,45 @@ impl LoginGuard {
         }
     }
 
+    /// The username as it would be looked up; names that cannot exist share one key, so
+    /// they cannot grow the table (and they never log in anyway).
     fn user_key(username: &str) -> String {
-        username.trim().to_ascii_lowercase()
+        Username::parse(username)
+            .map_or_else(|_| "\u{0}invalid".to_owned(), |u| u.as_str().to_owned())
     }
 
-    /// True when this username or this IP has used up its failures.
-    pub fn is_blocked(&self, username: &str, ip: &str, now: UnixTime) -> bool {
-        let user = self
-            .users
-            .lock()
-            .map(|t| t.is_blocked(&Self::user_key(username), now));
-        let ip = self.ips.lock().map(|t| t.is_blocked(ip, now));
-        // A poisoned lock fails closed.
-        user.unwrap_or(true) || ip.unwrap_or(true)
-    }
-
-    /// Counts a failed attempt.
-    pub fn failed(&self, username: &str, ip: &str, now: UnixTime) {
-        if let Ok(mut t) = self.users.lock() {
-            t.record_failure(&Self::user_key(username), now);
-        }
-        if let Ok(mut t) = self.ips.lock() {
-            t.record_failure(ip, now);
+    /// IPv4 addresses count one by one; IPv6 per /64, the block one host usually owns.
+    fn ip_key(ip: &str) -> String {
+        match ip.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            _ => ip.to_owned(),
         }
     }
 
-    /// A successful login clears the username's count (not the IP's).
-    pub fn succeeded(&self, username: &str) {
+    /// Checks and counts the attempt under both limits in one step, before any hashing.
+    /// False when this username or this address has used up its failures.
+    pub fn try_begin(&self, username: &str, ip: &str, now: UnixTime) -> bool {
+        let (Ok(mut users), Ok(mut ips)) = (self.users.lock(), self.ips.lock()) else {
+            return false; // a poisoned lock fails closed
+        };
+        let (user, ip) = (Self::user_key(username), Self::ip_key(ip));
+        if users.is_blocked(&user, now) || ips.is_blocked(&ip, now) {
+            return false;
+        }
+        users.try_acquire(&user, now) && ips.try_acquire(&ip, now)
+    }
+
+    /// The attempt succeeded: clear the username's failures, give the address its attempt
+    /// back.
+    pub fn succeeded(&self, username: &str, ip: &str) {
         if let Ok(mut t) = self.users.lock() {
             t.reset(&Self::user_key(username));
+        }
+        if let Ok(mut t) = self.ips.lock() {
+            t.refund(&Self::ip_key(ip));
         }
     }
 }
@@ -92,19 +102,17 @@ pub async fn attempt(
     ip: &str,
     now: UnixTime,
 ) -> Result<LoginResult, ServiceError> {
-    if state.login_guard.is_blocked(username, ip, now) {
+    if !state.login_guard.try_begin(username, ip, now) {
         tracing::warn!(%ip, "login throttled");
         return Ok(LoginResult::Throttled);
     }
+    // The attempt is already counted as a failure; a success takes it back.
     match check_password(state, username, password, now).await? {
         Some(user) => {
-            state.login_guard.succeeded(username);
+            state.login_guard.succeeded(username, ip);
             Ok(LoginResult::Success(Box::new(user)))
         }
-        None => {
-            state.login_guard.failed(username, ip, now);
-            Ok(LoginResult::Failed)
-        }
+        None => Ok(LoginResult::Failed),
     }
 }
 
@@ -128,4 +136,37 @@ pub async fn check_password(
     let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
     let matches = state.passwords.verify(stored, &password).await?;
     Ok(user.filter(|u| matches && !u.disabled))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoginGuard;
+
+    #[test]
+    fn ipv6_counts_per_64_and_ipv4_per_address() {
+        assert_eq!(
+            LoginGuard::ip_key("2001:db8:1:2:aaaa::1"),
+            LoginGuard::ip_key("2001:db8:1:2:bbbb::9")
+        );
+        assert_ne!(
+            LoginGuard::ip_key("2001:db8:1:2::1"),
+            LoginGuard::ip_key("2001:db8:1:3::1")
+        );
+        assert_ne!(
+            LoginGuard::ip_key("10.0.0.1"),
+            LoginGuard::ip_key("10.0.0.2")
+        );
+    }
+
+    #[test]
+    fn invalid_usernames_share_one_key() {
+        assert_eq!(
+            LoginGuard::user_key("not a valid name"),
+            LoginGuard::user_key(&"x y".repeat(1000))
+        );
+        assert_eq!(
+            LoginGuard::user_key(" Alice "),
+            LoginGuard::user_key("alice")
+        );
+    }
 }

@@ -17,6 +17,8 @@ crate::both_stores!(
     refresh_families_expire_when_idle_and_at_their_absolute_end,
     repeated_failures_lock_a_username_whether_or_not_it_exists,
     repeated_failures_block_an_ip,
+    a_burst_of_parallel_guesses_is_held_to_the_limit,
+    forwarded_addresses_count_only_from_trusted_proxies,
 );
 
 fn claims(jwt: &str) -> Value {
@@ -251,4 +253,90 @@ async fn repeated_failures_block_an_ip(backend: Backend) {
             .status(),
         429
     );
+}
+
+async fn a_burst_of_parallel_guesses_is_held_to_the_limit(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.login.max_failures_per_user = 3).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let browser = Browser::new(&app);
+    let page = authorize(&app, &browser, &AuthRequest::new(&client, "openid"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let guesses = (0..20).map(|i| {
+        let password = format!("guess number {i}");
+        let (app, browser, page) = (&app, &browser, &page);
+        async move {
+            submit_login(app, browser, page, USERNAME, &password)
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, refused), (3, 17), "{statuses:?}");
+}
+
+async fn login_from(
+    app: &crate::helpers::TestApp,
+    client: &TestClient,
+    user: &str,
+    forwarded_for: &str,
+) -> u16 {
+    let browser = Browser::new(app);
+    let page = authorize(app, &browser, &AuthRequest::new(client, "openid"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let (csrf, request) = login_form(&page);
+    let res = browser
+        .http
+        .post(app.url("/login"))
+        .header("content-type", FORM)
+        .header("x-forwarded-for", forwarded_for)
+        .body(form_body(&[
+            ("username", user),
+            ("password", "wrong password"),
+            ("csrf", &csrf),
+            ("request", &request),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    res.status().as_u16()
+}
+
+async fn forwarded_addresses_count_only_from_trusted_proxies(backend: Backend) {
+    // Behind a trusted proxy, each forwarded address has its own count.
+    let app = spawn_app_with(backend, |s| {
+        s.login.max_failures_per_ip = 2;
+        s.proxy.trusted = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let client = confidential_client(&app).await;
+    assert_eq!(login_from(&app, &client, "u1", "10.0.0.1").await, 401);
+    assert_eq!(login_from(&app, &client, "u2", "10.0.0.1").await, 401);
+    assert_eq!(login_from(&app, &client, "u3", "10.0.0.1").await, 429);
+    assert_eq!(
+        login_from(&app, &client, "u4", "10.0.0.2").await,
+        401,
+        "another client behind the proxy"
+    );
+    // A forged hop in front of the real one does not help: the right-most untrusted entry counts.
+    assert_eq!(
+        login_from(&app, &client, "u5", "6.6.6.6, 10.0.0.1").await,
+        429
+    );
+
+    // From an untrusted peer the header is ignored: every request is the peer's.
+    let app = spawn_app_with(backend, |s| s.login.max_failures_per_ip = 2).await;
+    let client = confidential_client(&app).await;
+    assert_eq!(login_from(&app, &client, "u1", "10.0.0.1").await, 401);
+    assert_eq!(login_from(&app, &client, "u2", "10.0.0.2").await, 401);
+    assert_eq!(login_from(&app, &client, "u3", "10.0.0.3").await, 429);
 }

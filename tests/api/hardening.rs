@@ -395,32 +395,44 @@ async fn basic_with_a_body_secret_is_a_400_not_a_401(backend: Backend) {
 }
 
 async fn housekeeping_run_removes_the_whole_backlog(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.housekeeping.batch_size = 1).await;
+    // The scheduled task itself, every 2 s, in batches of one row per table.
+    let app = spawn_app_with(backend, |s| {
+        s.housekeeping.batch_size = 1;
+        s.housekeeping.interval_secs = 2;
+    })
+    .await;
     let client = confidential_client(&app).await;
     alice(&app).await;
     let browser = Browser::new(&app);
-    let mut first = String::new();
-    for i in 0..3 {
+    let mut hashes = Vec::new();
+    for i in 0..5 {
         let req = AuthRequest::new(&client, "openid");
         let code = if i == 0 {
             login_and_get_code(&app, &browser, &req, USERNAME).await
         } else {
             code_with_session(&app, &browser, &req).await
         };
-        if i == 0 {
-            first = code;
-        }
+        hashes.push(latchkey::crypto::hash_token(&code));
     }
     app.clock.advance(3600);
-    let deleted = latchkey::service::housekeeping::run_once(&app.state)
-        .await
-        .unwrap();
-    assert!(
-        deleted >= 3,
-        "three expired codes at least, in batches of one: {deleted}"
-    );
-    let hash = latchkey::crypto::hash_token(&first);
-    assert_eq!(app.state.store.get_code(&hash).await.unwrap(), None);
+    let store = app.state.store.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.get_code(&hashes[0]).await.unwrap().is_some()
+        && store.get_code(&hashes[4]).await.unwrap().is_some()
+    {
+        assert!(std::time::Instant::now() < deadline, "the task never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // One run drains the backlog batch after batch: well before the next tick (2 s), all
+    // five are gone. One batch per run would leave four.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for hash in &hashes {
+        assert_eq!(
+            store.get_code(hash).await.unwrap(),
+            None,
+            "the whole backlog goes in one run"
+        );
+    }
 }
 
 /// SQLite only: the whole database is a few files we can read byte by byte. The SQL is the
@@ -523,4 +535,5 @@ async fn rotated_secrets_and_deleted_clients_stop_working_within_the_refresh_int
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    assert_error(token(&app, &rotated, &cc).await, 401, "invalid_client").await;
 }

@@ -108,11 +108,62 @@ async fn one_json_line_per_request_and_no_secrets() {
     .send()
     .await
     .unwrap();
-    http.post(format!("{base}/login"))
-        .form(&[("username", "carol"), ("password", password), ("csrf", "x")])
+    // A real login: the browser's CSRF cookie and form, so the password passes all the way
+    // through the login code (and a wrong one too).
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let page = browser
+        .get(format!("{base}/authorize?client_id={id}"))
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        page.status(),
+        400,
+        "the cc client has no redirect URI: an error page, and no login form"
+    );
+    let out = run_cli(
+        &[
+            "client",
+            "create",
+            "--name",
+            "Web",
+            "--redirect-uri",
+            "https://rp.example/cb",
+            "--first-party",
+            "--json",
+        ],
+        &env,
+        None,
+        dir.path(),
+    );
+    let web: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let web_id = web["client_id"].as_str().unwrap();
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let url = format!("{base}/authorize?response_type=code&client_id={web_id}&redirect_uri=https://rp.example/cb&scope=openid&state=leak-me-state&code_challenge={challenge}&code_challenge_method=S256");
+    let page = browser.get(url).send().await.unwrap().text().await.unwrap();
+    let (csrf, request) = crate::oauth::login_form(&page);
+    for pw in ["wrong-but-leak-me-too", password] {
+        let res = browser
+            .post(format!("{base}/login"))
+            .form(&[
+                ("username", "carol"),
+                ("password", pw),
+                ("csrf", &csrf),
+                ("request", &request),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.status() == 401 || res.status() == 303,
+            "{}",
+            res.status()
+        );
+    }
     http.get(format!("{base}/userinfo"))
         .bearer_auth(&access_token)
         .send()
@@ -148,12 +199,18 @@ async fn one_json_line_per_request_and_no_secrets() {
         );
         assert!(line["status"].as_u64().is_some(), "{line}");
     }
+    assert!(
+        log.contains("\"path\":\"/login\""),
+        "the logins were logged"
+    );
     for secret in [
         secret,
         password,
+        "wrong-but-leak-me-too",
         access_token.as_str(),
         "leak-me-state",
         "leak-me-challenge",
+        challenge,
     ] {
         assert!(!log.contains(secret), "a secret reached the log: {secret}");
     }

@@ -43,9 +43,11 @@ pub(super) async fn redeem_code(
         input.verifier,
         now,
     )?;
-    // A code must not outlive the session that authorized it (logout, disabled user).
+    // A code must not outlive the session that authorized it (logout, disabled user,
+    // idle timeout, absolute lifetime).
+    let idle = secs(state.settings.sessions.idle_timeout_secs);
     let session = state.store.get_session_by_sid(&code.sid).await?;
-    if session.is_none_or(|s| s.ended_at.is_some()) {
+    if session.is_none_or(|s| !s.is_active(now, idle)) {
         return Err(
             OAuthError::invalid_grant("the session that authorized this code has ended").into(),
         );
