@@ -82,7 +82,10 @@ pub async fn create(
 /// Ends a session and revokes the refresh families issued under it (RP-Initiated Logout;
 /// `sessions.keep_offline_on_logout` keeps `offline_access` families).
 pub async fn end(state: &AppState, sid: &str, now: UnixTime) -> Result<(), ServiceError> {
+    // Order matters: end the session, spend its codes, then revoke its grants, so a code
+    // redemption racing the logout either fails or creates a grant that is then revoked.
     state.store.end_session(sid, now).await?;
+    state.store.consume_session_codes(sid, now).await?;
     let keep = state.settings.sessions.keep_offline_on_logout;
     state.store.revoke_session_grants(sid, keep, now).await?;
     Ok(())

@@ -176,6 +176,11 @@ pub trait GrantStore: Send + Sync {
         keep_offline: bool,
         now: UnixTime,
     ) -> Result<u64, StoreError>;
+    /// Marks every unconsumed code issued under the session `sid` consumed (logout), so a
+    /// redemption in flight cannot create a grant after the session's grants are revoked.
+    async fn consume_session_codes(&self, sid: &str, now: UnixTime) -> Result<u64, StoreError>;
+    /// The same for every code of a user (disabled, password changed).
+    async fn consume_user_codes(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError>;
     /// Revokes every grant of a user (disabled, password changed); returns how many.
     async fn revoke_user_grants(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError>;
     /// Looks a refresh token up by its hash, spent or not.

@@ -510,4 +510,39 @@ async fn a_users_sessions_and_grants_end_together(backend: Backend) {
         .unwrap()
         .revoked_at
         .is_some());
+    // Outstanding codes are spent too, so an in-flight redemption cannot make a new grant.
+    store
+        .insert_code(&code(&user, &client, b"c2", "g2"))
+        .await
+        .unwrap();
+    store
+        .insert_code(&code(&user, &client, b"c3", "g3"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.consume_session_codes("s1", 302).await.unwrap(),
+        2,
+        "both are under s1"
+    );
+    assert_eq!(
+        store
+            .consume_user_codes(user.id.as_str(), 303)
+            .await
+            .unwrap(),
+        0,
+        "already spent"
+    );
+    let g2 = grant(&user, &client, "g2", "s1", "openid");
+    assert!(!store.redeem_code(b"c2", &g2, None, 304).await.unwrap());
+    store
+        .insert_code(&code(&user, &client, b"c4", "g4"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .consume_user_codes(user.id.as_str(), 305)
+            .await
+            .unwrap(),
+        1
+    );
 }

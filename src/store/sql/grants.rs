@@ -250,6 +250,30 @@ macro_rules! grant_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn consume_session_codes(&self, sid: &str, now: UnixTime) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE authorization_codes SET consumed_at = $1 WHERE sid = $2 AND consumed_at IS NULL",
+                )
+                .bind(now)
+                .bind(sid)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn consume_user_codes(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE authorization_codes SET consumed_at = $1 WHERE user_id = $2 AND consumed_at IS NULL",
+                )
+                .bind(now)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+                Ok(done.rows_affected())
+            }
+
             async fn revoke_user_grants(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError> {
                 let done =
                     sqlx::query("UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
