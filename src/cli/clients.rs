@@ -78,36 +78,7 @@ pub struct CreateArgs {
 pub(super) async fn run(cmd: ClientCommand, ctx: Context) -> anyhow::Result<()> {
     let store = ctx.store.as_ref();
     match cmd {
-        ClientCommand::Create(a) => {
-            let input = NewClient {
-                name: a.name,
-                redirect_uris: a.redirect_uris,
-                post_logout_redirect_uris: a.post_logout_redirect_uris,
-                grant_types: a.grant_types,
-                scope: a.scope,
-                resources: a.resources,
-                access_token_ttl: a.access_token_ttl,
-                public: a.public,
-                first_party: a.first_party,
-            };
-            let now = ctx.clock.now();
-            let created =
-                admin::create_client(store, &ctx.secrets, &ctx.settings, now, input).await?;
-            let secret = created.secret.as_ref().map(|s| s.expose().to_owned());
-            if a.json {
-                let mut out = serde_json::json!({ "client_id": created.client.id.as_str() });
-                if let Some(s) = secret {
-                    out["client_secret"] = s.into();
-                }
-                println!("{out}");
-            } else {
-                println!("client_id:     {}", created.client.id);
-                if let Some(s) = secret {
-                    println!("client_secret: {s}");
-                    println!("(the secret is shown only now; it is stored hashed)");
-                }
-            }
-        }
+        ClientCommand::Create(a) => create(a, &ctx).await?,
         ClientCommand::List { json } => {
             let clients = store.list_clients().await?;
             if json {
@@ -120,13 +91,15 @@ pub(super) async fn run(cmd: ClientCommand, ctx: Context) -> anyhow::Result<()> 
             }
         }
         ClientCommand::Show { id, json } => {
-            let c = admin::get_client(store, &id).await?;
-            let v = client_json(&c);
-            if json {
-                println!("{v}");
-            } else {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            }
+            let v = client_json(&admin::get_client(store, &id).await?);
+            println!(
+                "{}",
+                if json {
+                    v.to_string()
+                } else {
+                    serde_json::to_string_pretty(&v)?
+                }
+            );
         }
         ClientCommand::Delete { id } => {
             admin::delete_client(store, &id).await?;
@@ -134,17 +107,50 @@ pub(super) async fn run(cmd: ClientCommand, ctx: Context) -> anyhow::Result<()> 
         }
         ClientCommand::RotateSecret { id, json } => {
             let secret = admin::rotate_client_secret(store, &ctx.secrets, &id).await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "client_id": id, "client_secret": secret.expose() })
-                );
-            } else {
-                println!("client_secret: {}", secret.expose());
-            }
+            print_credentials(&id, Some(secret.expose()), json);
         }
     }
     Ok(())
+}
+
+async fn create(a: CreateArgs, ctx: &Context) -> anyhow::Result<()> {
+    let json = a.json;
+    let input = NewClient {
+        name: a.name,
+        redirect_uris: a.redirect_uris,
+        post_logout_redirect_uris: a.post_logout_redirect_uris,
+        grant_types: a.grant_types,
+        scope: a.scope,
+        resources: a.resources,
+        access_token_ttl: a.access_token_ttl,
+        public: a.public,
+        first_party: a.first_party,
+    };
+    let now = ctx.clock.now();
+    let created =
+        admin::create_client(ctx.store.as_ref(), &ctx.secrets, &ctx.settings, now, input).await?;
+    let secret = created.secret.as_ref().map(|s| s.expose());
+    print_credentials(created.client.id.as_str(), secret, json);
+    if secret.is_some() && !json {
+        println!("(the secret is shown only now; it is stored hashed)");
+    }
+    Ok(())
+}
+
+/// `{"client_id": ..., "client_secret": ...}` with `--json`, else one line each.
+fn print_credentials(id: &str, secret: Option<&str>, json: bool) {
+    if json {
+        let mut out = serde_json::json!({ "client_id": id });
+        if let Some(s) = secret {
+            out["client_secret"] = s.into();
+        }
+        println!("{out}");
+    } else {
+        println!("client_id:     {id}");
+        if let Some(s) = secret {
+            println!("client_secret: {s}");
+        }
+    }
 }
 
 /// A client as JSON, without its secret hash.

@@ -77,32 +77,9 @@ pub async fn authorize(
     step: Step,
     now: UnixTime,
 ) -> Result<Outcome, ServiceError> {
-    let params = match Params::from_pairs(pairs) {
-        Ok(p) => p,
-        Err(e) => return Ok(Outcome::ErrorPage(e)),
-    };
-    let client = lookup_client(state, params.get("client_id")).await?;
-    let redirect_uri = match check_client_and_redirect(
-        client.as_ref(),
-        params.get("client_id"),
-        params.get("redirect_uri"),
-    ) {
-        Ok(uri) => uri,
-        Err(page) => return Ok(Outcome::ErrorPage(page.error)),
-    };
-    let Some(client) = client else {
-        return Ok(Outcome::ErrorPage(OAuthError::invalid_client(
-            "unknown client",
-        )));
-    };
-    let request = match check_request(&params, &client, redirect_uri) {
-        Ok(r) => r,
-        Err(e) => {
-            return Ok(Outcome::Redirect(error_redirect(
-                &state.settings.issuer,
-                &e,
-            )))
-        }
+    let (params, client, request) = match validate(state, pairs).await? {
+        Ok(valid) => valid,
+        Err(outcome) => return Ok(outcome),
     };
     if step == (Step::Consented { allow: false }) {
         let denied = OAuthError::access_denied("the user denied the request");
@@ -140,6 +117,40 @@ pub async fn authorize(
                 OAuthError::login_required("no session"),
             ))),
         },
+    }
+}
+
+/// The two validation stages: the client and redirect URI first (an error page when they
+/// fail, RFC 6749 §4.1.2.1), then everything else (an error redirect).
+async fn validate(
+    state: &AppState,
+    pairs: Vec<(String, String)>,
+) -> Result<Result<(Params, Client, AuthorizationRequest), Outcome>, ServiceError> {
+    let params = match Params::from_pairs(pairs) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(Outcome::ErrorPage(e))),
+    };
+    let client = lookup_client(state, params.get("client_id")).await?;
+    let checked = check_client_and_redirect(
+        client.as_ref(),
+        params.get("client_id"),
+        params.get("redirect_uri"),
+    );
+    let (redirect_uri, client) = match (checked, client) {
+        (Ok(uri), Some(client)) => (uri, client),
+        (Err(page), _) => return Ok(Err(Outcome::ErrorPage(page.error))),
+        (Ok(_), None) => {
+            return Ok(Err(Outcome::ErrorPage(OAuthError::invalid_client(
+                "unknown client",
+            ))))
+        }
+    };
+    match check_request(&params, &client, redirect_uri) {
+        Ok(request) => Ok(Ok((params, client, request))),
+        Err(e) => Ok(Err(Outcome::Redirect(error_redirect(
+            &state.settings.issuer,
+            &e,
+        )))),
     }
 }
 

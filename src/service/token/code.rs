@@ -2,7 +2,7 @@
 
 use crate::clock::UnixTime;
 use crate::crypto::token::{hash_token, random_token};
-use crate::domain::{AuthorizationCode, Client, Grant, RefreshToken, ResourceUri};
+use crate::domain::{AuthorizationCode, Client, Grant, RefreshToken, ResourceUri, User};
 use crate::oidc::{
     check_code_redemption, check_resource_within_grant, choose_audience, issues_refresh_token,
     CodeChallenge, CodeGrantView, OAuthError,
@@ -36,44 +36,14 @@ pub(super) async fn redeem_code(
     if code.consumed_at.is_some() {
         return Err(replay(state, &code, ip, now).await);
     }
-    check_code_redemption(
-        &code_view(&code)?,
-        &client.id,
-        input.redirect_uri,
-        input.verifier,
-        now,
-    )?;
-    // A code must not outlive the session that authorized it (logout, disabled user,
-    // idle timeout, absolute lifetime).
-    let idle = secs(state.settings.sessions.idle_timeout_secs);
-    let session = state.store.get_session_by_sid(&code.sid).await?;
-    if session.is_none_or(|s| !s.is_active(now, idle)) {
-        return Err(
-            OAuthError::invalid_grant("the session that authorized this code has ended").into(),
-        );
-    }
-    let granted_resource = code
-        .resource
-        .as_deref()
-        .map(ResourceUri::parse)
-        .transpose()
-        .map_err(bad_record)?;
-    check_resource_within_grant(granted_resource.as_ref(), input.resource)?;
+    check_binding(state, client, &input, &code, now).await?;
     let user = enabled_user(state, code.user_id.as_str()).await?;
-    let grant = Grant {
-        id: code.grant_id.clone(),
-        client_id: client.id.clone(),
-        user_id: user.id.clone(),
-        sid: code.sid.clone(),
-        scope: code.scope.clone(),
-        resource: code.resource.clone(),
-        auth_time: code.auth_time,
-        amr: code.amr.clone(),
-        created_at: now,
-        last_used_at: now,
-        expires_at: now + secs(state.settings.tokens.refresh_absolute_ttl_secs),
-        revoked_at: None,
-    };
+    let grant = grant_from(
+        &code,
+        &user,
+        state.settings.tokens.refresh_absolute_ttl_secs,
+        now,
+    );
     let audience = choose_audience(
         client,
         input.resource.or(code.resource.as_deref()),
@@ -101,6 +71,59 @@ pub(super) async fn redeem_code(
     )?;
     response.refresh_token = refresh.map(|(token, _)| token);
     Ok(response)
+}
+
+/// Everything the code is bound to must match (RFC 6749 §4.1.3, RFC 7636 §4.6), the
+/// session that authorized it must still be alive, and a requested resource must be
+/// within the grant (RFC 8707 §2.2). Nothing is changed when a check fails.
+async fn check_binding(
+    state: &AppState,
+    client: &Client,
+    input: &CodeInput<'_>,
+    code: &AuthorizationCode,
+    now: UnixTime,
+) -> Result<(), TokenError> {
+    check_code_redemption(
+        &code_view(code)?,
+        &client.id,
+        input.redirect_uri,
+        input.verifier,
+        now,
+    )?;
+    // A code must not outlive its session (logout, disabled user, idle or absolute end).
+    let idle = secs(state.settings.sessions.idle_timeout_secs);
+    let session = state.store.get_session_by_sid(&code.sid).await?;
+    if session.is_none_or(|s| !s.is_active(now, idle)) {
+        return Err(
+            OAuthError::invalid_grant("the session that authorized this code has ended").into(),
+        );
+    }
+    let granted = code
+        .resource
+        .as_deref()
+        .map(ResourceUri::parse)
+        .transpose()
+        .map_err(bad_record)?;
+    check_resource_within_grant(granted.as_ref(), input.resource)?;
+    Ok(())
+}
+
+/// The grant (refresh family) a redemption creates; it carries the code's grant id.
+fn grant_from(code: &AuthorizationCode, user: &User, absolute_ttl: u64, now: UnixTime) -> Grant {
+    Grant {
+        id: code.grant_id.clone(),
+        client_id: code.client_id.clone(),
+        user_id: user.id.clone(),
+        sid: code.sid.clone(),
+        scope: code.scope.clone(),
+        resource: code.resource.clone(),
+        auth_time: code.auth_time,
+        amr: code.amr.clone(),
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + secs(absolute_ttl),
+        revoked_at: None,
+    }
 }
 
 /// RFC 6749 §4.1.2: a code used twice revokes everything issued from it.
