@@ -241,48 +241,19 @@ macro_rules! grant_store {
             }
 
             async fn revoke_grant(&self, id: &str, now: UnixTime) -> Result<bool, StoreError> {
-                let done = sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                    .bind(now)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(backend)?;
-                Ok(done.rows_affected() > 0)
+                stamp_once!(&self.pool, "UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL", now, id).map(|n| n > 0)
             }
 
             async fn consume_session_codes(&self, sid: &str, now: UnixTime) -> Result<u64, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE authorization_codes SET consumed_at = $1 WHERE sid = $2 AND consumed_at IS NULL",
-                )
-                .bind(now)
-                .bind(sid)
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?;
-                Ok(done.rows_affected())
+                stamp_once!(&self.pool, "UPDATE authorization_codes SET consumed_at = $1 WHERE sid = $2 AND consumed_at IS NULL", now, sid)
             }
 
             async fn consume_user_codes(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE authorization_codes SET consumed_at = $1 WHERE user_id = $2 AND consumed_at IS NULL",
-                )
-                .bind(now)
-                .bind(user_id)
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?;
-                Ok(done.rows_affected())
+                stamp_once!(&self.pool, "UPDATE authorization_codes SET consumed_at = $1 WHERE user_id = $2 AND consumed_at IS NULL", now, user_id)
             }
 
             async fn revoke_user_grants(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError> {
-                let done =
-                    sqlx::query("UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
-                        .bind(now)
-                        .bind(user_id)
-                        .execute(&self.pool)
-                        .await
-                        .map_err(backend)?;
-                Ok(done.rows_affected())
+                stamp_once!(&self.pool, "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL", now, user_id)
             }
 
             async fn revoke_session_grants(

@@ -3,6 +3,20 @@
 //! text (sqlx accepts `$1` placeholders on both). Where the dialects differ, the
 //! difference lives in the backend's own file (`begin` for transactions).
 
+/// Runs `UPDATE <table> SET <column> = $1 WHERE <key> = $2 AND <column> IS NULL`: stamps
+/// (ends, revokes, consumes) every matching row not stamped yet, once; yields how many.
+macro_rules! stamp_once {
+    ($pool:expr, $sql:literal, $now:expr, $key:expr) => {
+        sqlx::query($sql)
+            .bind($now)
+            .bind($key)
+            .execute($pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(backend)
+    };
+}
+
 mod clients;
 mod grants;
 mod keys;

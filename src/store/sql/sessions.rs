@@ -95,24 +95,11 @@ macro_rules! session_store {
             }
 
             async fn end_user_sessions(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError> {
-                let done =
-                    sqlx::query("UPDATE sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL")
-                        .bind(now)
-                        .bind(user_id)
-                        .execute(&self.pool)
-                        .await
-                        .map_err(backend)?;
-                Ok(done.rows_affected())
+                stamp_once!(&self.pool, "UPDATE sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL", now, user_id)
             }
 
             async fn end_session(&self, sid: &str, now: UnixTime) -> Result<bool, StoreError> {
-                let done = sqlx::query("UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL")
-                    .bind(now)
-                    .bind(sid)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(backend)?;
-                Ok(done.rows_affected() > 0)
+                stamp_once!(&self.pool, "UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL", now, sid).map(|n| n > 0)
             }
         }
 
