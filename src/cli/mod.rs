@@ -1,6 +1,7 @@
 //! The command line: `serve`, `migrate` and the admin commands. Each command parses its
 //! input, calls a service, and prints; errors end as one line on stderr and exit code 1.
 
+mod audit;
 mod clients;
 mod keys;
 mod users;
@@ -44,6 +45,9 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(users::UserCommand),
+    /// Read the audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Parses the process arguments and runs the command.
@@ -80,6 +84,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys::run(cmd, open(settings).await?).await,
         Command::Client(cmd) => clients::run(cmd, open(settings).await?).await,
         Command::User(cmd) => users::run(cmd, open(settings).await?).await,
+        Command::Audit(cmd) => audit::run(cmd, open(settings).await?).await,
     }
 }
 

@@ -94,6 +94,7 @@ fn every_command_explains_itself() {
         &["client", "create", "--help"],
         &["client", "rotate-secret", "--help"],
         &["user", "--help"],
+        &["audit", "list", "--help"],
         &["user", "create", "--help"],
         &["user", "set-password", "--help"],
     ];

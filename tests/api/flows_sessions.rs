@@ -144,6 +144,13 @@ async fn refresh_reuse_is_audited_with_family_client_user_and_ip(backend: Backen
     assert_eq!(e.client_id.as_deref(), Some(client.id.as_str()));
     assert_eq!(e.user_id.as_deref(), Some(user.id.as_str()));
     assert_eq!(e.ip.as_deref(), Some("127.0.0.1"));
+    // Admins read it with the CLI.
+    let out = app.cli(&["audit", "list", "--json"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let line: Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(line["kind"], "refresh_token_reuse");
+    assert_eq!(line["ip"], "127.0.0.1");
+    assert_eq!(line["client_id"], client.id.as_str());
     let family = e.grant_id.clone().unwrap();
     let grant = app.state.store.get_grant(&family).await.unwrap().unwrap();
     assert!(
