@@ -139,6 +139,16 @@ pub struct User {
     pub created_at: UnixTime,
     /// Last change.
     pub updated_at: UnixTime,
+    /// When the password last changed or the account was last disabled: sessions and
+    /// grants authenticated before this no longer count.
+    pub credentials_changed_at: UnixTime,
+}
+
+impl User {
+    /// True when an authentication made at `auth_time` still stands for this user.
+    pub fn accepts_auth_from(&self, auth_time: UnixTime) -> bool {
+        !self.disabled && auth_time >= self.credentials_changed_at
+    }
 }
 
 #[cfg(test)]

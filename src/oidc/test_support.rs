@@ -73,5 +73,6 @@ pub(crate) fn user() -> User {
         roles: vec![Role::parse("admin").unwrap(), Role::parse("dev").unwrap()],
         created_at: 100,
         updated_at: 200,
+        credentials_changed_at: 0,
     }
 }

@@ -273,6 +273,7 @@ pub async fn create_user(
         roles,
         created_at: now,
         updated_at: now,
+        credentials_changed_at: now,
     };
     store.insert_user(&user).await?;
     Ok(user)

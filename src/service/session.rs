@@ -36,7 +36,8 @@ pub async fn resolve(
     let Some(user) = state.store.get_user(session.user_id.as_str()).await? else {
         return Ok(None);
     };
-    if user.disabled {
+    // Disabled, or the password changed (or the account was disabled) after this login.
+    if !user.accepts_auth_from(session.auth_time) {
         return Ok(None);
     }
     state.store.touch_session(&id_hash, now).await?;

@@ -24,6 +24,7 @@ crate::both_stores!(
     security_headers_on_pages_and_token_responses,
     basic_with_a_body_secret_is_a_400_not_a_401,
     housekeeping_run_removes_the_whole_backlog,
+    a_password_change_outranks_a_login_that_raced_it,
     rotated_secrets_and_deleted_clients_stop_working_within_the_refresh_interval,
 );
 
@@ -536,4 +537,32 @@ async fn rotated_secrets_and_deleted_clients_stop_working_within_the_refresh_int
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_error(token(&app, &rotated, &cc).await, 401, "invalid_client").await;
+}
+
+async fn a_password_change_outranks_a_login_that_raced_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let (browser, _, tokens) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+    // Only the stored password changes, as when a login in flight created its session and
+    // grant just after the admin's cut-off ran: nothing was ended or revoked explicitly.
+    app.clock.advance(1);
+    let name = latchkey::domain::Username::parse(USERNAME).unwrap();
+    assert!(app
+        .state
+        .store
+        .set_password_hash(&name, "$argon2id$v=19$m=8,t=1,p=1$x$y", app.clock.now())
+        .await
+        .unwrap());
+    assert_logged_out(&app, &browser, &client).await;
+    assert_refresh_dead(&app, &client, s(&tokens, "refresh_token")).await;
+    assert_inactive(&app, &client, s(&tokens, "access_token")).await;
+    let res = app
+        .http
+        .get(app.url("/userinfo"))
+        .bearer_auth(s(&tokens, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
 }

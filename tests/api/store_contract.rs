@@ -47,6 +47,7 @@ fn user(name: &str, email: &str) -> User {
         roles: vec![Role::parse("admin").unwrap()],
         created_at: 1,
         updated_at: 1,
+        credentials_changed_at: 0,
     }
 }
 
@@ -94,6 +95,10 @@ async fn users_round_trip(backend: Backend) {
     assert!(got.disabled);
     assert_eq!(got.password_hash.as_deref(), Some("$argon2id$new"));
     assert_eq!(got.updated_at, 6);
+    assert_eq!(
+        got.credentials_changed_at, 6,
+        "a new password outdates older logins"
+    );
     let nobody = Username::parse("nobody").unwrap();
     assert!(!store.set_user_disabled(&nobody, true, 5).await.unwrap());
     assert_eq!(store.list_users().await.unwrap().len(), 1);

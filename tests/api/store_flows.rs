@@ -38,6 +38,7 @@ async fn seeded(backend: Backend) -> (Arc<dyn Store>, tempfile::TempDir, User, C
         roles: vec![],
         created_at: 0,
         updated_at: 0,
+        credentials_changed_at: 0,
     };
     let client = Client {
         id: ClientId::parse("web").unwrap(),

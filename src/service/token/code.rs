@@ -37,7 +37,7 @@ pub(super) async fn redeem_code(
         return Err(replay(state, &code, ip, now).await);
     }
     check_binding(state, client, &input, &code, now).await?;
-    let user = enabled_user(state, code.user_id.as_str()).await?;
+    let user = enabled_user(state, code.user_id.as_str(), code.auth_time).await?;
     let grant = grant_from(
         &code,
         &user,

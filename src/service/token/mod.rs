@@ -209,10 +209,14 @@ fn bad_record(e: impl std::fmt::Display) -> TokenError {
     )))
 }
 
-async fn enabled_user(state: &AppState, user_id: &str) -> Result<User, TokenError> {
+/// The user, if enabled and if the authentication made at `auth_time` still stands (no
+/// password change or disabling since).
+async fn enabled_user(state: &AppState, user_id: &str, auth_time: i64) -> Result<User, TokenError> {
     match state.store.get_user(user_id).await? {
-        Some(u) if !u.disabled => Ok(u),
-        _ => Err(OAuthError::invalid_grant("the user is disabled or gone").into()),
+        Some(u) if u.accepts_auth_from(auth_time) => Ok(u),
+        _ => Err(
+            OAuthError::invalid_grant("the user is disabled, gone, or changed credentials").into(),
+        ),
     }
 }
 

@@ -40,7 +40,7 @@ pub(super) async fn refresh(
         return Err(reuse(state, &token, ip, now).await);
     }
     let grant = live_grant(state, &token, now).await?;
-    let user = enabled_user(state, grant.user_id.as_str()).await?;
+    let user = enabled_user(state, grant.user_id.as_str(), grant.auth_time).await?;
     // The access token may narrow; the refresh token keeps its scope (RFC 6749 §6).
     let scope = narrow_scope(&token.scope, input.scope)?;
     let granted_resource = grant

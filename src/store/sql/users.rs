@@ -18,6 +18,7 @@ struct UserRow {
     roles: String,
     created_at: i64,
     updated_at: i64,
+    credentials_changed_at: i64,
 }
 
 impl TryFrom<UserRow> for User {
@@ -37,12 +38,14 @@ impl TryFrom<UserRow> for User {
                 .collect::<Result<_, _>>()?,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            credentials_changed_at: r.credentials_changed_at,
         })
     }
 }
 
 const COLUMNS: &str =
-    "id, username, email, email_verified, password_hash, disabled, roles, created_at, updated_at";
+    "id, username, email, email_verified, password_hash, disabled, roles, created_at, updated_at, \
+     credentials_changed_at";
 
 macro_rules! user_store {
     ($store:ty) => {
@@ -51,8 +54,8 @@ macro_rules! user_store {
             async fn insert_user(&self, u: &User) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO users (id, username, email, email_verified, password_hash, \
-                     disabled, roles, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     disabled, roles, created_at, updated_at, credentials_changed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(u.id.as_str())
                 .bind(u.username.as_str())
@@ -63,6 +66,7 @@ macro_rules! user_store {
                 .bind(to_json_list(u.roles.iter().map(|r| r.as_str())))
                 .bind(u.created_at)
                 .bind(u.updated_at)
+                .bind(u.credentials_changed_at)
                 .execute(&self.pool)
                 .await
                 .map_err(write_error("a user with this username or e-mail"))?;
@@ -97,7 +101,8 @@ macro_rules! user_store {
                 now: UnixTime,
             ) -> Result<bool, StoreError> {
                 let done = sqlx::query(
-                    "UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3",
+                    "UPDATE users SET disabled = $1, updated_at = $2, credentials_changed_at = \
+                     CASE WHEN $1 THEN $2 ELSE credentials_changed_at END WHERE username = $3",
                 )
                 .bind(disabled)
                 .bind(now)
@@ -115,7 +120,8 @@ macro_rules! user_store {
                 now: UnixTime,
             ) -> Result<bool, StoreError> {
                 let done = sqlx::query(
-                    "UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3",
+                    "UPDATE users SET password_hash = $1, updated_at = $2, credentials_changed_at = $2 \
+                     WHERE username = $3",
                 )
                 .bind(hash)
                 .bind(now)
