@@ -1,5 +1,6 @@
 //! Password hashing with argon2id, off the async executor and bounded in concurrency.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use argon2::password_hash::phc::PasswordHash;
@@ -28,8 +29,9 @@ pub struct PasswordParams {
 #[derive(Clone)]
 pub struct PasswordHasher {
     argon2: Argon2<'static>,
-    dummy_hash: Arc<str>,
+    dummy_hash: Arc<PasswordHash>,
     permits: Arc<Semaphore>,
+    verifications: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -59,10 +61,13 @@ impl PasswordHasher {
         .map_err(|e| CryptoError::PasswordHash(e.to_string()))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let dummy_hash = hash_blocking(&argon2, b"latchkey dummy password")?;
+        let dummy_hash =
+            PasswordHash::new(&dummy_hash).map_err(|e| CryptoError::PasswordHash(e.to_string()))?;
         Ok(Self {
             argon2,
-            dummy_hash: Arc::from(dummy_hash),
+            dummy_hash: Arc::new(dummy_hash),
             permits: Arc::new(Semaphore::new(max_concurrent)),
+            verifications: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -87,13 +92,15 @@ impl PasswordHasher {
         let argon2 = self.argon2.clone();
         let stored = stored.map(str::to_owned);
         let dummy = Arc::clone(&self.dummy_hash);
+        let count = Arc::clone(&self.verifications);
         self.run_blocking(move || {
             let real = stored.as_deref().and_then(|s| PasswordHash::new(s).ok());
             match real {
-                Some(hash) => argon2.verify_password(&password, &hash).is_ok(),
+                Some(hash) => argon2_verify(&argon2, &password, &hash, &count),
                 None => {
-                    // Same work as a real check; the result is ignored.
-                    let _ = argon2.verify_password(&password, dummy.as_ref());
+                    // Same work as a real check; the result is ignored. An unknown user, a
+                    // user without a password and a corrupt hash each cost one verification.
+                    let _ = argon2_verify(&argon2, &password, &dummy, &count);
                     false
                 }
             }
@@ -103,6 +110,12 @@ impl PasswordHasher {
 
     /// Acquires a permit first (bounding memory: each run holds `memory_kib`), then runs `f`
     /// on the blocking pool so async workers never stall on argon2.
+    /// How many argon2 verifications this hasher has run, real and dummy: lets tests see
+    /// that an unknown user costs the same work as a wrong password.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
     async fn run_blocking<T, F>(&self, f: F) -> Result<T, CryptoError>
     where
         T: Send + 'static,
@@ -120,6 +133,17 @@ impl PasswordHasher {
         .await
         .map_err(|e| CryptoError::TaskJoin(e.to_string()))
     }
+}
+
+/// One argon2 verification, counted (see [`PasswordHasher::verifications`]).
+fn argon2_verify(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    hash: &PasswordHash,
+    count: &AtomicU64,
+) -> bool {
+    count.fetch_add(1, Ordering::Relaxed);
+    argon2.verify_password(password, hash).is_ok()
 }
 
 fn hash_blocking(argon2: &Argon2<'_>, password: &[u8]) -> Result<String, CryptoError> {

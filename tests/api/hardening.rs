@@ -25,6 +25,7 @@ crate::both_stores!(
     basic_with_a_body_secret_is_a_400_not_a_401,
     housekeeping_run_removes_the_whole_backlog,
     a_password_change_outranks_a_login_that_raced_it,
+    every_failed_login_costs_one_argon2_verification,
     rotated_secrets_and_deleted_clients_stop_working_within_the_refresh_interval,
 );
 
@@ -565,4 +566,32 @@ async fn a_password_change_outranks_a_login_that_raced_it(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+}
+
+async fn every_failed_login_costs_one_argon2_verification(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    create_user(&app, "dora", &[]).await;
+    disable_user(&app, "dora").await;
+    for (user, password) in [
+        (USERNAME, "wrong password"),
+        ("nobody", PASSWORD),
+        ("dora", PASSWORD),
+    ] {
+        let browser = Browser::new(&app);
+        let page = authorize(&app, &browser, &AuthRequest::new(&client, "openid"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let before = app.state.passwords.verifications();
+        let res = submit_login(&app, &browser, &page, user, password).await;
+        assert_eq!(res.status(), 401, "{user}");
+        assert_eq!(
+            app.state.passwords.verifications(),
+            before + 1,
+            "{user}: the same argon2 work"
+        );
+    }
 }
