@@ -79,7 +79,7 @@ fn render(
             let (status, error) = login_error.unwrap_or((StatusCode::OK, ""));
             let error = (!error.is_empty()).then_some(error);
             let ctx = minijinja::context! { csrf, request, login_hint, error };
-            with_cookie(ui::page(status, "login.html", ctx), cookie)
+            cookies::with_cookie(ui::page(status, "login.html", ctx), cookie)
         }
         Outcome::Consent {
             request,
@@ -89,7 +89,7 @@ fn render(
             let (csrf, cookie) = cookies::csrf_token(req, https);
             let scopes: Vec<String> = scopes.iter().map(|s| ui::describe_scope(s)).collect();
             let ctx = minijinja::context! { csrf, request, client_name, scopes };
-            with_cookie(ui::page(StatusCode::OK, "consent.html", ctx), cookie)
+            cookies::with_cookie(ui::page(StatusCode::OK, "consent.html", ctx), cookie)
         }
     }
 }
@@ -99,18 +99,6 @@ pub(super) fn see_other(url: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, url.to_owned()))
         .finish()
-}
-
-fn with_cookie(
-    mut res: HttpResponse,
-    cookie: Option<actix_web::cookie::Cookie<'static>>,
-) -> HttpResponse {
-    if let Some(c) = cookie {
-        if let Err(e) = res.add_cookie(&c) {
-            return error::internal(&e);
-        }
-    }
-    res
 }
 
 /// The form of a page we rendered: read it and check its CSRF token against the cookie

@@ -2,7 +2,7 @@
 //! also `Secure` and the `__Host-` prefix (RFC 6265bis §4.1.3.2), so no subdomain can set them.
 
 use actix_web::cookie::{time::Duration, Cookie, SameSite};
-use actix_web::HttpRequest;
+use actix_web::{HttpRequest, HttpResponse};
 use subtle::ConstantTimeEq;
 
 /// Name of the session cookie.
@@ -75,4 +75,14 @@ pub fn csrf_token(req: &HttpRequest, https: bool) -> (String, Option<Cookie<'sta
             (v.clone(), Some(csrf(v, https)))
         }
     }
+}
+
+/// Adds `cookie` (if any) to a response; a cookie that cannot be encoded is a 500.
+pub fn with_cookie(mut res: HttpResponse, cookie: Option<Cookie<'static>>) -> HttpResponse {
+    if let Some(c) = cookie {
+        if let Err(e) = res.add_cookie(&c) {
+            return super::error::internal(&e);
+        }
+    }
+    res
 }

@@ -57,26 +57,20 @@ async fn respond(
         Ok(o) => o,
         Err(e) => return error::service(&e),
     };
-    let mut res = match outcome {
+    let res = match outcome {
         LogoutOutcome::Invalid(e) => return error::page(StatusCode::BAD_REQUEST, &e),
         LogoutOutcome::Confirm => {
             let (csrf, cookie) = cookies::csrf_token(req, https);
             let ctx = minijinja::context! { csrf, params => pairs };
-            let mut res = ui::page(StatusCode::OK, "logout_confirm.html", ctx);
-            if let Some(c) = cookie {
-                if let Err(e) = res.add_cookie(&c) {
-                    return error::internal(&e);
-                }
-            }
-            return res;
+            return cookies::with_cookie(
+                ui::page(StatusCode::OK, "logout_confirm.html", ctx),
+                cookie,
+            );
         }
         LogoutOutcome::Redirect(url) => see_other(&url),
         LogoutOutcome::SignedOut => {
             ui::page(StatusCode::OK, "signed_out.html", minijinja::context! {})
         }
     };
-    if let Err(e) = res.add_cookie(&cookies::clear_session(https)) {
-        return error::internal(&e);
-    }
-    res
+    cookies::with_cookie(res, Some(cookies::clear_session(https)))
 }

@@ -7,7 +7,7 @@ use url::Url;
 
 use crate::clock::UnixTime;
 use crate::crypto::token::{hash_token, random_token};
-use crate::domain::{AuthorizationCode, Client, ClientId, Scope};
+use crate::domain::{AuthorizationCode, Client, Scope};
 use crate::oidc::{
     check_client_and_redirect, check_request, decide, AuthorizationRequest, ConsentState, Decision,
     OAuthError, Params, RedirectError, SessionView,
@@ -130,7 +130,7 @@ async fn validate(
         Ok(p) => p,
         Err(e) => return Ok(Err(Outcome::ErrorPage(e))),
     };
-    let client = lookup_client(state, params.get("client_id")).await?;
+    let client = super::clients::named(state, params.get("client_id")).await?;
     let checked = check_client_and_redirect(
         client.as_ref(),
         params.get("client_id"),
@@ -151,13 +151,6 @@ async fn validate(
             &state.settings.issuer,
             &e,
         )))),
-    }
-}
-
-async fn lookup_client(state: &AppState, id: Option<&str>) -> Result<Option<Client>, ServiceError> {
-    match id.map(ClientId::parse) {
-        Some(Ok(id)) => Ok(state.store.get_client(&id).await?),
-        _ => Ok(None),
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::domain::{Client, ClientId};
+use crate::service::{AppState, ServiceError};
 use crate::store::{Store, StoreError};
 
 /// More distinct clients than this and the cache starts over (it only ever holds what
@@ -95,5 +96,14 @@ impl ClientCache {
                 }
             }
         })
+    }
+}
+
+/// The client a request names by `client_id`, straight from the store (browser flows are
+/// not on the hot path); `None` for a missing, malformed or unknown id.
+pub async fn named(state: &AppState, id: Option<&str>) -> Result<Option<Client>, ServiceError> {
+    match id.map(ClientId::parse) {
+        Some(Ok(id)) => Ok(state.store.get_client(&id).await?),
+        _ => Ok(None),
     }
 }

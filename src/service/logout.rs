@@ -3,7 +3,6 @@
 
 use crate::clock::UnixTime;
 use crate::crypto::jwt::{verify, Expected};
-use crate::domain::{Client, ClientId};
 use crate::oidc::{hint_matches_client, post_logout_redirect, IdTokenClaims, OAuthError, Params};
 
 use super::session::{self, ActiveSession};
@@ -72,7 +71,8 @@ pub async fn logout(
         return Ok(LogoutOutcome::Confirm);
     }
     end_sessions(state, hint.as_ref(), session, now).await?;
-    let client = lookup_client(state, client_id.or(hint.as_ref().map(|h| h.aud.as_str()))).await?;
+    let client =
+        super::clients::named(state, client_id.or(hint.as_ref().map(|h| h.aud.as_str()))).await?;
     let target = post_logout_redirect(
         client.as_ref(),
         params.get("post_logout_redirect_uri"),
@@ -113,11 +113,4 @@ async fn end_sessions(
         }
     }
     Ok(())
-}
-
-async fn lookup_client(state: &AppState, id: Option<&str>) -> Result<Option<Client>, ServiceError> {
-    match id.map(ClientId::parse) {
-        Some(Ok(id)) => Ok(state.store.get_client(&id).await?),
-        _ => Ok(None),
-    }
 }

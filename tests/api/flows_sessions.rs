@@ -21,15 +21,6 @@ crate::both_stores!(
     forwarded_addresses_count_only_from_trusted_proxies,
 );
 
-fn claims(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 async fn idle_session_ends_after_the_idle_timeout(backend: Backend) {
     let app = spawn_app(backend).await;
     let client = confidential_client(&app).await;
@@ -62,13 +53,7 @@ async fn a_disabled_users_session_and_tokens_stop_working(backend: Backend) {
     let (browser, _, tokens) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
     disable_user(&app, USERNAME).await;
     assert_logged_out(&app, &browser, &client).await;
-    let res = app
-        .http
-        .get(app.url("/userinfo"))
-        .bearer_auth(s(&tokens, "access_token"))
-        .send()
-        .await
-        .unwrap();
+    let res = userinfo(&app, s(&tokens, "access_token")).await;
     assert_eq!(res.status(), 401);
     assert_inactive(&app, &client, s(&tokens, "access_token")).await;
     assert_refresh_dead(&app, &client, s(&tokens, "refresh_token")).await;

@@ -163,13 +163,7 @@ async fn userinfo_refuses_tokens_for_another_audience(backend: Backend) {
     let req = AuthRequest::new(&client, "openid").with("resource", Some("https://api.example"));
     let code = login_and_get_code(&app, &browser, &req, USERNAME).await;
     let tokens = assert_tokens(exchange_code(&app, &client, &code, &req).await).await;
-    let res = app
-        .http
-        .get(app.url("/userinfo"))
-        .bearer_auth(s(&tokens, "access_token"))
-        .send()
-        .await
-        .unwrap();
+    let res = userinfo(&app, s(&tokens, "access_token")).await;
     assert_eq!(
         res.status(),
         401,
@@ -177,23 +171,8 @@ async fn userinfo_refuses_tokens_for_another_audience(backend: Backend) {
     );
     // A token for the default audience is.
     let (_, _, tokens) = full_flow(&app, &client, USERNAME, "openid").await;
-    let res = app
-        .http
-        .get(app.url("/userinfo"))
-        .bearer_auth(s(&tokens, "access_token"))
-        .send()
-        .await
-        .unwrap();
+    let res = userinfo(&app, s(&tokens, "access_token")).await;
     assert_eq!(res.status(), 200);
-}
-
-fn claims(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 async fn code_flow_with_a_resource_sets_the_audience(backend: Backend) {
@@ -257,24 +236,12 @@ async fn an_id_token_typed_jwt_is_not_an_access_token(backend: Backend) {
     // Every access-token claim, signed by our key, but typed as a plain JWT (as ID tokens are).
     let at_claims = claims(s(&tokens, "access_token"));
     let forged = app.state.keys.sign("JWT", &at_claims).unwrap();
-    let res = app
-        .http
-        .get(app.url("/userinfo"))
-        .bearer_auth(&forged)
-        .send()
-        .await
-        .unwrap();
+    let res = userinfo(&app, &forged).await;
     assert_eq!(res.status(), 401);
     assert_inactive(&app, &client, &forged).await;
     // The same claims typed at+jwt are accepted: only the type differs.
     let typed = app.state.keys.sign("at+jwt", &at_claims).unwrap();
-    let res = app
-        .http
-        .get(app.url("/userinfo"))
-        .bearer_auth(&typed)
-        .send()
-        .await
-        .unwrap();
+    let res = userinfo(&app, &typed).await;
     assert_eq!(res.status(), 200);
 }
 
@@ -558,13 +525,7 @@ async fn a_password_change_outranks_a_login_that_raced_it(backend: Backend) {
     assert_logged_out(&app, &browser, &client).await;
     assert_refresh_dead(&app, &client, s(&tokens, "refresh_token")).await;
     assert_inactive(&app, &client, s(&tokens, "access_token")).await;
-    let res = app
-        .http
-        .get(app.url("/userinfo"))
-        .bearer_auth(s(&tokens, "access_token"))
-        .send()
-        .await
-        .unwrap();
+    let res = userinfo(&app, s(&tokens, "access_token")).await;
     assert_eq!(res.status(), 401);
 }
 
