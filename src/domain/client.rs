@@ -208,6 +208,8 @@ pub struct Client {
     pub access_token_ttl: Option<i64>,
     /// First-party clients skip the consent page.
     pub first_party: bool,
+    /// Every sign-in for this client must be multi-factor, whatever `acr_values` says.
+    pub require_mfa: bool,
     /// When the client was registered.
     pub created_at: UnixTime,
 }

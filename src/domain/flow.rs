@@ -1,7 +1,7 @@
 //! Records of the login and token flows, as stored. Secrets (session ids, codes, refresh
 //! tokens) appear here only as SHA-256 hashes.
 
-use super::{ClientId, Scope, UserId};
+use super::{ClientId, FactorUse, Scope, UserId};
 use crate::clock::UnixTime;
 
 /// A browser session at Latchkey (the cookie holds the secret whose hash is `id_hash`).
@@ -21,6 +21,8 @@ pub struct Session {
     pub auth_time: UnixTime,
     /// Authentication methods used (`amr`, RFC 8176).
     pub amr: Vec<String>,
+    /// The factors presented, each with its time (the newest sign-in or step-up).
+    pub factors: Vec<FactorUse>,
     /// Creation time.
     pub created_at: UnixTime,
     /// Last use, for the idle timeout.
@@ -138,6 +140,8 @@ pub struct AuditEvent {
     pub grant_id: Option<String>,
     /// The requester's IP.
     pub ip: Option<String>,
+    /// The requester's `User-Agent`.
+    pub user_agent: Option<String>,
     /// Free text; never a secret.
     pub detail: String,
 }

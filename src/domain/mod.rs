@@ -2,6 +2,7 @@
 //! before it reaches a service; a value of these types is valid by construction.
 
 mod client;
+mod factor;
 mod flow;
 mod key;
 mod scope;
@@ -10,6 +11,9 @@ mod user;
 
 pub use client::{
     is_loopback_url, Client, ClientId, ClientKind, GrantType, RedirectUri, ResourceUri,
+};
+pub use factor::{
+    AuditFilter, FactorKind, FactorUse, PendingLoginRecord, ThrottleBucket, TotpCredential,
 };
 pub use flow::{AuditEvent, AuthorizationCode, Grant, RefreshToken, Session};
 pub use key::{KeyState, SigningKeyRecord};

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 
 use crate::clock::UnixTime;
 use crate::domain::{
-    AuditEvent, AuthorizationCode, Client, ClientId, Grant, KeyState, RefreshToken, Scope, Session,
-    SigningKeyRecord, User, Username,
+    AuditEvent, AuditFilter, AuthorizationCode, Client, ClientId, FactorUse, Grant, KeyState,
+    PendingLoginRecord, RefreshToken, Scope, Session, SigningKeyRecord, ThrottleBucket,
+    TotpCredential, User, Username,
 };
 
 mod postgres;
@@ -125,6 +126,127 @@ pub trait SessionStore: Send + Sync {
     async fn end_session(&self, sid: &str, now: UnixTime) -> Result<bool, StoreError>;
     /// Ends every session of a user (disabled, password changed); returns how many.
     async fn end_user_sessions(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError>;
+    /// The user's sessions that are neither ended nor past `expires_at` at `now`, most
+    /// recently used first (the account page).
+    async fn list_user_sessions(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<Session>, StoreError>;
+    /// Ends every live session of `user_id` except `keep_sid` ("sign out all other
+    /// devices"); returns the `sid`s it ended.
+    async fn end_other_sessions(
+        &self,
+        user_id: &str,
+        keep_sid: &str,
+        now: UnixTime,
+    ) -> Result<Vec<String>, StoreError>;
+    /// A step-up or re-authentication of a session that is not ended: replaces the cookie
+    /// hash (a new session id after every privilege change), the factors, `amr` and
+    /// `auth_time`. False (nothing changed) if the session is ended or unknown.
+    async fn upgrade_session(
+        &self,
+        sid: &str,
+        upgrade: &SessionUpgrade<'_>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// What [`SessionStore::upgrade_session`] writes.
+#[derive(Debug)]
+pub struct SessionUpgrade<'a> {
+    /// SHA-256 of the new cookie value.
+    pub new_id_hash: &'a [u8],
+    /// Every factor presented, with its time.
+    pub factors: &'a [FactorUse],
+    /// The `amr` values they make.
+    pub amr: &'a [String],
+    /// The new `auth_time`.
+    pub auth_time: UnixTime,
+}
+
+/// Second factors: TOTP and backup codes.
+#[async_trait]
+pub trait FactorStore: Send + Sync {
+    /// Stores a TOTP secret awaiting confirmation, replacing an unconfirmed one. `Conflict`
+    /// if the user already has a confirmed credential.
+    async fn put_pending_totp(
+        &self,
+        user_id: &str,
+        secret_sealed: &[u8],
+        now: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// The user's TOTP credential, confirmed or not.
+    async fn get_totp(&self, user_id: &str) -> Result<Option<TotpCredential>, StoreError>;
+    /// In one transaction: confirms the pending credential (only if unconfirmed), records
+    /// `step` as its last used step, and replaces the user's backup codes with `codes`.
+    /// False (nothing changed) if there was no unconfirmed credential.
+    async fn confirm_totp(
+        &self,
+        user_id: &str,
+        step: i64,
+        codes: &[Vec<u8>],
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// Accepts `step` for a confirmed credential only if it is later than the last used
+    /// step (`UPDATE ... WHERE last_used_step < $step`), atomically on every node. False
+    /// means the step (or a later one) was already used: a replay.
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
+    /// Deletes the TOTP credential and every backup code of the user; false if there was
+    /// no credential.
+    async fn delete_totp(&self, user_id: &str) -> Result<bool, StoreError>;
+    /// Replaces the user's backup codes (their keyed hashes): the old set is void.
+    async fn replace_backup_codes(
+        &self,
+        user_id: &str,
+        codes: &[Vec<u8>],
+        now: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// Spends one backup code (`UPDATE ... WHERE used_at IS NULL`); false if it is unknown
+    /// or already used.
+    async fn use_backup_code(
+        &self,
+        user_id: &str,
+        code_hash: &[u8],
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// How many unused backup codes the user has.
+    async fn backup_codes_left(&self, user_id: &str) -> Result<u32, StoreError>;
+}
+
+/// Logins in progress, single use.
+#[async_trait]
+pub trait PendingLoginStore: Send + Sync {
+    /// Stores a pending login.
+    async fn insert_pending_login(&self, login: &PendingLoginRecord) -> Result<(), StoreError>;
+    /// Deletes and returns the pending login (`DELETE ... RETURNING`): of two requests
+    /// presenting the same cookie, exactly one gets it. Expired ones are returned too; the
+    /// caller checks `expires_at`.
+    async fn take_pending_login(
+        &self,
+        id_hash: &[u8],
+    ) -> Result<Option<PendingLoginRecord>, StoreError>;
+}
+
+/// How a throttle decision changes its buckets: gets the current buckets (in the order
+/// of the keys given, `None` where a key has none) and returns the new ones (`None`
+/// deletes).
+pub type BucketUpdate<'a> =
+    &'a (dyn Fn(&[Option<ThrottleBucket>]) -> Vec<Option<ThrottleBucket>> + Send + Sync);
+
+/// Throttle buckets shared by every node.
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
+    /// In one transaction that holds the buckets' rows locked (PostgreSQL: `SELECT ... FOR
+    /// UPDATE` after inserting missing rows, keys locked in sorted order; SQLite: `BEGIN
+    /// IMMEDIATE`): reads the buckets of `keys`, applies `update`, writes the result back
+    /// (stamped with `now`, for housekeeping). Returns what `update` returned. Concurrent
+    /// calls on the same keys are serialised, so a burst cannot slip past a limit.
+    async fn update_buckets(
+        &self,
+        keys: &[String],
+        now: UnixTime,
+        update: BucketUpdate<'_>,
+    ) -> Result<Vec<Option<ThrottleBucket>>, StoreError>;
 }
 
 /// Remembered consent, per user and client.
@@ -183,6 +305,10 @@ pub trait GrantStore: Send + Sync {
     async fn consume_user_codes(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError>;
     /// Revokes every grant of a user (disabled, password changed); returns how many.
     async fn revoke_user_grants(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError>;
+    /// The user's grants that are neither revoked nor expired at `now`, most recently used
+    /// first (the account page's list of apps).
+    async fn list_user_grants(&self, user_id: &str, now: UnixTime)
+        -> Result<Vec<Grant>, StoreError>;
     /// Looks a refresh token up by its hash, spent or not.
     async fn get_refresh_token(
         &self,
@@ -208,8 +334,8 @@ pub trait RevocationStore: Send + Sync {
     async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError>;
     /// Appends an audit event.
     async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
-    /// The newest audit events, newest first.
-    async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Audit events matching `filter`, newest first.
+    async fn list_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
 /// Deletion of expired records, in bounded batches; safe to run on several nodes at once.
@@ -229,6 +355,9 @@ pub trait Store:
     + ConsentStore
     + GrantStore
     + RevocationStore
+    + FactorStore
+    + PendingLoginStore
+    + ThrottleStore
     + Housekeeping
 {
     /// `postgres` or `sqlite`.
