@@ -158,15 +158,33 @@ impl Settings {
             return Err(invalid("clients.cache_refresh_secs", "must be at most 60"));
         }
         let l = &self.login;
-        positive("login.failure_window_secs", l.failure_window_secs)?;
-        positive(
-            "login.max_failures_per_user",
-            u64::from(l.max_failures_per_user),
-        )?;
-        positive(
-            "login.max_failures_per_ip",
-            u64::from(l.max_failures_per_ip),
-        )?;
+        for (name, value) in [
+            (
+                "login.free_failures_per_account_address",
+                u64::from(l.free_failures_per_account_address),
+            ),
+            (
+                "login.free_failures_per_address",
+                u64::from(l.free_failures_per_address),
+            ),
+            (
+                "login.free_failures_per_account",
+                u64::from(l.free_failures_per_account),
+            ),
+            (
+                "login.max_successes_per_account",
+                u64::from(l.max_successes_per_account),
+            ),
+            ("login.max_code_attempts", u64::from(l.max_code_attempts)),
+            ("login.max_delay_secs", l.max_delay_secs),
+            ("login.max_account_delay_secs", l.max_account_delay_secs),
+            ("login.success_window_secs", l.success_window_secs),
+            ("login.code_window_secs", l.code_window_secs),
+            ("login.reauth_window_secs", l.reauth_window_secs),
+            ("login.known_device_days", l.known_device_days),
+        ] {
+            positive(name, value)?;
+        }
         Ok(())
     }
 

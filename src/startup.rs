@@ -14,6 +14,9 @@ use crate::crypto::password::{PasswordHasher, PasswordParams};
 use crate::crypto::token::SecretHasher;
 use crate::http::{self, AppState};
 use crate::service::clients::ClientCache;
+use crate::service::login::device::KnownDevices;
+use crate::service::login::throttle::LoginThrottle;
+use crate::service::mfa::Factors;
 use crate::service::KeyRing;
 use crate::store::{self, Store};
 
@@ -50,13 +53,14 @@ impl Context {
                 )
             })?;
         let p = &settings.passwords;
-        let passwords = PasswordHasher::new(
+        let passwords = PasswordHasher::with_queue(
             PasswordParams {
                 memory_kib: p.memory_kib,
                 iterations: p.iterations,
                 parallelism: p.parallelism,
             },
             p.max_concurrent,
+            p.max_queued,
         )?;
         Ok(Self {
             secrets: Arc::new(SecretHasher::new(&master)?),
@@ -127,7 +131,10 @@ impl Application {
             passwords: ctx.passwords,
             secrets: ctx.secrets,
             clients,
-            login_guard: crate::service::login::LoginGuard::new(&ctx.settings.login),
+            login_throttle: LoginThrottle::new(&ctx.settings.login),
+            devices: KnownDevices::new(&ctx.master)?,
+            factors: Factors::new(ctx.master.clone(), &ctx.settings.issuer)?,
+            account_csrf: SecretHasher::for_purpose(&ctx.master, b"account-csrf")?,
         });
         background.push(crate::service::housekeeping::spawn(
             state.clone().into_inner(),

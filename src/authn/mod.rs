@@ -1,6 +1,5 @@
-//! Authentication rules that are not OAuth: brute-force throttling of logins.
-//! Pure: no I/O, time comes in as `now`.
+//! Authentication rules that are not OAuth: the login state machine and the throttle
+//! policy. Pure: no I/O, time comes in as `now`.
 
+pub mod login;
 pub mod throttle;
-
-pub use throttle::Throttle;

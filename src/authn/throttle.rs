@@ -1,184 +1,151 @@
-//! Failed-attempt counting in fixed windows: after `max` failures for a key within
-//! `window` seconds of the first one, the key is blocked until that window ends.
-
-use std::collections::HashMap;
+//! The throttle policy, pure: how one attempt changes a set of buckets. The buckets live in
+//! the database so that every node shares them (`store::ThrottleStore`); the service
+//! decides which keys an attempt touches (`service::throttle`).
+//!
+//! An attempt is counted *before* the slow check it guards (argon2, a TOTP comparison), so
+//! a burst of parallel attempts cannot slip past a limit; a success takes its attempt back.
+//! Once a bucket's count reaches `free`, every further attempt must wait: the delay starts
+//! at `base_delay` and doubles with each attempt up to `max_delay` (a growing delay, never
+//! a lockout). A rule with `base_delay == 0` is a fixed window instead: blocked until the
+//! window ends.
 
 use crate::clock::UnixTime;
+use crate::domain::ThrottleBucket;
 
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    first_failure: UnixTime,
-    failures: u32,
+/// The limits of one kind of bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// Attempts allowed before the first delay.
+    pub free: u32,
+    /// The first delay, in seconds; 0 makes the rule a fixed window.
+    pub base_delay: i64,
+    /// The longest delay, in seconds.
+    pub max_delay: i64,
+    /// A bucket is forgotten this long after its first attempt, in seconds.
+    pub window: i64,
 }
 
-/// Counts failures per key (a username, an IP address).
-#[derive(Debug)]
-pub struct Throttle {
-    max: u32,
-    window: i64,
-    capacity: usize,
-    entries: HashMap<String, Window>,
+/// One bucket an attempt touches, and whether the attempt counts in it (a bucket that only
+/// gates, such as the per-account success limit, is checked but not counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Check {
+    /// The rule.
+    pub rule: Rule,
+    /// Count this attempt in the bucket.
+    pub count: bool,
 }
 
-impl Throttle {
-    /// At most `max` failures per `window` seconds, remembering at most `capacity` keys.
-    pub fn new(max: u32, window: i64, capacity: usize) -> Self {
-        Self {
-            max,
-            window,
-            capacity,
-            entries: HashMap::new(),
-        }
-    }
+/// The verdict on an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go ahead; the attempt is counted.
+    Allowed,
+    /// Wait this many seconds (at least 1); nothing was counted.
+    Throttled {
+        /// Seconds until the earliest allowed attempt.
+        retry_after: i64,
+    },
+}
 
-    /// True while `key` has used up its failures for the current window.
-    pub fn is_blocked(&self, key: &str, now: UnixTime) -> bool {
-        self.live(key, now).is_some_and(|w| w.failures >= self.max)
-    }
+/// What [`acquire`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acquired {
+    /// Allowed or throttled.
+    pub verdict: Verdict,
+    /// The buckets to store, in the order of the checks.
+    pub buckets: Vec<Option<ThrottleBucket>>,
+    /// Per check: this attempt started a delay in that bucket (for the audit trail).
+    pub started_delay: Vec<bool>,
+}
 
-    /// Counts one failure for `key`.
-    pub fn record_failure(&mut self, key: &str, now: UnixTime) {
-        let window = match self.live(key, now) {
-            Some(w) => Window {
-                failures: w.failures.saturating_add(1),
-                ..w
-            },
-            None => Window {
-                first_failure: now,
-                failures: 1,
-            },
+/// The bucket as it stands at `now`: `None` once its window has passed and no delay is
+/// running.
+fn live(rule: &Rule, bucket: Option<ThrottleBucket>, now: UnixTime) -> Option<ThrottleBucket> {
+    bucket.filter(|b| now < b.window_start.saturating_add(rule.window) || now < b.blocked_until)
+}
+
+/// The delay after the `n`-th attempt beyond the free ones (n = 0 for the first).
+fn delay(rule: &Rule, n: i64) -> i64 {
+    let shift = u32::try_from(n.clamp(0, 40)).unwrap_or(40);
+    rule.base_delay
+        .saturating_mul(1_i64 << shift)
+        .clamp(1, rule.max_delay.max(1))
+}
+
+/// Counts one attempt in `bucket` under `rule`.
+pub fn count(rule: &Rule, bucket: Option<ThrottleBucket>, now: UnixTime) -> ThrottleBucket {
+    let mut b = live(rule, bucket, now).unwrap_or(ThrottleBucket {
+        count: 0,
+        window_start: now,
+        blocked_until: 0,
+    });
+    b.count = b.count.saturating_add(1);
+    let free = i64::from(rule.free);
+    if b.count >= free {
+        b.blocked_until = if rule.base_delay == 0 {
+            b.window_start.saturating_add(rule.window)
+        } else {
+            now.saturating_add(delay(rule, b.count - free))
         };
-        if self.entries.len() >= self.capacity && !self.entries.contains_key(key) {
-            self.prune(now);
-        }
-        self.entries.insert(key.to_owned(), window);
     }
+    b
+}
 
-    /// Checks and counts in one step: false (and nothing counted) if `key` is blocked,
-    /// otherwise the attempt is counted as a failure until [`Throttle::refund`] or
-    /// [`Throttle::reset`] says otherwise. Counting before the slow check means a burst of
-    /// parallel attempts cannot all slip past the limit.
-    pub fn try_acquire(&mut self, key: &str, now: UnixTime) -> bool {
-        if self.is_blocked(key, now) {
-            return false;
-        }
-        self.record_failure(key, now);
-        true
+/// Checks every bucket; if any is in a delay, the attempt is throttled and nothing
+/// changes. Otherwise the attempt is counted in every bucket whose check counts.
+pub fn acquire(checks: &[Check], buckets: &[Option<ThrottleBucket>], now: UnixTime) -> Acquired {
+    let current: Vec<Option<ThrottleBucket>> = checks
+        .iter()
+        .zip(buckets.iter().chain(std::iter::repeat(&None)))
+        .map(|(c, b)| live(&c.rule, *b, now))
+        .collect();
+    let wait = current
+        .iter()
+        .flatten()
+        .map(|b| b.blocked_until - now)
+        .max()
+        .unwrap_or(0);
+    if wait > 0 {
+        return Acquired {
+            verdict: Verdict::Throttled { retry_after: wait },
+            buckets: current,
+            started_delay: vec![false; checks.len()],
+        };
     }
-
-    /// Takes back one counted attempt (it succeeded).
-    pub fn refund(&mut self, key: &str) {
-        if let Some(w) = self.entries.get_mut(key) {
-            w.failures = w.failures.saturating_sub(1);
-            if w.failures == 0 {
-                self.entries.remove(key);
+    let mut started_delay = Vec::with_capacity(checks.len());
+    let buckets = checks
+        .iter()
+        .zip(current)
+        .map(|(c, b)| {
+            if !c.count {
+                started_delay.push(false);
+                return b;
             }
-        }
+            let next = count(&c.rule, b, now);
+            started_delay.push(next.blocked_until > now);
+            Some(next)
+        })
+        .collect();
+    Acquired {
+        verdict: Verdict::Allowed,
+        buckets,
+        started_delay,
     }
+}
 
-    /// Forgets `key` (after a successful login).
-    pub fn reset(&mut self, key: &str) {
-        self.entries.remove(key);
+/// Takes back one counted attempt (it succeeded): the count drops by one, and a delay
+/// that only this attempt caused is lifted.
+pub fn refund(rule: &Rule, bucket: Option<ThrottleBucket>, now: UnixTime) -> Option<ThrottleBucket> {
+    let mut b = live(rule, bucket, now)?;
+    b.count = b.count.saturating_sub(1);
+    if b.count <= 0 {
+        return None;
     }
-
-    fn live(&self, key: &str, now: UnixTime) -> Option<Window> {
-        self.entries
-            .get(key)
-            .copied()
-            .filter(|w| now < w.first_failure + self.window)
+    if b.count < i64::from(rule.free) {
+        b.blocked_until = 0;
     }
-
-    /// Drops expired windows; if that is not enough, forgets the oldest half so memory
-    /// stays bounded whatever an attacker sends.
-    fn prune(&mut self, now: UnixTime) {
-        let (window, max) = (self.window, self.max);
-        self.entries.retain(|_, w| now < w.first_failure + window);
-        // Blocked keys are what the throttle is for: evict the others first, so junk
-        // failures cannot flush a lock.
-        if self.entries.len() >= self.capacity {
-            self.entries.retain(|_, w| w.failures >= max);
-        }
-        if self.entries.len() >= self.capacity {
-            let mut starts: Vec<UnixTime> =
-                self.entries.values().map(|w| w.first_failure).collect();
-            starts.sort_unstable();
-            if let Some(&cutoff) = starts.get(starts.len() / 2) {
-                self.entries.retain(|_, w| w.first_failure > cutoff);
-            }
-        }
-    }
+    Some(b)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blocks_after_max_failures_until_the_window_ends() {
-        let mut t = Throttle::new(3, 100, 10);
-        for i in 0..3 {
-            assert!(!t.is_blocked("alice", 10 + i));
-            t.record_failure("alice", 10 + i);
-        }
-        assert!(t.is_blocked("alice", 13));
-        assert!(t.is_blocked("alice", 109));
-        assert!(
-            !t.is_blocked("alice", 110),
-            "the window started at the first failure"
-        );
-        assert!(!t.is_blocked("bob", 13), "keys are independent");
-    }
-
-    #[test]
-    fn a_new_window_starts_after_the_old_one() {
-        let mut t = Throttle::new(2, 100, 10);
-        t.record_failure("k", 0);
-        t.record_failure("k", 150);
-        assert!(!t.is_blocked("k", 151), "one failure in the new window");
-        t.record_failure("k", 160);
-        assert!(t.is_blocked("k", 161));
-    }
-
-    #[test]
-    fn reset_forgets() {
-        let mut t = Throttle::new(1, 100, 10);
-        t.record_failure("k", 0);
-        assert!(t.is_blocked("k", 1));
-        t.reset("k");
-        assert!(!t.is_blocked("k", 1));
-    }
-
-    #[test]
-    fn acquire_counts_before_the_check_and_refund_takes_it_back() {
-        let mut t = Throttle::new(2, 100, 10);
-        assert!(t.try_acquire("k", 0));
-        assert!(t.try_acquire("k", 0));
-        assert!(
-            !t.try_acquire("k", 0),
-            "two attempts in flight use up the limit"
-        );
-        t.refund("k");
-        assert!(t.try_acquire("k", 0), "a success gives its attempt back");
-    }
-
-    #[test]
-    fn junk_cannot_evict_a_lock() {
-        let mut t = Throttle::new(2, 1000, 10);
-        t.record_failure("victim", 0);
-        t.record_failure("victim", 0);
-        for i in 0..1000 {
-            t.record_failure(&format!("junk{i}"), 1);
-        }
-        assert!(t.is_blocked("victim", 2));
-    }
-
-    #[test]
-    fn memory_is_bounded() {
-        let mut t = Throttle::new(5, 1000, 100);
-        for i in 0..10_000 {
-            t.record_failure(&format!("user{i}"), i);
-        }
-        assert!(t.entries.len() <= 100);
-        assert!(t.entries.contains_key("user9999"), "the newest survive");
-    }
-}
+mod tests;

@@ -170,6 +170,9 @@ pub struct PasswordSettings {
     pub parallelism: u32,
     /// Hashes computed at once; a burst of logins waits instead of exhausting memory.
     pub max_concurrent: usize,
+    /// Hashes that may wait for a free slot; beyond that a sign-in is answered at once
+    /// with 503 and `Retry-After` instead of queueing without limit.
+    pub max_queued: usize,
     /// Allow parameters below the OWASP minimum (m=19456, t=2). For tests only.
     pub insecure_fast_hashing: bool,
 }
@@ -181,6 +184,7 @@ impl Default for PasswordSettings {
             iterations: 2,
             parallelism: 1,
             max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_queued: 32,
             insecure_fast_hashing: false,
         }
     }
@@ -251,25 +255,54 @@ impl Default for ClientSettings {
     }
 }
 
-/// Brute-force protection of the login form, per node.
+/// Sign-in protection, shared by every node through the database (see
+/// `docs/authentication.md`). Failures never lock an account: past the free attempts, each
+/// further attempt waits a delay that doubles from 1 s up to the maximum.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoginSettings {
-    /// Failed logins for one username (existing or not) before it is locked for the rest
-    /// of the window.
-    pub max_failures_per_user: u32,
-    /// Failed logins from one IP address before it is blocked for the rest of the window.
-    pub max_failures_per_ip: u32,
-    /// The window, counted from the first failure, in seconds.
-    pub failure_window_secs: u64,
+    /// Failed passwords for one account from one client address (IPv6: per /64), or from
+    /// one known-device browser, before delays start.
+    pub free_failures_per_account_address: u32,
+    /// Failed passwords from one client address across all accounts before delays start
+    /// (password spraying).
+    pub free_failures_per_address: u32,
+    /// Failed passwords for one account from all unknown devices before those are slowed
+    /// too; known-device browsers are never slowed by it.
+    pub free_failures_per_account: u32,
+    /// The longest delay, in seconds.
+    pub max_delay_secs: u64,
+    /// The longest delay of the per-account ceiling, in seconds (it slows, never locks).
+    pub max_account_delay_secs: u64,
+    /// Successful sign-ins per account per `success_window_secs`, so that a valid password
+    /// cannot be used to keep argon2 busy.
+    pub max_successes_per_account: u32,
+    /// The window of `max_successes_per_account`, in seconds.
+    pub success_window_secs: u64,
+    /// TOTP and backup-code attempts per account per `code_window_secs`.
+    pub max_code_attempts: u32,
+    /// The window of `max_code_attempts`, in seconds.
+    pub code_window_secs: u64,
+    /// Changing a password or a second factor needs a sign-in at most this old, in seconds.
+    pub reauth_window_secs: u64,
+    /// How long a browser that signed in stays a known device, in days.
+    pub known_device_days: u64,
 }
 
 impl Default for LoginSettings {
     fn default() -> Self {
         Self {
-            max_failures_per_user: 10,
-            max_failures_per_ip: 50,
-            failure_window_secs: 900,
+            free_failures_per_account_address: 5,
+            free_failures_per_address: 30,
+            free_failures_per_account: 50,
+            max_delay_secs: 900,
+            max_account_delay_secs: 300,
+            max_successes_per_account: 20,
+            success_window_secs: 300,
+            max_code_attempts: 5,
+            code_window_secs: 300,
+            reauth_window_secs: 600,
+            known_device_days: 365,
         }
     }
 }

@@ -139,24 +139,24 @@ fn bad_settings_name_the_setting() {
             "`clients.cache_refresh_secs`",
         ),
         (
-            Some("[login]\nfailure_window_secs = 0\n"),
+            Some("[login]\ncode_window_secs = 0\n"),
             &[],
-            "`login.failure_window_secs`",
+            "`login.code_window_secs`",
         ),
         (
-            Some("[login]\nfailure_window_secs = 9000000000000000000\n"),
+            Some("[login]\nmax_delay_secs = 9000000000000000000\n"),
             &[],
-            "`login.failure_window_secs`",
+            "`login.max_delay_secs`",
         ),
         (
-            Some("[login]\nmax_failures_per_user = 0\n"),
+            Some("[login]\nfree_failures_per_account_address = 0\n"),
             &[],
-            "`login.max_failures_per_user`",
+            "`login.free_failures_per_account_address`",
         ),
         (
-            Some("[login]\nmax_failures_per_ip = 0\n"),
+            Some("[login]\nmax_code_attempts = 0\n"),
             &[],
-            "`login.max_failures_per_ip`",
+            "`login.max_code_attempts`",
         ),
         (
             Some("[housekeeping]\ninterval_secs = 0\n"),

@@ -58,6 +58,10 @@ pub enum CryptoError {
     /// Password hashing failed (bad parameters or an internal argon2 error).
     #[error("password hashing: {0}")]
     PasswordHash(String),
+    /// Too many password hashes are already waiting: answer "try again shortly" instead
+    /// of queueing without limit.
+    #[error("too many password checks are waiting")]
+    Busy,
     /// A blocking task panicked or was cancelled, or the semaphore was closed.
     #[error("background task failed: {0}")]
     TaskJoin(String),

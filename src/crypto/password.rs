@@ -1,6 +1,6 @@
 //! Password hashing with argon2id, off the async executor and bounded in concurrency.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use argon2::password_hash::phc::PasswordHash;
@@ -32,6 +32,9 @@ pub struct PasswordHasher {
     dummy_hash: Arc<PasswordHash>,
     permits: Arc<Semaphore>,
     verifications: Arc<AtomicU64>,
+    /// Hashes admitted (running or waiting for a permit), and the most admitted at once.
+    admitted: Arc<AtomicUsize>,
+    max_admitted: usize,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -44,9 +47,21 @@ impl std::fmt::Debug for PasswordHasher {
 }
 
 impl PasswordHasher {
-    /// argon2id v0x13 with `params`; at most `max_concurrent` hashes run at once. Computes a
-    /// dummy hash with the same parameters now, so unknown users cost as much as real ones.
+    /// argon2id v0x13 with `params`; at most `max_concurrent` hashes run at once and at most
+    /// `4 * max_concurrent` more wait (see [`PasswordHasher::with_queue`]).
     pub fn new(params: PasswordParams, max_concurrent: usize) -> Result<Self, CryptoError> {
+        Self::with_queue(params, max_concurrent, max_concurrent.saturating_mul(4))
+    }
+
+    /// argon2id v0x13 with `params`; at most `max_concurrent` hashes run at once and at most
+    /// `max_queued` more wait for a permit: a further request fails at once with
+    /// [`CryptoError::Busy`] instead of queueing without limit. Computes a dummy hash with
+    /// the same parameters now, so unknown users cost as much as real ones.
+    pub fn with_queue(
+        params: PasswordParams,
+        max_concurrent: usize,
+        max_queued: usize,
+    ) -> Result<Self, CryptoError> {
         if max_concurrent == 0 {
             return Err(CryptoError::PasswordHash(
                 "max_concurrent must be at least 1".to_owned(),
@@ -68,6 +83,8 @@ impl PasswordHasher {
             dummy_hash: Arc::new(dummy_hash),
             permits: Arc::new(Semaphore::new(max_concurrent)),
             verifications: Arc::new(AtomicU64::new(0)),
+            admitted: Arc::new(AtomicUsize::new(0)),
+            max_admitted: max_concurrent.saturating_add(max_queued),
         })
     }
 
@@ -121,6 +138,7 @@ impl PasswordHasher {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
+        let _admission = Admission::enter(&self.admitted, self.max_admitted)?;
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
@@ -132,6 +150,27 @@ impl PasswordHasher {
         })
         .await
         .map_err(|e| CryptoError::TaskJoin(e.to_string()))
+    }
+}
+
+/// A place among the hashes admitted (running or queued); given back on drop, also when
+/// the waiting request is cancelled.
+struct Admission<'a>(&'a AtomicUsize);
+
+impl<'a> Admission<'a> {
+    fn enter(admitted: &'a AtomicUsize, max: usize) -> Result<Self, CryptoError> {
+        admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| CryptoError::Busy)?;
+        Ok(Self(admitted))
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

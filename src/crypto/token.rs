@@ -50,11 +50,31 @@ pub struct SecretHasher {
 }
 
 impl SecretHasher {
-    /// Derives the HMAC key from the master key (`derive_key(b"client-secret")`).
+    /// Derives the HMAC key for client secrets from the master key
+    /// (`derive_key(b"client-secret")`).
     pub fn new(master: &MasterKey) -> Result<Self, CryptoError> {
-        let raw = zeroize::Zeroizing::new(master.derive_key(b"client-secret")?);
+        Self::for_purpose(master, b"client-secret")
+    }
+
+    /// A keyed hash for another purpose (backup codes, known-device cookies, CSRF tokens):
+    /// its own key, derived from the master key with `purpose` as the HKDF info, so a value
+    /// made for one purpose never verifies for another.
+    pub fn for_purpose(master: &MasterKey, purpose: &[u8]) -> Result<Self, CryptoError> {
+        let raw = zeroize::Zeroizing::new(master.derive_key(purpose)?);
         let key = hmac::Key::new(hmac::HMAC_SHA256, raw.as_ref());
         Ok(Self { key })
+    }
+
+    /// The hash as base64url without padding (43 characters), for cookies and forms.
+    pub fn tag(&self, data: &str) -> String {
+        URL_SAFE_NO_PAD.encode(self.hash(data))
+    }
+
+    /// Whether `tag` is [`SecretHasher::tag`] of `data`, compared in constant time.
+    pub fn verify_tag(&self, data: &str, tag: &str) -> bool {
+        URL_SAFE_NO_PAD
+            .decode(tag)
+            .is_ok_and(|raw| self.verify(data, &raw))
     }
 
     /// The stored form of a client secret.
@@ -107,6 +127,19 @@ mod tests {
         assert!(hasher.verify("s3cret", &stored));
         assert!(!hasher.verify("s3creT", &stored));
         assert!(!hasher.verify("s3cret", &stored[..31]));
+    }
+
+    #[test]
+    fn purposes_have_their_own_keys() {
+        let master = MasterKey::from_bytes([3u8; 32]);
+        let codes = SecretHasher::for_purpose(&master, b"backup-code").unwrap();
+        let csrf = SecretHasher::for_purpose(&master, b"account-csrf").unwrap();
+        let tag = codes.tag("value");
+        assert!(codes.verify_tag("value", &tag));
+        assert!(!csrf.verify_tag("value", &tag));
+        assert!(!codes.verify_tag("other", &tag));
+        assert!(!codes.verify_tag("value", "not base64!"));
+        assert!(!codes.verify_tag("value", ""));
     }
 
     #[test]

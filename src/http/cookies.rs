@@ -23,6 +23,46 @@ pub fn csrf_name(https: bool) -> &'static str {
     }
 }
 
+/// Name of the pending-login cookie (a sign-in waiting for its second factor).
+pub fn pending_name(https: bool) -> &'static str {
+    if https {
+        "__Host-latchkey_login"
+    } else {
+        "latchkey_login"
+    }
+}
+
+/// Name of the known-device cookie.
+pub fn device_name(https: bool) -> &'static str {
+    if https {
+        "__Host-latchkey_device"
+    } else {
+        "latchkey_device"
+    }
+}
+
+/// The pending-login cookie; it lives as long as a pending login may.
+pub fn pending(value: String, https: bool) -> Cookie<'static> {
+    let mut c = build(pending_name(https), value, https);
+    c.set_max_age(Duration::seconds(crate::authn::login::PENDING_TTL));
+    c
+}
+
+/// Removes the pending-login cookie.
+pub fn clear_pending(https: bool) -> Cookie<'static> {
+    let mut c = build(pending_name(https), String::new(), https);
+    c.set_max_age(Duration::ZERO);
+    c
+}
+
+/// The known-device cookie.
+pub fn device(value: String, https: bool, days: u64) -> Cookie<'static> {
+    let mut c = build(device_name(https), value, https);
+    let days = i64::try_from(days).unwrap_or(365);
+    c.set_max_age(Duration::days(days));
+    c
+}
+
 fn build(name: &'static str, value: String, https: bool) -> Cookie<'static> {
     Cookie::build(name, value)
         .http_only(true)
@@ -78,8 +118,16 @@ pub fn csrf_token(req: &HttpRequest, https: bool) -> (String, Option<Cookie<'sta
 }
 
 /// Adds `cookie` (if any) to a response; a cookie that cannot be encoded is a 500.
-pub fn with_cookie(mut res: HttpResponse, cookie: Option<Cookie<'static>>) -> HttpResponse {
-    if let Some(c) = cookie {
+pub fn with_cookie(res: HttpResponse, cookie: Option<Cookie<'static>>) -> HttpResponse {
+    with_cookies(res, cookie)
+}
+
+/// Adds every cookie to a response; a cookie that cannot be encoded is a 500.
+pub fn with_cookies(
+    mut res: HttpResponse,
+    cookies: impl IntoIterator<Item = Cookie<'static>>,
+) -> HttpResponse {
+    for c in cookies {
         if let Err(e) = res.add_cookie(&c) {
             return super::error::internal(&e);
         }

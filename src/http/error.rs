@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 
+use crate::crypto::CryptoError;
 use crate::oidc::{ClientAuthError, ErrorCode, OAuthError};
 use crate::service::resource::BearerError;
 use crate::service::token::TokenError;
@@ -120,6 +121,18 @@ pub fn service(e: &ServiceError) -> HttpResponse {
             StatusCode::BAD_REQUEST,
             &OAuthError::invalid_request(p.to_string()),
         ),
+        // The password-hashing queue is full: come back in a moment (RFC 9110 §15.6.4).
+        ServiceError::Crypto(CryptoError::Busy) => {
+            let mut res = page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &OAuthError::temporarily_unavailable("too many sign-ins at once; try again in a moment"),
+            );
+            res.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("1"),
+            );
+            res
+        }
         other => internal(other),
     }
 }

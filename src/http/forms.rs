@@ -21,10 +21,10 @@ pub fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
 }
 
 /// The decoded form body (RFC 6749 §3.2: `application/x-www-form-urlencoded`).
-pub async fn form_pairs(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-) -> Result<Vec<(String, String)>, OAuthError> {
+pub async fn form_pairs<S>(req: &HttpRequest, mut payload: S) -> Result<Vec<(String, String)>, OAuthError>
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>> + Unpin,
+{
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -66,8 +66,14 @@ pub fn authorization(req: &HttpRequest) -> Option<String> {
 /// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
 /// `X-Forwarded-For` entry that is not a trusted proxy. Anyone can send the header, so it
 /// is believed only from the configured proxies.
+///
+/// Addresses are canonicalised first (an IPv4-mapped IPv6 address is its IPv4 address), so
+/// a dual-stack listener cannot give one client two identities, neither for the throttle
+/// nor for matching `proxy.trusted`.
 pub fn client_ip(req: &HttpRequest, trusted: &[IpAddr]) -> String {
-    let Some(mut client) = req.peer_addr().map(|a| a.ip()) else {
+    let trusted: Vec<IpAddr> = trusted.iter().map(IpAddr::to_canonical).collect();
+    let trusted = trusted.as_slice();
+    let Some(mut client) = req.peer_addr().map(|a| a.ip().to_canonical()) else {
         return String::new();
     };
     if !trusted.contains(&client) {
@@ -80,7 +86,7 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpAddr]) -> String {
         .flat_map(|v| v.split(','))
         .collect();
     for hop in forwarded.iter().rev() {
-        match hop.trim().parse::<IpAddr>() {
+        match hop.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
             Ok(ip) => {
                 client = ip;
                 if !trusted.contains(&ip) {

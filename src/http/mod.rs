@@ -1,11 +1,14 @@
 //! The thin actix layer: extract, call a service, map the result. Each area registers its
 //! routes beside its handlers; `error.rs` is the only place errors become HTTP.
 
+mod account;
 mod authorize;
 mod cookies;
 pub mod error;
+mod extract;
 mod forms;
 mod health;
+mod login;
 mod logout;
 mod middleware;
 mod resource;
@@ -32,6 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     wellknown::configure(cfg);
     authorize::configure(cfg);
+    login::configure(cfg);
+    account::configure(cfg);
     token::configure(cfg);
     resource::configure(cfg);
     logout::configure(cfg);

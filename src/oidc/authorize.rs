@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::acr::{required_level, AcrLevel, MAX_ACR_VALUES_BYTES};
 use super::{serde_domain, CodeChallenge, OAuthError, Params};
 
 mod decide;
@@ -80,6 +81,13 @@ pub struct AuthorizationRequest {
     /// The requested audience (RFC 8707 §2).
     #[serde(with = "serde_domain::opt_resource")]
     pub resource: Option<ResourceUri>,
+    /// The requested `acr` values, in order of preference (OIDC Core §3.1.2.1).
+    #[serde(default)]
+    pub acr_values: Vec<String>,
+    /// The authentication level this request needs: from `acr_values` and the client's
+    /// `require_mfa` (see [`required_level`]).
+    #[serde(default)]
+    pub min_level: AcrLevel,
 }
 
 // ---- Stage 1: errors the user sees ------------------------------------------------------
@@ -179,6 +187,7 @@ fn check_fields(
     check_response_type(params.get("response_type"))?;
     check_response_mode(params.get("response_mode"))?;
     let scope = check_scope(params.get("scope"), client)?;
+    let acr_values = check_acr_values(params.get("acr_values"))?;
     let code_challenge = CodeChallenge::parse(
         params.get("code_challenge"),
         params.get("code_challenge_method"),
@@ -194,7 +203,22 @@ fn check_fields(
         max_age: check_max_age(params.get("max_age"))?,
         login_hint: check_bounded("login_hint", params.get("login_hint"), MAX_LOGIN_HINT_BYTES)?,
         resource: check_resource(params.get("resource"), client)?,
+        min_level: required_level(&acr_values, client.require_mfa),
+        acr_values,
     })
+}
+
+/// OIDC Core §3.1.2.1 `acr_values`: "Space-separated string that specifies the acr values
+/// that the Authorization Server is being requested to use for processing this
+/// Authentication Request, with the values appearing in order of preference."
+fn check_acr_values(acr_values: Option<&str>) -> Result<Vec<String>, OAuthError> {
+    let raw = check_bounded("acr_values", acr_values, MAX_ACR_VALUES_BYTES)?;
+    Ok(raw
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect())
 }
 
 /// RFC 6749 §4.1.1: `state` is RECOMMENDED and opaque; bounded so it cannot bloat storage.

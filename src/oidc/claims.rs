@@ -72,6 +72,10 @@ pub struct IdTokenClaims {
     /// Authentication methods (RFC 8176), e.g. `pwd`, `otp`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub amr: Vec<String>,
+    /// Authentication context class (OIDC Core §2), derived from `amr`
+    /// (see [`super::acr`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
     /// Login session id (OIDC Front-/Back-Channel Logout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
@@ -224,6 +228,7 @@ pub fn id_token_claims(input: IdTokenInput<'_>) -> IdTokenClaims {
         nonce: input.nonce.map(str::to_owned),
         at_hash: input.access_token.map(at_hash),
         amr: input.amr.to_vec(),
+        acr: Some(super::acr::acr_of_amr(input.amr).to_owned()),
         sid: input.sid.map(str::to_owned),
         user: user_claims(input.user, input.scope),
     }

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 /// Scopes offered.
 pub const SCOPES_SUPPORTED: [&str; 5] = ["openid", "profile", "email", "offline_access", "roles"];
 /// Claims that can appear in ID tokens and UserInfo responses.
-pub const CLAIMS_SUPPORTED: [&str; 15] = [
+pub const CLAIMS_SUPPORTED: [&str; 16] = [
     "sub",
     "iss",
     "aud",
@@ -16,6 +16,7 @@ pub const CLAIMS_SUPPORTED: [&str; 15] = [
     "nonce",
     "at_hash",
     "amr",
+    "acr",
     "sid",
     "preferred_username",
     "updated_at",
@@ -39,6 +40,7 @@ pub fn openid_configuration(issuer: &str, algs: &[&str]) -> Value {
         "id_token_signing_alg_values_supported": algs,
         "claims_supported": CLAIMS_SUPPORTED,
         "prompt_values_supported": PROMPT_VALUES_SUPPORTED,
+        "acr_values_supported": super::acr::ACR_VALUES_SUPPORTED,
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
         // §3: the default for request_uri_parameter_supported is true, so say false.

@@ -48,6 +48,10 @@ pub enum ErrorCode {
     AccountSelectionRequired,
     /// OIDC Core §3.1.2.6: "The Authorization Server requires End-User consent."
     ConsentRequired,
+    /// OpenID Connect Core Unmet Authentication Requirements 1.0 §2: "The Authorization
+    /// Server is unable to meet the requirements of the Relying Party for the
+    /// authentication of the End-User."
+    UnmetAuthenticationRequirements,
     /// RFC 8707 §2: "The requested resource is invalid, missing, unknown, or malformed."
     InvalidTarget,
     /// RFC 6750 §3.1: "The access token provided is expired, revoked, malformed, or invalid
@@ -79,6 +83,7 @@ impl ErrorCode {
             Self::LoginRequired => "login_required",
             Self::AccountSelectionRequired => "account_selection_required",
             Self::ConsentRequired => "consent_required",
+            Self::UnmetAuthenticationRequirements => "unmet_authentication_requirements",
             Self::InvalidTarget => "invalid_target",
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
@@ -150,6 +155,9 @@ constructors! {
     account_selection_required => AccountSelectionRequired;
     /// `consent_required` (OIDC Core §3.1.2.6).
     consent_required => ConsentRequired;
+    /// `unmet_authentication_requirements` (OpenID Connect Unmet Authentication
+    /// Requirements 1.0 §2).
+    unmet_authentication_requirements => UnmetAuthenticationRequirements;
     /// `invalid_target` (RFC 8707 §2).
     invalid_target => InvalidTarget;
     /// `invalid_token` (RFC 6750 §3.1).
@@ -164,7 +172,7 @@ constructors! {
 mod tests {
     use super::*;
 
-    const ALL: [(ErrorCode, &str); 18] = [
+    const ALL: [(ErrorCode, &str); 19] = [
         (ErrorCode::InvalidRequest, "invalid_request"),
         (ErrorCode::InvalidClient, "invalid_client"),
         (ErrorCode::InvalidGrant, "invalid_grant"),
@@ -185,6 +193,10 @@ mod tests {
             "account_selection_required",
         ),
         (ErrorCode::ConsentRequired, "consent_required"),
+        (
+            ErrorCode::UnmetAuthenticationRequirements,
+            "unmet_authentication_requirements",
+        ),
         (ErrorCode::InvalidTarget, "invalid_target"),
         (ErrorCode::InvalidToken, "invalid_token"),
         (ErrorCode::InsufficientScope, "insufficient_scope"),

@@ -1,6 +1,7 @@
 //! Pure OAuth 2.0 / OpenID Connect protocol rules: no async, no I/O, no clock reads.
 //! Time comes in as `now: UnixTime`; randomness comes in as arguments.
 
+pub mod acr;
 mod authorize;
 mod claims;
 mod client_auth;

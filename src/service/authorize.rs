@@ -14,6 +14,7 @@ use crate::oidc::{
 };
 
 use super::session::{secs, ActiveSession};
+use crate::oidc::acr::level_of;
 use super::{AppState, ServiceError};
 
 /// What the browser gets. `Debug` hides redirect URLs: they carry codes.
@@ -29,6 +30,12 @@ pub enum Outcome {
         request: String,
         /// A username to pre-fill (`login_hint`).
         login_hint: Option<String>,
+    },
+    /// The session must step up to multi-factor: ask for the second factor only, then run
+    /// `request` again.
+    StepUp {
+        /// The request to resume, as a query string.
+        request: String,
     },
     /// The consent form.
     Consent {
@@ -47,6 +54,7 @@ impl std::fmt::Debug for Outcome {
             Self::ErrorPage(e) => f.debug_tuple("ErrorPage").field(e).finish(),
             Self::Redirect(_) => f.write_str("Redirect([redacted])"),
             Self::Login { .. } => f.write_str("Login"),
+            Self::StepUp { .. } => f.write_str("StepUp"),
             Self::Consent { client_name, .. } => f
                 .debug_struct("Consent")
                 .field("client_name", client_name)
@@ -89,6 +97,7 @@ pub async fn authorize(
     let view = session.map(|s| SessionView {
         user_id: s.user.id.clone(),
         auth_time: s.session.auth_time,
+        level: level_of(&s.session.factors),
     });
     match decide(
         &request,
@@ -107,6 +116,7 @@ pub async fn authorize(
             scopes: request.scope.iter().map(str::to_owned).collect(),
         }),
         Decision::Error(e) => Ok(Outcome::Redirect(deny(state, &request, e))),
+        Decision::StepUp => step_up(state, &params, &request, session, step).await,
         Decision::Issue => match session {
             Some(s) => issue_code(state, &request, s, now)
                 .await
@@ -118,6 +128,48 @@ pub async fn authorize(
             ))),
         },
     }
+}
+
+/// A session weaker than the request demands. With `prompt=none` nothing may be shown:
+/// `interaction_required` when a second factor would do, `unmet_authentication_requirements`
+/// (OpenID Connect Unmet Authentication Requirements 1.0 §2) when the user has none.
+async fn step_up(
+    state: &AppState,
+    params: &Params,
+    request: &AuthorizationRequest,
+    session: Option<&ActiveSession>,
+    step: Step,
+) -> Result<Outcome, ServiceError> {
+    let Some(session) = session else {
+        let e = OAuthError::login_required("no session");
+        return Ok(Outcome::Redirect(deny(state, request, e)));
+    };
+    if !request.prompt.none {
+        return Ok(Outcome::StepUp {
+            request: encode(&carried_pairs(params, step)),
+        });
+    }
+    let e = if super::login::has_second_factor(state, session.user.id.as_str()).await? {
+        OAuthError::interaction_required("a second factor is required")
+    } else {
+        OAuthError::unmet_authentication_requirements(
+            "multi-factor authentication is required and the user has no second factor",
+        )
+    };
+    Ok(Outcome::Redirect(deny(state, request, e)))
+}
+
+/// The name of the client a stored request is for (for pages shown mid-login).
+pub async fn client_name_of(state: &AppState, request: &str) -> Result<String, ServiceError> {
+    let pairs = decode_request(request);
+    let id = pairs
+        .iter()
+        .find(|(k, _)| k == "client_id")
+        .map(|(_, v)| v.as_str());
+    Ok(super::clients::named(state, id)
+        .await?
+        .map(|c| c.name)
+        .unwrap_or_default())
 }
 
 /// The two validation stages: the client and redirect URI first (an error page when they

@@ -1,13 +1,16 @@
 //! Use cases. Services take the store traits, a clock and the key ring; they never import
 //! actix or sqlx, and never produce HTTP status codes.
 
+pub mod account;
 pub mod admin;
+pub mod audit;
 pub mod authorize;
 pub mod clients;
 pub mod housekeeping;
 pub mod keys;
 pub mod login;
 pub mod logout;
+pub mod mfa;
 pub mod resource;
 pub mod session;
 pub mod token;
@@ -41,8 +44,14 @@ pub struct AppState {
     pub secrets: Arc<SecretHasher>,
     /// Registered clients, cached for the token endpoint.
     pub clients: Arc<clients::ClientCache>,
-    /// Brute-force protection for the login form.
-    pub login_guard: login::LoginGuard,
+    /// Sign-in throttling, shared through the store.
+    pub login_throttle: login::throttle::LoginThrottle,
+    /// Known-device cookies.
+    pub devices: login::device::KnownDevices,
+    /// TOTP secrets and backup codes.
+    pub factors: mfa::Factors,
+    /// Keyed hash for the account pages' CSRF tokens (bound to the session).
+    pub account_csrf: SecretHasher,
 }
 
 /// Why a use case failed. `http::error` and the CLI map these, each in one place.

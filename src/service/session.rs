@@ -2,7 +2,8 @@
 
 use crate::clock::UnixTime;
 use crate::crypto::token::{hash_token, random_token};
-use crate::domain::{Session, User};
+use crate::domain::{FactorUse, Session, User};
+use crate::oidc::acr::amr_of;
 
 use super::{AppState, ServiceError};
 
@@ -54,11 +55,12 @@ pub struct ClientInfo {
 }
 
 /// Creates a session for `user` with a fresh random id (never one the browser offered,
-/// so a planted cookie cannot fix the session). Returns the cookie value.
+/// so a planted cookie cannot fix the session), recording the factors used. Returns the
+/// cookie value.
 pub async fn create(
     state: &AppState,
     user: &User,
-    amr: Vec<String>,
+    factors: &[FactorUse],
     info: &ClientInfo,
     now: UnixTime,
 ) -> Result<(String, Session), ServiceError> {
@@ -70,7 +72,8 @@ pub async fn create(
         user_agent: info.user_agent.chars().take(256).collect(),
         ip: info.ip.clone(),
         auth_time: now,
-        amr,
+        amr: amr_of(factors),
+        factors: factors.to_vec(),
         created_at: now,
         last_seen_at: now,
         expires_at: now + secs(state.settings.sessions.absolute_lifetime_secs),

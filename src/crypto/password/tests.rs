@@ -138,3 +138,32 @@ fn debug_shows_no_hash() {
     let hasher = PasswordHasher::new(SMALL, 1).unwrap();
     assert!(!format!("{hasher:?}").contains("$argon2"));
 }
+
+#[tokio::test]
+async fn a_full_queue_answers_busy_at_once_and_frees_its_places() {
+    let hasher = PasswordHasher::with_queue(SMALL, 1, 1).unwrap();
+    let stored = hasher.hash(&pw("queued password")).await.unwrap();
+    // Hold the only permit, so admitted checks wait.
+    let held = hasher.permits.clone().acquire_owned().await.unwrap();
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let (hasher, stored) = (hasher.clone(), stored.clone());
+            tokio::spawn(async move {
+                hasher
+                    .verify(Some(&stored), &pw("queued password"))
+                    .await
+            })
+        })
+        .collect();
+    while hasher.admitted.load(Ordering::Acquire) < 2 {
+        tokio::task::yield_now().await;
+    }
+    let refused = hasher.verify(Some(&stored), &pw("queued password")).await;
+    assert!(matches!(refused, Err(CryptoError::Busy)), "{refused:?}");
+    drop(held);
+    for task in waiting {
+        assert!(task.await.unwrap().unwrap());
+    }
+    assert_eq!(hasher.admitted.load(Ordering::Acquire), 0);
+    assert!(hasher.verify(Some(&stored), &pw("queued password")).await.unwrap());
+}

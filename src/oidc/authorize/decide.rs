@@ -3,6 +3,7 @@
 
 use super::AuthorizationRequest;
 use crate::clock::UnixTime;
+use crate::oidc::acr::AcrLevel;
 use crate::domain::{Scope, UserId};
 use crate::oidc::OAuthError;
 
@@ -13,6 +14,8 @@ pub struct SessionView {
     pub user_id: UserId,
     /// When the user last authenticated (OIDC Core §2 `auth_time`).
     pub auth_time: UnixTime,
+    /// How strongly the session authenticated.
+    pub level: AcrLevel,
 }
 
 /// Whether the user has consented to this client for the requested scope.
@@ -34,6 +37,10 @@ pub enum ConsentState {
 pub enum Decision {
     /// Show the login page, then decide again with `fresh_login = true`.
     Login,
+    /// The session is weaker than the request demands (`acr_values`, the client's
+    /// `require_mfa`): ask for a second factor only, not the password again, then decide
+    /// again with the upgraded session.
+    StepUp,
     /// Show the consent page, then decide again with [`ConsentState::GrantedNow`].
     Consent,
     /// Issue the authorization code.
@@ -65,6 +72,9 @@ pub fn decide(
     if needs_login(request, session, now) && !fresh_login {
         return Decision::Login;
     }
+    if session.level < request.min_level {
+        return Decision::StepUp;
+    }
     if needs_consent(request, consent) {
         return Decision::Consent;
     }
@@ -85,6 +95,9 @@ fn decide_silently(
         Some(s) if max_age_exceeded(request, s, now) => Decision::Error(
             OAuthError::login_required("the authentication is older than max_age"),
         ),
+        // The caller turns this into `interaction_required`, or into
+        // `unmet_authentication_requirements` when the user has no second factor.
+        Some(s) if s.level < request.min_level => Decision::StepUp,
         Some(_) if consent == ConsentState::Missing => Decision::Error(
             OAuthError::consent_required("the user has not consented to this client"),
         ),

@@ -132,6 +132,7 @@ fn id_token_claims_are_complete() {
             "nonce": "n-1",
             "at_hash": "vsi4HZ7WbgQwYMZ8dikhYg",
             "amr": ["pwd"],
+            "acr": "urn:latchkey:acr:password",
             "email": "alice@example.com",
             "email_verified": true,
         })

@@ -1,0 +1,300 @@
+//! `/account` and its sub-pages: the signed-in user's sessions, apps, password and second
+//! factors. Every form is an [`AccountForm`] (session plus session-bound CSRF token);
+//! changes to the password or a factor need a recent sign-in, otherwise the user is asked
+//! to re-authenticate first (`/account/reauth`).
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::extract::{account_csrf, AccountForm, MaybeSession, RequestBrowser};
+use super::login::{account_path, login_page, render_step, throttled, Form};
+use super::{authorize::see_other, cookies, error, forms, ui, AppState};
+use crate::authn::login::Resume;
+use crate::service::account::{self, PasswordChange};
+use crate::service::login::{self, Purpose};
+use crate::service::session::ActiveSession;
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/account", web::get().to(overview))
+        .route("/account/sessions/end", web::post().to(end_session))
+        .route("/account/sessions/end-others", web::post().to(end_others))
+        .route("/account/apps/revoke", web::post().to(revoke_app))
+        .route("/account/password", web::post().to(change_password))
+        .route("/account/totp", web::get().to(totp_setup))
+        .route("/account/totp", web::post().to(totp_confirm))
+        .route("/account/totp/remove", web::post().to(totp_remove))
+        .route("/account/backup-codes", web::post().to(backup_codes))
+        .route("/account/reauth", web::get().to(reauth_get))
+        .route("/account/reauth", web::post().to(reauth_post));
+}
+
+/// Notices shown after a change, by key (never text from the request).
+fn notice(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "session_ended" => "The session was signed out.",
+        "others_ended" => "All other devices were signed out.",
+        "app_revoked" => "The app's access was revoked.",
+        "password_changed" => "Your password was changed. Every other device was signed out.",
+        "totp_removed" => "Two-step verification is off.",
+        "reauthenticated" => "Thanks. You can make the change now.",
+        _ => return None,
+    })
+}
+
+async fn overview(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    MaybeSession(me): MaybeSession,
+) -> HttpResponse {
+    let Some(me) = me else {
+        return login_page(&req, state.settings.is_https(), "", None, None);
+    };
+    let done = forms::query_pairs(&req)
+        .into_iter()
+        .find(|(k, _)| k == "done")
+        .and_then(|(_, v)| notice(&v));
+    account_page(&state, &me, StatusCode::OK, done, None).await
+}
+
+async fn account_page(
+    state: &AppState,
+    me: &ActiveSession,
+    status: StatusCode,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> HttpResponse {
+    let now = state.clock.now();
+    let o = match account::overview(state, me, now).await {
+        Ok(o) => o,
+        Err(e) => return error::service(&e),
+    };
+    let ctx = minijinja::context! {
+        csrf => account_csrf(state, me),
+        username => me.user.username.as_str(),
+        email => me.user.email.as_str(),
+        notice,
+        error,
+        sessions => o.sessions,
+        apps => o.apps,
+        totp_enabled => o.totp_enabled,
+        backup_codes_left => o.backup_codes_left,
+    };
+    ui::page(status, "account.html", ctx)
+}
+
+/// A change the form asked for did not apply (not the user's, already gone): the page
+/// again with the reason, nothing changed.
+async fn not_found(state: &AppState, me: &ActiveSession, what: &str) -> HttpResponse {
+    account_page(state, me, StatusCode::NOT_FOUND, None, Some(what)).await
+}
+
+async fn end_session(
+    state: web::Data<AppState>,
+    form: AccountForm,
+    RequestBrowser(browser): RequestBrowser,
+) -> HttpResponse {
+    let now = state.clock.now();
+    match account::end_session(&state, &form.me, form.field("sid"), &browser, now).await {
+        Ok(true) if form.field("sid") == form.me.session.sid => see_other("/account"),
+        Ok(true) => see_other("/account?done=session_ended"),
+        Ok(false) => not_found(&state, &form.me, "That session was not found.").await,
+        Err(e) => error::service(&e),
+    }
+}
+
+async fn end_others(
+    state: web::Data<AppState>,
+    form: AccountForm,
+    RequestBrowser(browser): RequestBrowser,
+) -> HttpResponse {
+    match account::end_other_sessions(&state, &form.me, &browser, state.clock.now()).await {
+        Ok(_) => see_other("/account?done=others_ended"),
+        Err(e) => error::service(&e),
+    }
+}
+
+async fn revoke_app(
+    state: web::Data<AppState>,
+    form: AccountForm,
+    RequestBrowser(browser): RequestBrowser,
+) -> HttpResponse {
+    let now = state.clock.now();
+    match account::revoke_app(&state, &form.me, form.field("grant_id"), &browser, now).await {
+        Ok(true) => see_other("/account?done=app_revoked"),
+        Ok(false) => not_found(&state, &form.me, "That app was not found.").await,
+        Err(e) => error::service(&e),
+    }
+}
+
+/// The re-authentication page, when a change needs a recent sign-in.
+fn reauth_page(state: &AppState, me: &ActiveSession, next: &str) -> HttpResponse {
+    let ctx = minijinja::context! {
+        csrf => account_csrf(state, me),
+        username => me.user.username.as_str(),
+        next => account_path(next),
+    };
+    ui::page(StatusCode::UNAUTHORIZED, "reauth.html", ctx)
+}
+
+async fn change_password(
+    state: web::Data<AppState>,
+    form: AccountForm,
+    RequestBrowser(browser): RequestBrowser,
+) -> HttpResponse {
+    let now = state.clock.now();
+    if !account::is_recent(&state, &form.me, now) {
+        return reauth_page(&state, &form.me, "/account");
+    }
+    let (current, new, confirm) = (
+        form.field("current_password"),
+        form.field("new_password"),
+        form.field("confirm_password"),
+    );
+    match account::change_password(&state, &form.me, current, new, confirm, &browser, now).await {
+        Ok(PasswordChange::Changed(cookie)) => {
+            let https = state.settings.is_https();
+            let max_age = crate::service::session::secs(state.settings.sessions.absolute_lifetime_secs);
+            let res = see_other("/account?done=password_changed");
+            cookies::with_cookie(res, Some(cookies::session(cookie, https, max_age)))
+        }
+        Ok(PasswordChange::WrongCurrent) => {
+            account_page(&state, &form.me, StatusCode::UNAUTHORIZED, None, Some("Your current password is not right.")).await
+        }
+        Ok(PasswordChange::Rejected(why)) => account_page(&state, &form.me, StatusCode::BAD_REQUEST, None, Some(&why)).await,
+        Ok(PasswordChange::Throttled(retry_after)) => throttled(retry_after),
+        Err(e) => error::service(&e),
+    }
+}
+
+/// The TOTP page embeds its QR code as a `data:` PNG: only this page's CSP allows that.
+fn totp_page(status: StatusCode, ctx: minijinja::Value) -> HttpResponse {
+    let mut res = ui::page(status, "totp_setup.html", ctx);
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ) {
+        res.headers_mut()
+            .insert(actix_web::http::header::CONTENT_SECURITY_POLICY, v);
+    }
+    res
+}
+
+async fn totp_setup(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    MaybeSession(me): MaybeSession,
+) -> HttpResponse {
+    let Some(me) = me else {
+        return login_page(&req, state.settings.is_https(), "", None, None);
+    };
+    let now = state.clock.now();
+    if !account::is_recent(&state, &me, now) {
+        return reauth_page(&state, &me, "/account/totp");
+    }
+    match state.factors.begin_totp(state.store.as_ref(), &me.user, now).await {
+        Ok(e) => totp_page(
+            StatusCode::OK,
+            minijinja::context! { csrf => account_csrf(&state, &me), qr => e.qr, otpauth_uri => e.otpauth_uri, secret => e.secret },
+        ),
+        // TOTP is on already.
+        Err(crate::service::ServiceError::Conflict(_)) => see_other("/account"),
+        Err(e) => error::service(&e),
+    }
+}
+
+async fn totp_confirm(
+    state: web::Data<AppState>,
+    form: AccountForm,
+    RequestBrowser(browser): RequestBrowser,
+) -> HttpResponse {
+    let now = state.clock.now();
+    if !account::is_recent(&state, &form.me, now) {
+        return reauth_page(&state, &form.me, "/account/totp");
+    }
+    match account::confirm_totp(&state, &form.me, form.field("code"), &browser, now).await {
+        Ok(Some(codes)) => ui::page(StatusCode::OK, "backup_codes.html", minijinja::context! { codes }),
+        Ok(None) => match state.factors.pending_totp(state.store.as_ref(), &form.me.user).await {
+            Ok(Some(e)) => totp_page(
+                StatusCode::BAD_REQUEST,
+                minijinja::context! {
+                    csrf => account_csrf(&state, &form.me), qr => e.qr, otpauth_uri => e.otpauth_uri,
+                    secret => e.secret, error => "That code is not right. Check the time on your phone and try again.",
+                },
+            ),
+            Ok(None) => see_other("/account"),
+            Err(e) => error::service(&e),
+        },
+        Err(e) => error::service(&e),
+    }
+}
+
+async fn totp_remove(
+    state: web::Data<AppState>,
+    form: AccountForm,
+    RequestBrowser(browser): RequestBrowser,
+) -> HttpResponse {
+    let now = state.clock.now();
+    // Removing a second factor needs that factor (or a backup code) presented recently.
+    if !account::is_recent(&state, &form.me, now) || !account::has_recent_second_factor(&state, &form.me, now) {
+        return reauth_page(&state, &form.me, "/account");
+    }
+    match account::remove_totp(&state, &form.me, &browser, now).await {
+        Ok(_) => see_other("/account?done=totp_removed"),
+        Err(e) => error::service(&e),
+    }
+}
+
+async fn backup_codes(
+    state: web::Data<AppState>,
+    form: AccountForm,
+    RequestBrowser(browser): RequestBrowser,
+) -> HttpResponse {
+    let now = state.clock.now();
+    if !account::is_recent(&state, &form.me, now) {
+        return reauth_page(&state, &form.me, "/account");
+    }
+    if !account::has_totp(&state, &form.me).await.unwrap_or(false) {
+        return see_other("/account");
+    }
+    match account::regenerate_backup_codes(&state, &form.me, &browser, now).await {
+        Ok(codes) => ui::page(StatusCode::OK, "backup_codes.html", minijinja::context! { codes }),
+        Err(e) => error::service(&e),
+    }
+}
+
+async fn reauth_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    MaybeSession(me): MaybeSession,
+) -> HttpResponse {
+    let Some(me) = me else {
+        return login_page(&req, state.settings.is_https(), "", None, None);
+    };
+    let next = forms::query_pairs(&req)
+        .into_iter()
+        .find(|(k, _)| k == "next")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let mut res = reauth_page(&state, &me, &next);
+    *res.status_mut() = StatusCode::OK;
+    res
+}
+
+async fn reauth_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: AccountForm,
+    RequestBrowser(browser): RequestBrowser,
+) -> HttpResponse {
+    let now = state.clock.now();
+    let next = account_path(form.field("next")).to_owned();
+    let next_with_notice = if next == "/account" { "/account?done=reauthenticated".to_owned() } else { next.clone() };
+    let resume = Resume::Account { next: next_with_notice };
+    let username = form.me.user.username.as_str();
+    let purpose = Purpose::Reauthenticate(&form.me, resume);
+    let step = login::password(&state, username, form.field("password"), purpose, &browser, now).await;
+    let csrf = account_csrf(&state, &form.me);
+    match step {
+        Ok(step) => render_step(&req, &state, step, &browser, Form::Reauth { username, next: &next, csrf: &csrf }).await,
+        Err(e) => error::service(&e),
+    }
+}

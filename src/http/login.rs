@@ -1,0 +1,226 @@
+//! `/login` (the password form) and `/login/mfa` (the second factor): extract, call
+//! `service::login`, render the step that comes back.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::extract::RequestBrowser;
+use super::{authorize, cookies, error, forms, ui, AppState};
+use crate::authn::login::Resume;
+use crate::domain::FactorKind;
+use crate::oidc::OAuthError;
+use crate::service::authorize::{client_name_of, decode_request, Step as AuthorizeStep};
+use crate::service::login::{self, Purpose, SignedIn, Step};
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/login", web::get().to(login_get))
+        .route("/login", web::post().to(login_post))
+        .route("/login/mfa", web::post().to(mfa_post));
+}
+
+/// Which form a failed password goes back to.
+pub(super) enum Form<'a> {
+    /// The login page, carrying the authorization request (empty for the account area).
+    Login {
+        /// The original request.
+        request: &'a str,
+    },
+    /// The re-authentication page.
+    Reauth {
+        /// The signed-in user.
+        username: &'a str,
+        /// Where to go afterwards.
+        next: &'a str,
+        /// The page's CSRF token (session-bound).
+        csrf: &'a str,
+    },
+}
+
+/// The login page.
+pub(super) fn login_page(
+    req: &HttpRequest,
+    https: bool,
+    request: &str,
+    login_hint: Option<&str>,
+    failure: Option<(StatusCode, &str)>,
+) -> HttpResponse {
+    let (csrf, cookie) = cookies::csrf_token(req, https);
+    let (status, error) = failure.unwrap_or((StatusCode::OK, ""));
+    let error = (!error.is_empty()).then_some(error);
+    let ctx = minijinja::context! { csrf, request, login_hint, error };
+    cookies::with_cookie(ui::page(status, "login.html", ctx), cookie)
+}
+
+/// The account area's own sign-in page.
+async fn login_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    login_page(&req, state.settings.is_https(), "", None, None)
+}
+
+async fn login_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    RequestBrowser(browser): RequestBrowser,
+    body: web::Payload,
+) -> HttpResponse {
+    let pairs = match authorize::csrf_checked_form(&req, &state, body).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    let field = |name| forms::field(&pairs, name).unwrap_or_default();
+    let request = field("request");
+    // An empty request is a sign-in to the account area itself.
+    let resume = if request.is_empty() {
+        Resume::Account {
+            next: "/account".into(),
+        }
+    } else {
+        Resume::Authorize {
+            request: request.to_owned(),
+        }
+    };
+    let now = state.clock.now();
+    let purpose = Purpose::SignIn(resume);
+    match login::password(&state, field("username"), field("password"), purpose, &browser, now).await {
+        Ok(step) => render_step(&req, &state, step, &browser, Form::Login { request }).await,
+        Err(e) => error::service(&e),
+    }
+}
+
+async fn mfa_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    RequestBrowser(browser): RequestBrowser,
+    body: web::Payload,
+) -> HttpResponse {
+    let pairs = match authorize::csrf_checked_form(&req, &state, body).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    let field = |name| forms::field(&pairs, name).unwrap_or_default();
+    let https = state.settings.is_https();
+    let pending = cookies::read(&req, cookies::pending_name(https));
+    let now = state.clock.now();
+    let step = login::second_factor(&state, pending.as_deref(), field("method"), field("code"), &browser, now).await;
+    match step {
+        Ok(step) => render_step(&req, &state, step, &browser, Form::Login { request: "" }).await,
+        Err(e) => error::service(&e),
+    }
+}
+
+/// Renders whatever the login use case says comes next.
+pub(super) async fn render_step(
+    req: &HttpRequest,
+    state: &AppState,
+    step: Step,
+    browser: &login::Browser,
+    form: Form<'_>,
+) -> HttpResponse {
+    let https = state.settings.is_https();
+    match step {
+        Step::Done(signed_in) => signed_in_response(req, state, *signed_in, browser).await,
+        Step::SecondFactor(p) => {
+            let (csrf, csrf_cookie) = cookies::csrf_token(req, https);
+            let status = if p.error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+            let ctx = minijinja::context! {
+                csrf,
+                error => p.error,
+                username => p.username,
+                totp => p.offered.contains(&FactorKind::Totp),
+                backup_code => p.offered.contains(&FactorKind::BackupCode),
+            };
+            let pending = p.pending_cookie.map(|c| cookies::pending(c, https));
+            cookies::with_cookies(ui::page(status, "mfa.html", ctx), csrf_cookie.into_iter().chain(pending))
+        }
+        Step::MfaUnavailable { resume } => {
+            let client_name = match &resume {
+                Resume::Authorize { request } => client_name_of(state, request).await.unwrap_or_default(),
+                Resume::Account { .. } => String::new(),
+            };
+            let page = ui::page(StatusCode::FORBIDDEN, "mfa_required.html", minijinja::context! { client_name });
+            cookies::with_cookie(page, Some(cookies::clear_pending(https)))
+        }
+        Step::Failed => failed(req, https, form),
+        Step::Throttled { retry_after } => throttled(retry_after),
+        Step::Restart(reason) => {
+            let page = error::page(StatusCode::BAD_REQUEST, &OAuthError::invalid_request(reason));
+            cookies::with_cookie(page, Some(cookies::clear_pending(https)))
+        }
+    }
+}
+
+/// The same page and status for an unknown user, a wrong password and a disabled account.
+fn failed(req: &HttpRequest, https: bool, form: Form<'_>) -> HttpResponse {
+    const MESSAGE: &str = "Invalid username or password.";
+    match form {
+        Form::Login { request } => login_page(req, https, request, None, Some((StatusCode::UNAUTHORIZED, MESSAGE))),
+        Form::Reauth { username, next, csrf } => {
+            let ctx = minijinja::context! { csrf, username, next, error => "That password is not right." };
+            ui::page(StatusCode::UNAUTHORIZED, "reauth.html", ctx)
+        }
+    }
+}
+
+/// 429 with `Retry-After` (RFC 6585 §4); the same for every account name.
+pub(super) fn throttled(retry_after: i64) -> HttpResponse {
+    let secs = retry_after.max(1);
+    let words = if secs < 120 {
+        format!("{secs} seconds")
+    } else {
+        format!("{} minutes", (secs + 59) / 60)
+    };
+    let mut res = ui::page(StatusCode::TOO_MANY_REQUESTS, "throttled.html", minijinja::context! { retry_after => words });
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&secs.to_string()) {
+        res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, v);
+    }
+    res
+}
+
+async fn signed_in_response(
+    req: &HttpRequest,
+    state: &AppState,
+    signed_in: SignedIn,
+    browser: &login::Browser,
+) -> HttpResponse {
+    let https = state.settings.is_https();
+    let max_age = crate::service::session::secs(state.settings.sessions.absolute_lifetime_secs);
+    let cookies = [
+        cookies::session(signed_in.session_cookie, https, max_age),
+        cookies::device(signed_in.device_cookie, https, state.settings.login.known_device_days),
+        cookies::clear_pending(https),
+    ];
+    let res = match signed_in.resume {
+        Resume::Authorize { request } => {
+            let pairs = decode_request(&request);
+            let fresh = Some(signed_in.session);
+            Box::pin(authorize::respond(req, state, pairs, AuthorizeStep::AfterLogin, fresh, browser)).await
+        }
+        Resume::Account { next } => authorize::see_other(account_path(&next)),
+    };
+    cookies::with_cookies(res, cookies)
+}
+
+/// Only paths of the account area are followed after a sign-in: never an open redirect.
+pub(super) fn account_path(next: &str) -> &str {
+    let ok = next.starts_with("/account")
+        && next
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_".contains(&b));
+    if ok {
+        next
+    } else {
+        "/account"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::account_path;
+
+    #[test]
+    fn only_account_paths_are_followed() {
+        assert_eq!(account_path("/account/totp"), "/account/totp");
+        for bad in ["https://evil.example/", "//evil.example", "/account/../x", "/accounts?x=1", "/account\\@x", "/logout"] {
+            assert_eq!(account_path(bad), "/account", "{bad}");
+        }
+    }
+}
