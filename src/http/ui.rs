@@ -20,6 +20,25 @@ const TEMPLATES: &[(&str, &str)] = &[
         "signed_out.html",
         include_str!("../../templates/signed_out.html"),
     ),
+    ("mfa.html", include_str!("../../templates/mfa.html")),
+    (
+        "mfa_required.html",
+        include_str!("../../templates/mfa_required.html"),
+    ),
+    ("account.html", include_str!("../../templates/account.html")),
+    (
+        "totp_setup.html",
+        include_str!("../../templates/totp_setup.html"),
+    ),
+    (
+        "backup_codes.html",
+        include_str!("../../templates/backup_codes.html"),
+    ),
+    ("reauth.html", include_str!("../../templates/reauth.html")),
+    (
+        "throttled.html",
+        include_str!("../../templates/throttled.html"),
+    ),
 ];
 
 const STYLESHEET: &str = include_str!("../../static/latchkey.css");
