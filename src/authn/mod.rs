@@ -1,6 +1,8 @@
-//! Authentication rules that are not OAuth: brute-force throttling of logins, TOTP.
-//! Pure: no I/O, time comes in as `now`.
+//! Authentication rules that are not OAuth: brute-force throttling of logins, TOTP,
+//! backup codes. Pure: no I/O apart from OS randomness for new secrets and codes; time
+//! comes in as `now`.
 
+pub mod backup_codes;
 pub mod throttle;
 pub mod totp;
 
