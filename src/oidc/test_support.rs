@@ -34,6 +34,7 @@ pub(crate) fn client() -> Client {
         resources: vec![ResourceUri::parse(RESOURCE).unwrap()],
         access_token_ttl: None,
         first_party: false,
+        require_mfa: false,
         created_at: 0,
     }
 }

@@ -71,6 +71,7 @@ pub async fn create(
         ip: info.ip.clone(),
         auth_time: now,
         amr,
+        factors: Vec::new(),
         created_at: now,
         last_seen_at: now,
         expires_at: now + secs(state.settings.sessions.absolute_lifetime_secs),
