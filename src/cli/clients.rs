@@ -70,6 +70,9 @@ pub struct CreateArgs {
     /// A first-party client: users are not asked for consent.
     #[arg(long)]
     first_party: bool,
+    /// Every sign-in for this client must be multi-factor, whatever `acr_values` says.
+    #[arg(long)]
+    require_mfa: bool,
     /// Print {"client_id": ..., "client_secret": ...} as JSON.
     #[arg(long)]
     json: bool,
@@ -86,7 +89,8 @@ pub(super) async fn run(cmd: ClientCommand, ctx: Context) -> anyhow::Result<()> 
                 println!("{}", serde_json::Value::Array(all));
             } else {
                 for c in clients {
-                    println!("{}  {:<12}  {}", c.id, c.kind.as_str(), c.name);
+                    let mfa = if c.require_mfa { "mfa" } else { "-" };
+                    println!("{}  {:<12}  {:<3}  {}", c.id, c.kind.as_str(), mfa, c.name);
                 }
             }
         }
@@ -125,6 +129,7 @@ async fn create(a: CreateArgs, ctx: &Context) -> anyhow::Result<()> {
         access_token_ttl: a.access_token_ttl,
         public: a.public,
         first_party: a.first_party,
+        require_mfa: a.require_mfa,
     };
     let now = ctx.clock.now();
     let created =
@@ -166,6 +171,7 @@ fn client_json(c: &Client) -> serde_json::Value {
         "resources": c.resources.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
         "access_token_ttl": c.access_token_ttl,
         "first_party": c.first_party,
+        "require_mfa": c.require_mfa,
         "created_at": super::time(Some(c.created_at)),
     })
 }

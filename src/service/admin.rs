@@ -5,7 +5,7 @@ use crate::config::Settings;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::token::{random_token, SecretHasher};
 use crate::domain::{
-    Client, ClientId, ClientKind, Email, GrantType, ParseError, Password, RedirectUri, ResourceUri,
+    AuditEvent, AuditFilter, Client, ClientId, ClientKind, Email, GrantType, ParseError, Password, RedirectUri, ResourceUri,
     Role, Scope, SecretString, User, UserId, Username,
 };
 use crate::store::Store;
@@ -33,6 +33,8 @@ pub struct NewClient {
     pub public: bool,
     /// Skips the consent page.
     pub first_party: bool,
+    /// Every sign-in for this client must be multi-factor.
+    pub require_mfa: bool,
 }
 
 /// A registered client and, for confidential clients, its secret (shown once).
@@ -126,6 +128,7 @@ fn build_client(
             .collect::<Result<_, _>>()?,
         access_token_ttl: ttl,
         first_party: input.first_party,
+        require_mfa: input.require_mfa,
         created_at: now,
     })
 }
@@ -303,6 +306,26 @@ async fn user_by_name(store: &dyn Store, username: &str) -> Result<User, Service
         .get_user_by_username(&name)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("user {name}")))
+}
+
+/// The audit trail for `latchkey audit list`, newest first: only `username`'s events when
+/// given (`NotFound` if there is no such user), only those at or after `since`.
+pub async fn list_audit_events(
+    store: &dyn Store,
+    username: Option<&str>,
+    since: Option<UnixTime>,
+    limit: u32,
+) -> Result<Vec<AuditEvent>, ServiceError> {
+    let user_id = match username {
+        Some(name) => Some(user_by_name(store, name).await?.id.as_str().to_owned()),
+        None => None,
+    };
+    let filter = AuditFilter {
+        user_id,
+        since,
+        limit,
+    };
+    Ok(store.list_events(&filter).await?)
 }
 
 /// Ends the user's sessions and revokes their grants (refresh families and the access

@@ -121,7 +121,7 @@ impl Factors {
 
     fn open(&self, user_id: &str, sealed: &[u8]) -> Result<totp::TotpSecret, ServiceError> {
         let raw = self.master.open(sealed, &aad(user_id))?;
-        Ok(totp::TotpSecret::from_bytes(raw))
+        totp::TotpSecret::from_bytes(raw).map_err(refused)
     }
 
     /// Confirms enrolment with a first valid code; returns the ten new backup codes (shown

@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use latchkey::domain::AuditFilter;
+
 use crate::helpers::{spawn_app, spawn_app_with, Backend};
 use crate::oauth::*;
 
@@ -109,6 +111,13 @@ async fn login_hint_prefills_the_username_escaped(backend: Backend) {
     assert!(page.contains("&lt;script&gt;alert(1)"), "{page}");
 }
 
+fn audit_filter() -> AuditFilter {
+    AuditFilter {
+        limit: 10,
+        ..Default::default()
+    }
+}
+
 async fn refresh_reuse_is_audited_with_family_client_user_and_ip(backend: Backend) {
     let app = spawn_app(backend).await;
     let client = confidential_client(&app).await;
@@ -117,12 +126,12 @@ async fn refresh_reuse_is_audited_with_family_client_user_and_ip(backend: Backen
     let first = s(&tokens, "refresh_token").to_owned();
     assert_tokens(refresh(&app, &client, &first).await).await;
     assert_eq!(
-        app.state.store.recent_events(10).await.unwrap(),
+        app.state.store.list_events(&audit_filter()).await.unwrap(),
         vec![],
         "no event before reuse"
     );
     assert_error(refresh(&app, &client, &first).await, 400, "invalid_grant").await;
-    let events = app.state.store.recent_events(10).await.unwrap();
+    let events = app.state.store.list_events(&audit_filter()).await.unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
     let e = &events[0];
     assert_eq!(e.kind, "refresh_token_reuse");

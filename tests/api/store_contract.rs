@@ -32,6 +32,7 @@ fn client(id: &str) -> Client {
         resources: vec![latchkey::domain::ResourceUri::parse("https://api.example").unwrap()],
         access_token_ttl: Some(300),
         first_party: true,
+        require_mfa: false,
         created_at: 1_700_000_000,
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use latchkey::domain::{
-    AuditEvent, AuthorizationCode, Client, ClientId, ClientKind, Email, Grant, GrantType,
+    AuditEvent, AuditFilter, AuthorizationCode, Client, ClientId, ClientKind, Email, Grant, GrantType,
     RefreshToken, Scope, Session, User, UserId, Username,
 };
 use latchkey::store::Store;
@@ -52,6 +52,7 @@ async fn seeded(backend: Backend) -> (Arc<dyn Store>, tempfile::TempDir, User, C
         resources: vec![],
         access_token_ttl: None,
         first_party: false,
+        require_mfa: false,
         created_at: 0,
     };
     store.insert_user(&user).await.unwrap();
@@ -68,6 +69,7 @@ fn session(user: &User, sid: &str) -> Session {
         ip: "127.0.0.1".into(),
         auth_time: 100,
         amr: vec!["pwd".into()],
+        factors: vec![],
         created_at: 100,
         last_seen_at: 100,
         expires_at: 1000,
@@ -407,10 +409,15 @@ async fn revoked_jtis_and_audit_events(backend: Backend) {
         user_id: Some("u".into()),
         grant_id: Some("g1".into()),
         ip: Some("10.0.0.1".into()),
+        user_agent: Some("curl/8".into()),
         detail: "d".into(),
     };
     store.record_event(&event).await.unwrap();
-    assert_eq!(store.recent_events(10).await.unwrap(), vec![event]);
+    let all = AuditFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(store.list_events(&all).await.unwrap(), vec![event]);
 }
 
 async fn housekeeping_deletes_only_expired_rows(backend: Backend) {

@@ -70,6 +70,7 @@ async fn revoke_and_audit(state: &AppState, r: Reuse<'_>, now: UnixTime) -> Resu
         user_id: r.user_id,
         grant_id: Some(r.grant_id.to_owned()),
         ip: Some(r.ip.to_owned()),
+        user_agent: None,
         detail: r.detail.into(),
     };
     state.store.record_event(&event).await?;

@@ -19,6 +19,7 @@ struct ClientRow {
     resources: String,
     access_token_ttl: Option<i64>,
     first_party: bool,
+    require_mfa: bool,
     created_at: i64,
 }
 
@@ -54,17 +55,18 @@ impl TryFrom<ClientRow> for Client {
                 .collect::<Result<_, _>>()?,
             access_token_ttl: r.access_token_ttl,
             first_party: r.first_party,
+            require_mfa: r.require_mfa,
             created_at: r.created_at,
         })
     }
 }
 
 const COLUMNS: &str = "id, name, kind, secret_hash, redirect_uris, post_logout_redirect_uris, \
-     grant_types, scope, resources, access_token_ttl, first_party, created_at";
+     grant_types, scope, resources, access_token_ttl, first_party, require_mfa, created_at";
 
 const INSERT: &str = "INSERT INTO clients (id, name, kind, secret_hash, redirect_uris, \
      post_logout_redirect_uris, grant_types, scope, resources, access_token_ttl, first_party, \
-     created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+     require_mfa, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 fn grant_list(c: &Client) -> String {
     c.grant_types
@@ -105,6 +107,7 @@ macro_rules! client_store {
                     .bind(to_json_list(c.resources.iter().map(|u| u.as_str())))
                     .bind(c.access_token_ttl)
                     .bind(c.first_party)
+                    .bind(c.require_mfa)
                     .bind(c.created_at)
                     .execute(&mut *tx)
                     .await

@@ -123,6 +123,9 @@ const SELECT_CODE: &str =
      FROM authorization_codes WHERE code_hash = $1";
 const SELECT_GRANT: &str = "SELECT id, client_id, user_id, sid, scope, resource, auth_time, amr, \
      created_at, last_used_at, expires_at, revoked_at FROM grants WHERE id = $1";
+const SELECT_USER_GRANTS: &str = "SELECT id, client_id, user_id, sid, scope, resource, auth_time, \
+     amr, created_at, last_used_at, expires_at, revoked_at FROM grants \
+     WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY last_used_at DESC, id";
 const SELECT_REFRESH: &str =
     "SELECT token_hash, grant_id, client_id, scope, created_at, expires_at, \
      spent_at FROM refresh_tokens WHERE token_hash = $1";
@@ -254,6 +257,16 @@ macro_rules! grant_store {
 
             async fn revoke_user_grants(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError> {
                 stamp_once!(&self.pool, "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL", now, user_id)
+            }
+
+            async fn list_user_grants(&self, user_id: &str, now: UnixTime) -> Result<Vec<Grant>, StoreError> {
+                let rows: Vec<GrantRow> = sqlx::query_as(SELECT_USER_GRANTS)
+                    .bind(user_id)
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                rows.into_iter().map(Grant::try_from).collect()
             }
 
             async fn revoke_session_grants(

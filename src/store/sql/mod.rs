@@ -18,10 +18,12 @@ macro_rules! stamp_once {
 }
 
 mod clients;
+mod factors;
 mod grants;
 mod keys;
 mod revocation;
 mod sessions;
+mod throttle;
 mod users;
 
 use async_trait::async_trait;

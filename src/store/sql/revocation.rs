@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::backend;
 use crate::clock::UnixTime;
-use crate::domain::AuditEvent;
+use crate::domain::{AuditEvent, AuditFilter};
 use crate::store::{Housekeeping, PgStore, RevocationStore, SqliteStore, StoreError};
 
 #[derive(sqlx::FromRow)]
@@ -15,6 +15,7 @@ struct EventRow {
     user_id: Option<String>,
     grant_id: Option<String>,
     ip: Option<String>,
+    user_agent: Option<String>,
     detail: String,
 }
 
@@ -27,6 +28,7 @@ impl From<EventRow> for AuditEvent {
             user_id: r.user_id,
             grant_id: r.grant_id,
             ip: r.ip,
+            user_agent: r.user_agent,
             detail: r.detail,
         }
     }
@@ -44,7 +46,41 @@ const PURGES: &[(&str, &str, &str)] = &[
         "expires_at < $1 OR ended_at < $1 - 86400",
     ),
     ("revoked_jtis", "jti", "expires_at < $1"),
+    ("pending_logins", "id_hash", "expires_at < $1"),
+    (
+        "throttle_buckets",
+        "key",
+        "updated_at < $1 - 86400 AND blocked_until < $1",
+    ),
+    // Enrolment abandoned for a day: the user starts again.
+    (
+        "totp_credentials",
+        "user_id",
+        "confirmed_at IS NULL AND created_at < $1 - 86400",
+    ),
 ];
+
+/// The audit query for `filter`: only constant fragments, numbered in bind order
+/// (user id, since, limit).
+fn events_sql(filter: &AuditFilter) -> String {
+    let mut conditions = Vec::new();
+    if filter.user_id.is_some() {
+        conditions.push(format!("user_id = ${}", conditions.len() + 1));
+    }
+    if filter.since.is_some() {
+        conditions.push(format!("at >= ${}", conditions.len() + 1));
+    }
+    let limit = conditions.len() + 1;
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    format!(
+        "SELECT kind, at, client_id, user_id, grant_id, ip, user_agent, detail FROM audit_events\
+         {filter} ORDER BY at DESC, id DESC LIMIT ${limit}"
+    )
+}
 
 /// One bounded batch: delete by key from a `LIMIT`ed sub-select. `lock` is the backend's
 /// row-claiming clause, so that nodes running this at once split the rows between them.
@@ -68,15 +104,21 @@ macro_rules! revocation_store {
                 Ok(())
             }
 
-            async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
-                let rows: Vec<EventRow> = sqlx::query_as(
-                    "SELECT kind, at, client_id, user_id, grant_id, ip, detail FROM audit_events \
-                     ORDER BY at DESC, id DESC LIMIT $1",
-                )
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
+            async fn list_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+                // Every part of the statement is a constant fragment of `events_sql`.
+                let sql = sqlx::AssertSqlSafe(events_sql(filter));
+                let mut query = sqlx::query_as(sql);
+                if let Some(user_id) = &filter.user_id {
+                    query = query.bind(user_id);
+                }
+                if let Some(since) = filter.since {
+                    query = query.bind(since);
+                }
+                let rows: Vec<EventRow> = query
+                    .bind(i64::from(filter.limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend)?;
                 Ok(rows.into_iter().map(AuditEvent::from).collect())
             }
 
@@ -91,8 +133,8 @@ macro_rules! revocation_store {
 
             async fn record_event(&self, e: &AuditEvent) -> Result<(), StoreError> {
                 sqlx::query(
-                    "INSERT INTO audit_events (id, kind, at, client_id, user_id, grant_id, ip, detail) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO audit_events (id, kind, at, client_id, user_id, grant_id, ip, user_agent, \
+                     detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(uuid::Uuid::now_v7().to_string())
                 .bind(&e.kind)
@@ -101,6 +143,7 @@ macro_rules! revocation_store {
                 .bind(e.user_id.as_deref())
                 .bind(e.grant_id.as_deref())
                 .bind(e.ip.as_deref())
+                .bind(e.user_agent.as_deref())
                 .bind(&e.detail)
                 .execute(&self.pool)
                 .await

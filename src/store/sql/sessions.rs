@@ -4,8 +4,10 @@ use async_trait::async_trait;
 
 use super::{backend, corrupt, write_error};
 use crate::clock::UnixTime;
-use crate::domain::{ClientId, Scope, Session, UserId};
-use crate::store::{ConsentStore, PgStore, SessionStore, SqliteStore, StoreError};
+use crate::domain::{ClientId, FactorUse, Scope, Session, UserId};
+use crate::store::{
+    ConsentStore, PgStore, SessionStore, SessionUpgrade, SqliteStore, StoreError,
+};
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -16,15 +18,18 @@ struct SessionRow {
     ip: String,
     auth_time: i64,
     amr: String,
+    factors: String,
     created_at: i64,
     last_seen_at: i64,
     expires_at: i64,
     ended_at: Option<i64>,
 }
 
-impl From<SessionRow> for Session {
-    fn from(r: SessionRow) -> Self {
-        Session {
+impl TryFrom<SessionRow> for Session {
+    type Error = StoreError;
+
+    fn try_from(r: SessionRow) -> Result<Self, StoreError> {
+        Ok(Session {
             id_hash: r.id_hash,
             sid: r.sid,
             user_id: UserId::from_stored(r.user_id),
@@ -32,16 +37,23 @@ impl From<SessionRow> for Session {
             ip: r.ip,
             auth_time: r.auth_time,
             amr: r.amr.split_whitespace().map(str::to_owned).collect(),
+            factors: serde_json::from_str(&r.factors)
+                .map_err(|e| StoreError::Corrupt(format!("factors: {e}")))?,
             created_at: r.created_at,
             last_seen_at: r.last_seen_at,
             expires_at: r.expires_at,
             ended_at: r.ended_at,
-        }
+        })
     }
 }
 
-const SELECT: &str = "SELECT id_hash, sid, user_id, user_agent, ip, auth_time, amr, created_at, \
-     last_seen_at, expires_at, ended_at FROM sessions";
+/// The stored form of a session's factors: a JSON array of `{"kind", "at"}`.
+fn factors_json(factors: &[FactorUse]) -> Result<String, StoreError> {
+    serde_json::to_string(factors).map_err(backend)
+}
+
+const SELECT: &str = "SELECT id_hash, sid, user_id, user_agent, ip, auth_time, amr, factors, \
+     created_at, last_seen_at, expires_at, ended_at FROM sessions";
 
 macro_rules! session_store {
     ($store:ty) => {
@@ -50,8 +62,8 @@ macro_rules! session_store {
             async fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO sessions (id_hash, sid, user_id, user_agent, ip, auth_time, amr, \
-                     created_at, last_seen_at, expires_at, ended_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     factors, created_at, last_seen_at, expires_at, ended_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(&s.id_hash)
                 .bind(&s.sid)
@@ -60,6 +72,7 @@ macro_rules! session_store {
                 .bind(&s.ip)
                 .bind(s.auth_time)
                 .bind(s.amr.join(" "))
+                .bind(factors_json(&s.factors)?)
                 .bind(s.created_at)
                 .bind(s.last_seen_at)
                 .bind(s.expires_at)
@@ -74,14 +87,14 @@ macro_rules! session_store {
                 let sql = sqlx::AssertSqlSafe(format!("{SELECT} WHERE id_hash = $1"));
                 let row: Option<SessionRow> =
                     sqlx::query_as(sql).bind(id_hash).fetch_optional(&self.pool).await.map_err(backend)?;
-                Ok(row.map(Session::from))
+                row.map(Session::try_from).transpose()
             }
 
             async fn get_session_by_sid(&self, sid: &str) -> Result<Option<Session>, StoreError> {
                 let sql = sqlx::AssertSqlSafe(format!("{SELECT} WHERE sid = $1"));
                 let row: Option<SessionRow> =
                     sqlx::query_as(sql).bind(sid).fetch_optional(&self.pool).await.map_err(backend)?;
-                Ok(row.map(Session::from))
+                row.map(Session::try_from).transpose()
             }
 
             async fn touch_session(&self, id_hash: &[u8], now: UnixTime) -> Result<(), StoreError> {
@@ -100,6 +113,55 @@ macro_rules! session_store {
 
             async fn end_session(&self, sid: &str, now: UnixTime) -> Result<bool, StoreError> {
                 stamp_once!(&self.pool, "UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL", now, sid).map(|n| n > 0)
+            }
+
+            async fn list_user_sessions(&self, user_id: &str, now: UnixTime) -> Result<Vec<Session>, StoreError> {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "{SELECT} WHERE user_id = $1 AND ended_at IS NULL AND expires_at > $2 \
+                     ORDER BY last_seen_at DESC, sid"
+                ));
+                let rows: Vec<SessionRow> = sqlx::query_as(sql)
+                    .bind(user_id)
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                rows.into_iter().map(Session::try_from).collect()
+            }
+
+            async fn end_other_sessions(
+                &self,
+                user_id: &str,
+                keep_sid: &str,
+                now: UnixTime,
+            ) -> Result<Vec<String>, StoreError> {
+                sqlx::query_scalar(
+                    "UPDATE sessions SET ended_at = $1 \
+                     WHERE user_id = $2 AND sid <> $3 AND ended_at IS NULL AND expires_at > $1 \
+                     RETURNING sid",
+                )
+                .bind(now)
+                .bind(user_id)
+                .bind(keep_sid)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)
+            }
+
+            async fn upgrade_session(&self, sid: &str, u: &SessionUpgrade<'_>) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE sessions SET id_hash = $1, factors = $2, amr = $3, auth_time = $4 \
+                     WHERE sid = $5 AND ended_at IS NULL",
+                )
+                .bind(u.new_id_hash)
+                .bind(factors_json(u.factors)?)
+                .bind(u.amr.join(" "))
+                .bind(u.auth_time)
+                .bind(sid)
+                .execute(&self.pool)
+                .await
+                .map_err(write_error("session"))?;
+                Ok(done.rows_affected() > 0)
             }
         }
 
