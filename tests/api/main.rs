@@ -6,6 +6,7 @@ mod hardening;
 mod helpers;
 mod oauth;
 
+mod account_page;
 mod cli;
 mod config_errors;
 mod flows_code;
@@ -15,6 +16,9 @@ mod flows_sessions;
 mod flows_tokens;
 mod keys;
 mod logs;
+mod mfa;
 mod store_contract;
+mod throttle;
+mod two_nodes;
 mod store_flows;
 mod wellknown;
