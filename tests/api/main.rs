@@ -4,6 +4,7 @@
 
 mod hardening;
 mod helpers;
+mod accounts_support;
 mod oauth;
 
 mod account_page;
