@@ -15,6 +15,7 @@ mod flows_sessions;
 mod flows_tokens;
 mod keys;
 mod logs;
+mod store_accounts;
 mod store_contract;
 mod store_flows;
 mod wellknown;
