@@ -145,11 +145,17 @@ async fn a_totp_step_is_accepted_once(backend: Backend) {
     let id = alice.id.as_str().to_owned();
     let totp = store.get_totp(&id).await.unwrap().unwrap();
     assert_eq!(totp.confirmed_at, Some(60));
-    assert_eq!(totp.last_used_step, 10, "the confirming code's step is used");
+    assert_eq!(
+        totp.last_used_step, 10,
+        "the confirming code's step is used"
+    );
     assert!(!store.confirm_totp(&id, 11, &[], 61).await.unwrap());
     let err = store.put_pending_totp(&id, b"other", 62).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    assert_eq!(store.get_totp(&id).await.unwrap().unwrap().secret_sealed, b"sealed");
+    assert_eq!(
+        store.get_totp(&id).await.unwrap().unwrap().secret_sealed,
+        b"sealed"
+    );
 
     let wins = winners(32, || {
         let (store, id) = (store.clone(), id.clone());
@@ -160,8 +166,14 @@ async fn a_totp_step_is_accepted_once(backend: Backend) {
     assert!(!store.use_totp_step(&id, 11).await.unwrap(), "same step");
     assert!(!store.use_totp_step(&id, 10).await.unwrap(), "earlier step");
     assert!(store.use_totp_step(&id, 13).await.unwrap());
-    assert!(!store.use_totp_step(&id, 12).await.unwrap(), "after a later one");
-    assert_eq!(store.get_totp(&id).await.unwrap().unwrap().last_used_step, 13);
+    assert!(
+        !store.use_totp_step(&id, 12).await.unwrap(),
+        "after a later one"
+    );
+    assert_eq!(
+        store.get_totp(&id).await.unwrap().unwrap().last_used_step,
+        13
+    );
     assert!(!store.use_totp_step("nobody", 99).await.unwrap());
 }
 
@@ -191,7 +203,10 @@ async fn a_backup_code_spends_once(backend: Backend) {
     .await;
     assert_eq!(wins, 1, "one of 32 concurrent uses of a code wins");
     assert!(!store.use_backup_code(&id, b"a", 71).await.unwrap());
-    assert!(!store.use_backup_code(&id, b"zzz", 71).await.unwrap(), "unknown");
+    assert!(
+        !store.use_backup_code(&id, b"zzz", 71).await.unwrap(),
+        "unknown"
+    );
     assert_eq!(store.backup_codes_left(&id).await.unwrap(), 2);
     assert!(store.use_backup_code(&id, b"b", 72).await.unwrap());
     assert_eq!(store.backup_codes_left(&id).await.unwrap(), 1);
@@ -205,7 +220,10 @@ async fn replacing_backup_codes_voids_the_old_set(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(store.backup_codes_left(id).await.unwrap(), 2);
-    assert!(!store.use_backup_code(id, b"a", 81).await.unwrap(), "old set is void");
+    assert!(
+        !store.use_backup_code(id, b"a", 81).await.unwrap(),
+        "old set is void"
+    );
     assert!(store.use_backup_code(id, b"d", 81).await.unwrap());
     assert_eq!(store.backup_codes_left(id).await.unwrap(), 1);
     // A used code of the old set does not survive a replacement either.
@@ -332,7 +350,10 @@ async fn concurrent_bucket_updates_lose_nothing(backend: Backend) {
     want.extend([5; 28]);
     for mut counts in returned {
         counts.sort_unstable();
-        assert_eq!(counts, want, "an update was lost or a burst slipped past the limit");
+        assert_eq!(
+            counts, want,
+            "an update was lost or a burst slipped past the limit"
+        );
     }
     let now = store
         .update_buckets(&keys(&["user:alice", "ip:10.0.0.1"]), 1001, &keep)
@@ -367,11 +388,7 @@ async fn bucket_updates_see_none_and_delete_with_none(backend: Backend) {
     store.update_buckets(&ks, 102, &third).await.unwrap();
     assert_eq!(
         *seen.lock().unwrap(),
-        vec![
-            vec![None, None],
-            vec![Some(bucket), None],
-            vec![None, None],
-        ],
+        vec![vec![None, None], vec![Some(bucket), None], vec![None, None],],
         "keys without a bucket come in as None; None deletes"
     );
 }
@@ -389,13 +406,31 @@ async fn old_buckets_and_abandoned_enrolments_are_purged(backend: Backend) {
         window_start: 1000,
         blocked_until: 200_000,
     };
-    store.update_buckets(&keys(&["idle"]), 1000, &set(idle)).await.unwrap();
-    store.update_buckets(&keys(&["blocked"]), 1000, &set(blocked)).await.unwrap();
-    store.update_buckets(&keys(&["recent"]), 80_000, &set(idle)).await.unwrap();
+    store
+        .update_buckets(&keys(&["idle"]), 1000, &set(idle))
+        .await
+        .unwrap();
+    store
+        .update_buckets(&keys(&["blocked"]), 1000, &set(blocked))
+        .await
+        .unwrap();
+    store
+        .update_buckets(&keys(&["recent"]), 80_000, &set(idle))
+        .await
+        .unwrap();
     // Alice abandoned her enrolment; Bob confirmed his.
-    store.put_pending_totp(alice.id.as_str(), b"s", 1000).await.unwrap();
-    store.put_pending_totp(bob.id.as_str(), b"s", 1000).await.unwrap();
-    assert!(store.confirm_totp(bob.id.as_str(), 1, &[], 1000).await.unwrap());
+    store
+        .put_pending_totp(alice.id.as_str(), b"s", 1000)
+        .await
+        .unwrap();
+    store
+        .put_pending_totp(bob.id.as_str(), b"s", 1000)
+        .await
+        .unwrap();
+    assert!(store
+        .confirm_totp(bob.id.as_str(), 1, &[], 1000)
+        .await
+        .unwrap());
 
     let now = 1000 + 86_400 + 1;
     assert_eq!(store.purge_expired(now, 100).await.unwrap(), 2);
@@ -409,14 +444,23 @@ async fn old_buckets_and_abandoned_enrolments_are_purged(backend: Backend) {
 async fn other_sessions_end_and_their_sids_return(backend: Backend) {
     let (store, _dir, alice, bob) = seeded(backend).await;
     for sid in ["s1", "s2", "s3"] {
-        store.insert_session(&session(&alice, sid, 100)).await.unwrap();
+        store
+            .insert_session(&session(&alice, sid, 100))
+            .await
+            .unwrap();
     }
     let mut ended = session(&alice, "s4", 100);
     ended.ended_at = Some(50);
     store.insert_session(&ended).await.unwrap();
-    store.insert_session(&session(&bob, "b1", 100)).await.unwrap();
+    store
+        .insert_session(&session(&bob, "b1", 100))
+        .await
+        .unwrap();
 
-    let mut sids = store.end_other_sessions(alice.id.as_str(), "s2", 200).await.unwrap();
+    let mut sids = store
+        .end_other_sessions(alice.id.as_str(), "s2", 200)
+        .await
+        .unwrap();
     sids.sort();
     assert_eq!(sids, vec!["s1".to_owned(), "s3".to_owned()]);
     let live: Vec<_> = store
@@ -431,7 +475,13 @@ async fn other_sessions_end_and_their_sids_return(backend: Backend) {
     assert_eq!(s1.ended_at, Some(200));
     let s4 = store.get_session_by_sid("s4").await.unwrap().unwrap();
     assert_eq!(s4.ended_at, Some(50), "an ended session keeps its end");
-    assert!(store.get_session_by_sid("b1").await.unwrap().unwrap().ended_at.is_none());
+    assert!(store
+        .get_session_by_sid("b1")
+        .await
+        .unwrap()
+        .unwrap()
+        .ended_at
+        .is_none());
     assert!(store
         .end_other_sessions(alice.id.as_str(), "s2", 300)
         .await
@@ -487,21 +537,37 @@ async fn a_users_live_sessions_are_listed_with_their_factors(backend: Backend) {
         at: 120,
     });
     store.insert_session(&older).await.unwrap();
-    store.insert_session(&session(&alice, "newer", 300)).await.unwrap();
+    store
+        .insert_session(&session(&alice, "newer", 300))
+        .await
+        .unwrap();
     let mut expired = session(&alice, "expired", 400);
     expired.expires_at = 500;
     store.insert_session(&expired).await.unwrap();
     let mut ended = session(&alice, "ended", 400);
     ended.ended_at = Some(450);
     store.insert_session(&ended).await.unwrap();
-    store.insert_session(&session(&bob, "bobs", 400)).await.unwrap();
+    store
+        .insert_session(&session(&bob, "bobs", 400))
+        .await
+        .unwrap();
 
-    let listed = store.list_user_sessions(alice.id.as_str(), 500).await.unwrap();
+    let listed = store
+        .list_user_sessions(alice.id.as_str(), 500)
+        .await
+        .unwrap();
     let sids: Vec<_> = listed.iter().map(|s| s.sid.as_str()).collect();
     assert_eq!(sids, vec!["newer", "older"], "most recently used first");
     assert_eq!(listed[1], older, "factors round-trip");
-    assert_eq!(store.get_session_by_sid("older").await.unwrap(), Some(older));
-    assert!(store.list_user_sessions("nobody", 500).await.unwrap().is_empty());
+    assert_eq!(
+        store.get_session_by_sid("older").await.unwrap(),
+        Some(older)
+    );
+    assert!(store
+        .list_user_sessions("nobody", 500)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn a_users_live_grants_are_listed(backend: Backend) {
@@ -523,7 +589,10 @@ async fn a_users_live_grants_are_listed(backend: Backend) {
         assert!(store.redeem_code(&hash, g, None, 110).await.unwrap());
     }
     assert!(store.revoke_grant("g-revoked", 450).await.unwrap());
-    let listed = store.list_user_grants(alice.id.as_str(), 500).await.unwrap();
+    let listed = store
+        .list_user_grants(alice.id.as_str(), 500)
+        .await
+        .unwrap();
     let ids: Vec<_> = listed.iter().map(|g| g.id.as_str()).collect();
     assert_eq!(ids, vec!["g-new", "g-old"], "most recently used first");
     assert_eq!(listed[1], rows[0]);
@@ -564,7 +633,12 @@ fn event(at: i64, user_id: &str) -> AuditEvent {
 
 async fn audit_events_filter_by_user_and_since(backend: Backend) {
     let (store, _dir, _, _) = seeded(backend).await;
-    for e in [event(10, "u1"), event(20, "u2"), event(30, "u1"), event(40, "u2")] {
+    for e in [
+        event(10, "u1"),
+        event(20, "u2"),
+        event(30, "u1"),
+        event(40, "u2"),
+    ] {
         store.record_event(&e).await.unwrap();
     }
     let ats = |events: Vec<AuditEvent>| events.iter().map(|e| e.at).collect::<Vec<_>>();

@@ -136,7 +136,11 @@ macro_rules! throttle_store {
                 let out = update(&given);
                 check_len(keys, &out)?;
                 // A key given twice keeps its last result.
-                let next: BTreeMap<_, _> = keys.iter().map(String::as_str).zip(out.iter().copied()).collect();
+                let next: BTreeMap<_, _> = keys
+                    .iter()
+                    .map(String::as_str)
+                    .zip(out.iter().copied())
+                    .collect();
                 for (key, bucket) in next {
                     Self::write_bucket(&mut tx, key, bucket, now).await?;
                 }
