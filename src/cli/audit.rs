@@ -36,9 +36,13 @@ pub(super) async fn run(cmd: AuditCommand, ctx: Context) -> anyhow::Result<()> {
         json,
     } = cmd;
     let since = since.as_deref().map(parse_since).transpose()?;
-    let events =
-        admin::list_audit_events(ctx.store.as_ref(), user.as_deref(), since, limit.min(10_000))
-            .await?;
+    let events = admin::list_audit_events(
+        ctx.store.as_ref(),
+        user.as_deref(),
+        since,
+        limit.min(10_000),
+    )
+    .await?;
     for e in events {
         if json {
             println!("{}", event_json(&e));

@@ -5,8 +5,8 @@ use crate::config::Settings;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::token::{random_token, SecretHasher};
 use crate::domain::{
-    AuditEvent, AuditFilter, Client, ClientId, ClientKind, Email, GrantType, ParseError, Password, RedirectUri, ResourceUri,
-    Role, Scope, SecretString, User, UserId, Username,
+    AuditEvent, AuditFilter, Client, ClientId, ClientKind, Email, GrantType, ParseError, Password,
+    RedirectUri, ResourceUri, Role, Scope, SecretString, User, UserId, Username,
 };
 use crate::store::Store;
 

@@ -307,8 +307,11 @@ pub trait GrantStore: Send + Sync {
     async fn revoke_user_grants(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError>;
     /// The user's grants that are neither revoked nor expired at `now`, most recently used
     /// first (the account page's list of apps).
-    async fn list_user_grants(&self, user_id: &str, now: UnixTime)
-        -> Result<Vec<Grant>, StoreError>;
+    async fn list_user_grants(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<Grant>, StoreError>;
     /// Looks a refresh token up by its hash, spent or not.
     async fn get_refresh_token(
         &self,

@@ -95,7 +95,7 @@ pub async fn post_account(app: &TestApp, browser: &Browser, path: &str, fields: 
 
 /// The base32 secret of a TOTP setup page, from its `otpauth://` link.
 pub fn secret_of(page: &str) -> TotpSecret {
-    let start = page.find("otpauth://").expect("otpauth link");
+    let start = page.find("otpauth:").unwrap_or_else(|| panic!("otpauth link in {page}"));
     let uri = unescape(&page[start..start + page[start..].find('"').unwrap()]);
     let url = url::Url::parse(&uri).unwrap();
     let b32 = query(&url, "secret").expect("secret parameter");

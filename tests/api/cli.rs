@@ -11,6 +11,8 @@ crate::both_stores!(
     bad_client_input_is_one_line_and_nonzero,
     user_lifecycle,
     bad_user_input_is_one_line_and_nonzero,
+    require_mfa_is_stored_and_shown,
+    audit_list_filters_by_user_and_since,
 );
 
 fn assert_one_line_error(out: &crate::helpers::CliOutput) {
@@ -317,4 +319,121 @@ async fn bad_user_input_is_one_line_and_nonzero(backend: Backend) {
     ]);
     assert!(!out.status.success());
     let _ = run_cli;
+}
+
+async fn require_mfa_is_stored_and_shown(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let create = |extra: &[&str]| {
+        let mut args = vec!["client", "create", "--name", "Web"];
+        args.extend_from_slice(&["--redirect-uri", "https://app.example/cb", "--json"]);
+        args.extend_from_slice(extra);
+        let out = app.cli(&args);
+        assert!(out.status.success(), "{}", out.stderr);
+        let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        v["client_id"].as_str().unwrap().to_owned()
+    };
+    let strict = create(&["--require-mfa"]);
+    let lax = create(&[]);
+    for (id, want) in [(&strict, true), (&lax, false)] {
+        let client_id = latchkey::domain::ClientId::parse(id).unwrap();
+        let stored = app.state.store.get_client(&client_id).await.unwrap();
+        assert_eq!(stored.unwrap().require_mfa, want);
+        let shown = app.cli(&["client", "show", id, "--json"]);
+        let v: Value = serde_json::from_str(shown.stdout.trim()).unwrap();
+        assert_eq!(v["require_mfa"], want);
+    }
+    let list = app.cli(&["client", "list", "--json"]);
+    let all: Value = serde_json::from_str(list.stdout.trim()).unwrap();
+    let strict_listed = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client_id"] == strict.as_str())
+        .unwrap();
+    assert_eq!(strict_listed["require_mfa"], true);
+}
+
+async fn audit_list_filters_by_user_and_since(backend: Backend) {
+    use latchkey::domain::AuditEvent;
+
+    let app = spawn_app(backend).await;
+    let out = app.cli_with_stdin(
+        &[
+            "user",
+            "create",
+            "--username",
+            "carol",
+            "--email",
+            "carol@example.com",
+            "--password-stdin",
+        ],
+        Some("correct horse battery\n"),
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let carol = app
+        .state
+        .store
+        .get_user_by_username(&latchkey::domain::Username::parse("carol").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    // 2025-12-31T23:59:59Z, 2026-01-01T00:00:00Z, 2026-01-02T00:00:00Z
+    for (at, user) in [
+        (1_767_225_599, carol.id.as_str()),
+        (1_767_225_600, carol.id.as_str()),
+        (1_767_312_000, "someone-else"),
+    ] {
+        let event = AuditEvent {
+            kind: "refresh_token_reuse".into(),
+            at,
+            client_id: None,
+            user_id: Some(user.into()),
+            grant_id: None,
+            ip: Some("10.0.0.1".into()),
+            user_agent: Some("Agent/1.0 (X)".into()),
+            detail: String::new(),
+        };
+        app.state.store.record_event(&event).await.unwrap();
+    }
+    let list = |extra: &[&str]| {
+        let mut args = vec!["audit", "list", "--json"];
+        args.extend_from_slice(extra);
+        let out = app.cli(&args);
+        assert!(out.status.success(), "{}", out.stderr);
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let ats = |events: &[Value]| {
+        events
+            .iter()
+            .map(|e| e["at"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let all = list(&[]);
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0]["user_agent"], "Agent/1.0 (X)");
+    assert_eq!(
+        ats(&list(&["--user", "carol"])),
+        ["2026-01-01T00:00:00Z", "2025-12-31T23:59:59Z"]
+    );
+    assert_eq!(
+        ats(&list(&[
+            "--user",
+            "carol",
+            "--since",
+            "2026-01-01T00:00:00Z"
+        ])),
+        ["2026-01-01T00:00:00Z"]
+    );
+    assert_eq!(list(&["--since", "2026-01-01T01:00:00+01:00"]).len(), 2);
+    let plain = app.cli(&["audit", "list", "--user", "carol"]);
+    assert!(
+        plain.stdout.contains("user_agent=\"Agent/1.0 (X)\""),
+        "{}",
+        plain.stdout
+    );
+    assert_one_line_error(&app.cli(&["audit", "list", "--user", "nobody"]));
+    assert_one_line_error(&app.cli(&["audit", "list", "--since", "yesterday"]));
 }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use latchkey::domain::{
-    AuditEvent, AuditFilter, AuthorizationCode, Client, ClientId, ClientKind, Email, Grant, GrantType,
-    RefreshToken, Scope, Session, User, UserId, Username,
+    AuditEvent, AuditFilter, AuthorizationCode, Client, ClientId, ClientKind, Email, Grant,
+    GrantType, RefreshToken, Scope, Session, User, UserId, Username,
 };
 use latchkey::store::Store;
 

@@ -5,9 +5,7 @@ use async_trait::async_trait;
 use super::{backend, corrupt, write_error};
 use crate::clock::UnixTime;
 use crate::domain::{ClientId, FactorUse, Scope, Session, UserId};
-use crate::store::{
-    ConsentStore, PgStore, SessionStore, SessionUpgrade, SqliteStore, StoreError,
-};
+use crate::store::{ConsentStore, PgStore, SessionStore, SessionUpgrade, SqliteStore, StoreError};
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {

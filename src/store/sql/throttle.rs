@@ -132,11 +132,18 @@ macro_rules! throttle_store {
                 for (key, bucket) in current.iter_mut() {
                     *bucket = Self::lock_bucket(&mut tx, key).await?;
                 }
-                let given: Vec<_> = keys.iter().map(|k| current[k.as_str()]).collect();
+                let given: Vec<_> = keys
+                    .iter()
+                    .map(|k| current.get(k.as_str()).copied().flatten())
+                    .collect();
                 let out = update(&given);
                 check_len(keys, &out)?;
                 // A key given twice keeps its last result.
-                let next: BTreeMap<_, _> = keys.iter().map(String::as_str).zip(out.iter().copied()).collect();
+                let next: BTreeMap<_, _> = keys
+                    .iter()
+                    .map(String::as_str)
+                    .zip(out.iter().copied())
+                    .collect();
                 for (key, bucket) in next {
                     Self::write_bucket(&mut tx, key, bucket, now).await?;
                 }
