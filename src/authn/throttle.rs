@@ -135,7 +135,11 @@ pub fn acquire(checks: &[Check], buckets: &[Option<ThrottleBucket>], now: UnixTi
 
 /// Takes back one counted attempt (it succeeded): the count drops by one, and a delay
 /// that only this attempt caused is lifted.
-pub fn refund(rule: &Rule, bucket: Option<ThrottleBucket>, now: UnixTime) -> Option<ThrottleBucket> {
+pub fn refund(
+    rule: &Rule,
+    bucket: Option<ThrottleBucket>,
+    now: UnixTime,
+) -> Option<ThrottleBucket> {
     let mut b = live(rule, bucket, now)?;
     b.count = b.count.saturating_sub(1);
     if b.count <= 0 {

@@ -153,14 +153,24 @@ async fn change_password(
     match account::change_password(&state, &form.me, current, new, confirm, &browser, now).await {
         Ok(PasswordChange::Changed(cookie)) => {
             let https = state.settings.is_https();
-            let max_age = crate::service::session::secs(state.settings.sessions.absolute_lifetime_secs);
+            let max_age =
+                crate::service::session::secs(state.settings.sessions.absolute_lifetime_secs);
             let res = see_other("/account?done=password_changed");
             cookies::with_cookie(res, Some(cookies::session(cookie, https, max_age)))
         }
         Ok(PasswordChange::WrongCurrent) => {
-            account_page(&state, &form.me, StatusCode::UNAUTHORIZED, None, Some("Your current password is not right.")).await
+            account_page(
+                &state,
+                &form.me,
+                StatusCode::UNAUTHORIZED,
+                None,
+                Some("Your current password is not right."),
+            )
+            .await
         }
-        Ok(PasswordChange::Rejected(why)) => account_page(&state, &form.me, StatusCode::BAD_REQUEST, None, Some(&why)).await,
+        Ok(PasswordChange::Rejected(why)) => {
+            account_page(&state, &form.me, StatusCode::BAD_REQUEST, None, Some(&why)).await
+        }
         Ok(PasswordChange::Throttled(retry_after)) => throttled(retry_after),
         Err(e) => error::service(&e),
     }
@@ -190,7 +200,11 @@ async fn totp_setup(
     if !account::is_recent(&state, &me, now) {
         return reauth_page(&state, &me, "/account/totp");
     }
-    match state.factors.begin_totp(state.store.as_ref(), &me.user, now).await {
+    match state
+        .factors
+        .begin_totp(state.store.as_ref(), &me.user, now)
+        .await
+    {
         Ok(e) => totp_page(
             StatusCode::OK,
             minijinja::context! { csrf => account_csrf(&state, &me), qr => e.qr, otpauth_uri => e.otpauth_uri, secret => e.secret },
@@ -211,8 +225,16 @@ async fn totp_confirm(
         return reauth_page(&state, &form.me, "/account/totp");
     }
     match account::confirm_totp(&state, &form.me, form.field("code"), &browser, now).await {
-        Ok(Some(codes)) => ui::page(StatusCode::OK, "backup_codes.html", minijinja::context! { codes }),
-        Ok(None) => match state.factors.pending_totp(state.store.as_ref(), &form.me.user).await {
+        Ok(Some(codes)) => ui::page(
+            StatusCode::OK,
+            "backup_codes.html",
+            minijinja::context! { codes },
+        ),
+        Ok(None) => match state
+            .factors
+            .pending_totp(state.store.as_ref(), &form.me.user)
+            .await
+        {
             Ok(Some(e)) => totp_page(
                 StatusCode::BAD_REQUEST,
                 minijinja::context! {
@@ -234,7 +256,9 @@ async fn totp_remove(
 ) -> HttpResponse {
     let now = state.clock.now();
     // Removing a second factor needs that factor (or a backup code) presented recently.
-    if !account::is_recent(&state, &form.me, now) || !account::has_recent_second_factor(&state, &form.me, now) {
+    if !account::is_recent(&state, &form.me, now)
+        || !account::has_recent_second_factor(&state, &form.me, now)
+    {
         return reauth_page(&state, &form.me, "/account");
     }
     match account::remove_totp(&state, &form.me, &browser, now).await {
@@ -256,7 +280,11 @@ async fn backup_codes(
         return see_other("/account");
     }
     match account::regenerate_backup_codes(&state, &form.me, &browser, now).await {
-        Ok(codes) => ui::page(StatusCode::OK, "backup_codes.html", minijinja::context! { codes }),
+        Ok(codes) => ui::page(
+            StatusCode::OK,
+            "backup_codes.html",
+            minijinja::context! { codes },
+        ),
         Err(e) => error::service(&e),
     }
 }
@@ -287,14 +315,41 @@ async fn reauth_post(
 ) -> HttpResponse {
     let now = state.clock.now();
     let next = account_path(form.field("next")).to_owned();
-    let next_with_notice = if next == "/account" { "/account?done=reauthenticated".to_owned() } else { next.clone() };
-    let resume = Resume::Account { next: next_with_notice };
+    let next_with_notice = if next == "/account" {
+        "/account?done=reauthenticated".to_owned()
+    } else {
+        next.clone()
+    };
+    let resume = Resume::Account {
+        next: next_with_notice,
+    };
     let username = form.me.user.username.as_str();
     let purpose = Purpose::Reauthenticate(&form.me, resume);
-    let step = login::password(&state, username, form.field("password"), purpose, &browser, now).await;
+    let step = login::password(
+        &state,
+        username,
+        form.field("password"),
+        purpose,
+        &browser,
+        now,
+    )
+    .await;
     let csrf = account_csrf(&state, &form.me);
     match step {
-        Ok(step) => render_step(&req, &state, step, &browser, Form::Reauth { username, next: &next, csrf: &csrf }).await,
+        Ok(step) => {
+            render_step(
+                &req,
+                &state,
+                step,
+                &browser,
+                Form::Reauth {
+                    username,
+                    next: &next,
+                    csrf: &csrf,
+                },
+            )
+            .await
+        }
         Err(e) => error::service(&e),
     }
 }

@@ -59,7 +59,9 @@ pub(super) async fn respond(
         (Outcome::StepUp { request }, Some(session)) => {
             let resume = Resume::Authorize { request };
             match login::step_up(state, &session, resume, browser, now).await {
-                Ok(step) => render_step(req, state, step, browser, Form::Login { request: "" }).await,
+                Ok(step) => {
+                    render_step(req, state, step, browser, Form::Login { request: "" }).await
+                }
                 Err(e) => error::service(&e),
             }
         }
@@ -143,5 +145,13 @@ async fn consent_post(
         }
     };
     let request = decode_request(forms::field(&pairs, "request").unwrap_or_default());
-    respond(&req, &state, request, Step::Consented { allow }, session, &browser).await
+    respond(
+        &req,
+        &state,
+        request,
+        Step::Consented { allow },
+        session,
+        &browser,
+    )
+    .await
 }

@@ -125,7 +125,9 @@ pub fn service(e: &ServiceError) -> HttpResponse {
         ServiceError::Crypto(CryptoError::Busy) => {
             let mut res = page(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &OAuthError::temporarily_unavailable("too many sign-ins at once; try again in a moment"),
+                &OAuthError::temporarily_unavailable(
+                    "too many sign-ins at once; try again in a moment",
+                ),
             );
             res.headers_mut().insert(
                 actix_web::http::header::RETRY_AFTER,

@@ -26,7 +26,10 @@ fn reject(page: HttpResponse) -> actix_web::Error {
 /// The browser's active session, if it has one.
 pub struct MaybeSession(pub Option<ActiveSession>);
 
-async fn resolve(req: &HttpRequest, state: &AppState) -> Result<Option<ActiveSession>, actix_web::Error> {
+async fn resolve(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Option<ActiveSession>, actix_web::Error> {
     let cookie = cookies::read(req, cookies::session_name(state.settings.is_https()));
     session::resolve(state, cookie.as_deref(), state.clock.now())
         .await

@@ -21,7 +21,10 @@ pub fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
 }
 
 /// The decoded form body (RFC 6749 §3.2: `application/x-www-form-urlencoded`).
-pub async fn form_pairs<S>(req: &HttpRequest, mut payload: S) -> Result<Vec<(String, String)>, OAuthError>
+pub async fn form_pairs<S>(
+    req: &HttpRequest,
+    mut payload: S,
+) -> Result<Vec<(String, String)>, OAuthError>
 where
     S: futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>> + Unpin,
 {

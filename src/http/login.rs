@@ -80,7 +80,16 @@ async fn login_post(
     };
     let now = state.clock.now();
     let purpose = Purpose::SignIn(resume);
-    match login::password(&state, field("username"), field("password"), purpose, &browser, now).await {
+    match login::password(
+        &state,
+        field("username"),
+        field("password"),
+        purpose,
+        &browser,
+        now,
+    )
+    .await
+    {
         Ok(step) => render_step(&req, &state, step, &browser, Form::Login { request }).await,
         Err(e) => error::service(&e),
     }
@@ -100,7 +109,15 @@ async fn mfa_post(
     let https = state.settings.is_https();
     let pending = cookies::read(&req, cookies::pending_name(https));
     let now = state.clock.now();
-    let step = login::second_factor(&state, pending.as_deref(), field("method"), field("code"), &browser, now).await;
+    let step = login::second_factor(
+        &state,
+        pending.as_deref(),
+        field("method"),
+        field("code"),
+        &browser,
+        now,
+    )
+    .await;
     match step {
         Ok(step) => render_step(&req, &state, step, &browser, Form::Login { request: "" }).await,
         Err(e) => error::service(&e),
@@ -120,7 +137,11 @@ pub(super) async fn render_step(
         Step::Done(signed_in) => signed_in_response(req, state, *signed_in, browser).await,
         Step::SecondFactor(p) => {
             let (csrf, csrf_cookie) = cookies::csrf_token(req, https);
-            let status = if p.error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+            let status = if p.error.is_some() {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::OK
+            };
             let ctx = minijinja::context! {
                 csrf,
                 error => p.error,
@@ -129,20 +150,32 @@ pub(super) async fn render_step(
                 backup_code => p.offered.contains(&FactorKind::BackupCode),
             };
             let pending = p.pending_cookie.map(|c| cookies::pending(c, https));
-            cookies::with_cookies(ui::page(status, "mfa.html", ctx), csrf_cookie.into_iter().chain(pending))
+            cookies::with_cookies(
+                ui::page(status, "mfa.html", ctx),
+                csrf_cookie.into_iter().chain(pending),
+            )
         }
         Step::MfaUnavailable { resume } => {
             let client_name = match &resume {
-                Resume::Authorize { request } => client_name_of(state, request).await.unwrap_or_default(),
+                Resume::Authorize { request } => {
+                    client_name_of(state, request).await.unwrap_or_default()
+                }
                 Resume::Account { .. } => String::new(),
             };
-            let page = ui::page(StatusCode::FORBIDDEN, "mfa_required.html", minijinja::context! { client_name });
+            let page = ui::page(
+                StatusCode::FORBIDDEN,
+                "mfa_required.html",
+                minijinja::context! { client_name },
+            );
             cookies::with_cookie(page, Some(cookies::clear_pending(https)))
         }
         Step::Failed => failed(req, https, form),
         Step::Throttled { retry_after } => throttled(retry_after),
         Step::Restart(reason) => {
-            let page = error::page(StatusCode::BAD_REQUEST, &OAuthError::invalid_request(reason));
+            let page = error::page(
+                StatusCode::BAD_REQUEST,
+                &OAuthError::invalid_request(reason),
+            );
             cookies::with_cookie(page, Some(cookies::clear_pending(https)))
         }
     }
@@ -152,8 +185,18 @@ pub(super) async fn render_step(
 fn failed(req: &HttpRequest, https: bool, form: Form<'_>) -> HttpResponse {
     const MESSAGE: &str = "Invalid username or password.";
     match form {
-        Form::Login { request } => login_page(req, https, request, None, Some((StatusCode::UNAUTHORIZED, MESSAGE))),
-        Form::Reauth { username, next, csrf } => {
+        Form::Login { request } => login_page(
+            req,
+            https,
+            request,
+            None,
+            Some((StatusCode::UNAUTHORIZED, MESSAGE)),
+        ),
+        Form::Reauth {
+            username,
+            next,
+            csrf,
+        } => {
             let ctx = minijinja::context! { csrf, username, next, error => "That password is not right." };
             ui::page(StatusCode::UNAUTHORIZED, "reauth.html", ctx)
         }
@@ -168,9 +211,14 @@ pub(super) fn throttled(retry_after: i64) -> HttpResponse {
     } else {
         format!("{} minutes", (secs + 59) / 60)
     };
-    let mut res = ui::page(StatusCode::TOO_MANY_REQUESTS, "throttled.html", minijinja::context! { retry_after => words });
+    let mut res = ui::page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "throttled.html",
+        minijinja::context! { retry_after => words },
+    );
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&secs.to_string()) {
-        res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, v);
+        res.headers_mut()
+            .insert(actix_web::http::header::RETRY_AFTER, v);
     }
     res
 }
@@ -185,14 +233,26 @@ async fn signed_in_response(
     let max_age = crate::service::session::secs(state.settings.sessions.absolute_lifetime_secs);
     let cookies = [
         cookies::session(signed_in.session_cookie, https, max_age),
-        cookies::device(signed_in.device_cookie, https, state.settings.login.known_device_days),
+        cookies::device(
+            signed_in.device_cookie,
+            https,
+            state.settings.login.known_device_days,
+        ),
         cookies::clear_pending(https),
     ];
     let res = match signed_in.resume {
         Resume::Authorize { request } => {
             let pairs = decode_request(&request);
             let fresh = Some(signed_in.session);
-            Box::pin(authorize::respond(req, state, pairs, AuthorizeStep::AfterLogin, fresh, browser)).await
+            Box::pin(authorize::respond(
+                req,
+                state,
+                pairs,
+                AuthorizeStep::AfterLogin,
+                fresh,
+                browser,
+            ))
+            .await
         }
         Resume::Account { next } => authorize::see_other(account_path(&next)),
     };
@@ -219,7 +279,14 @@ mod tests {
     #[test]
     fn only_account_paths_are_followed() {
         assert_eq!(account_path("/account/totp"), "/account/totp");
-        for bad in ["https://evil.example/", "//evil.example", "/account/../x", "/accounts?x=1", "/account\\@x", "/logout"] {
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/account/../x",
+            "/accounts?x=1",
+            "/account\\@x",
+            "/logout",
+        ] {
             assert_eq!(account_path(bad), "/account", "{bad}");
         }
     }

@@ -117,7 +117,10 @@ mod tests {
     use super::*;
 
     fn uses(kinds: &[FactorKind]) -> Vec<FactorUse> {
-        kinds.iter().map(|&kind| FactorUse { kind, at: 1 }).collect()
+        kinds
+            .iter()
+            .map(|&kind| FactorUse { kind, at: 1 })
+            .collect()
     }
 
     #[test]
@@ -167,7 +170,10 @@ mod tests {
             required_level(&v(&["urn:other", ACR_MFA]), false),
             AcrLevel::Mfa
         );
-        assert_eq!(required_level(&v(&["urn:other"]), false), AcrLevel::Password);
+        assert_eq!(
+            required_level(&v(&["urn:other"]), false),
+            AcrLevel::Password
+        );
         assert_eq!(required_level(&[], false), AcrLevel::Password);
         assert_eq!(required_level(&[], true), AcrLevel::Mfa);
         assert_eq!(required_level(&v(&[ACR_PASSWORD]), true), AcrLevel::Mfa);

@@ -59,8 +59,10 @@ pub struct Overview {
 
 /// `2026-12-01 14:05 UTC`.
 pub fn when(t: UnixTime) -> String {
-    DateTime::<Utc>::from_timestamp(t, 0)
-        .map_or_else(|| "-".to_owned(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+    DateTime::<Utc>::from_timestamp(t, 0).map_or_else(
+        || "-".to_owned(),
+        |d| d.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
 }
 
 /// Everything the page lists.
@@ -139,8 +141,15 @@ pub async fn end_session(
     }
     session::end(state, sid, now).await?;
     let detail = format!("sid={sid}");
-    audit::record(state.store.as_ref(), "session_revoked", Some(me.user.id.as_str()), &browser.info, detail, now)
-        .await?;
+    audit::record(
+        state.store.as_ref(),
+        "session_revoked",
+        Some(me.user.id.as_str()),
+        &browser.info,
+        detail,
+        now,
+    )
+    .await?;
     Ok(true)
 }
 
@@ -161,8 +170,15 @@ pub async fn end_other_sessions(
         session::end(state, sid, now).await?;
     }
     let detail = format!("{} sessions", ended.len());
-    audit::record(state.store.as_ref(), "other_sessions_revoked", Some(user_id), &browser.info, detail, now)
-        .await?;
+    audit::record(
+        state.store.as_ref(),
+        "other_sessions_revoked",
+        Some(user_id),
+        &browser.info,
+        detail,
+        now,
+    )
+    .await?;
     Ok(ended.len())
 }
 
@@ -222,14 +238,18 @@ pub async fn change_password(
     now: UnixTime,
 ) -> Result<PasswordChange, ServiceError> {
     if new != confirm {
-        return Ok(PasswordChange::Rejected("The new passwords do not match.".into()));
+        return Ok(PasswordChange::Rejected(
+            "The new passwords do not match.".into(),
+        ));
     }
     let new = match Password::parse(new) {
         Ok(p) => p,
         Err(e) => return Ok(PasswordChange::Rejected(e.reason)),
     };
     let username = me.user.username.as_str();
-    let device = state.devices.recognise(username, browser.device_cookie.as_deref());
+    let device = state
+        .devices
+        .recognise(username, browser.device_cookie.as_deref());
     let store = state.store.as_ref();
     let ticket = match state
         .login_throttle
@@ -241,8 +261,15 @@ pub async fn change_password(
     };
     let (matched, _) = login::check_password(state, username, current).await?;
     let Some(user) = matched.filter(|u| u.id == me.user.id) else {
-        audit::record(store, "login_failed", Some(me.user.id.as_str()), &browser.info, "factor=password (password change)", now)
-            .await?;
+        audit::record(
+            store,
+            "login_failed",
+            Some(me.user.id.as_str()),
+            &browser.info,
+            "factor=password (password change)",
+            now,
+        )
+        .await?;
         return Ok(PasswordChange::WrongCurrent);
     };
     state.login_throttle.succeeded(store, &ticket, now).await?;
@@ -264,14 +291,24 @@ pub async fn change_password(
         },
     );
     let (cookie, _) = session::create(state, &user, &factors, &browser.info, now).await?;
-    audit::record(store, "password_changed", Some(user.id.as_str()), &browser.info, "from the account page", now)
-        .await?;
+    audit::record(
+        store,
+        "password_changed",
+        Some(user.id.as_str()),
+        &browser.info,
+        "from the account page",
+        now,
+    )
+    .await?;
     Ok(PasswordChange::Changed(cookie))
 }
 
 /// True when the user has TOTP on.
 pub async fn has_totp(state: &AppState, me: &ActiveSession) -> Result<bool, ServiceError> {
-    let enrolled = state.factors.enrolled(state.store.as_ref(), me.user.id.as_str()).await?;
+    let enrolled = state
+        .factors
+        .enrolled(state.store.as_ref(), me.user.id.as_str())
+        .await?;
     Ok(enrolled.contains(&FactorKind::Totp))
 }
 
@@ -286,7 +323,15 @@ pub async fn remove_totp(
     if !state.store.delete_totp(user_id).await? {
         return Ok(false);
     }
-    audit::record(state.store.as_ref(), "totp_removed", Some(user_id), &browser.info, "", now).await?;
+    audit::record(
+        state.store.as_ref(),
+        "totp_removed",
+        Some(user_id),
+        &browser.info,
+        "",
+        now,
+    )
+    .await?;
     Ok(true)
 }
 
@@ -304,10 +349,21 @@ pub async fn confirm_totp(
         Gate::Throttled { .. } => return Ok(None),
         Gate::Open(t) => t,
     };
-    let codes = state.factors.confirm_totp(store, user_id, code, now).await?;
+    let codes = state
+        .factors
+        .confirm_totp(store, user_id, code, now)
+        .await?;
     if codes.is_some() {
         state.login_throttle.succeeded(store, &ticket, now).await?;
-        audit::record(store, "totp_enrolled", Some(user_id), &browser.info, "", now).await?;
+        audit::record(
+            store,
+            "totp_enrolled",
+            Some(user_id),
+            &browser.info,
+            "",
+            now,
+        )
+        .await?;
     }
     Ok(codes)
 }
@@ -324,7 +380,14 @@ pub async fn regenerate_backup_codes(
         .factors
         .regenerate_backup_codes(state.store.as_ref(), user_id, now)
         .await?;
-    audit::record(state.store.as_ref(), "backup_codes_regenerated", Some(user_id), &browser.info, "", now)
-        .await?;
+    audit::record(
+        state.store.as_ref(),
+        "backup_codes_regenerated",
+        Some(user_id),
+        &browser.info,
+        "",
+        now,
+    )
+    .await?;
     Ok(codes)
 }

@@ -330,7 +330,11 @@ pub async fn list_audit_events(
 
 /// Ends the user's sessions and revokes their grants (refresh families and the access
 /// tokens issued under them).
-pub(crate) async fn cut_off(store: &dyn Store, user: &User, now: UnixTime) -> Result<(), ServiceError> {
+pub(crate) async fn cut_off(
+    store: &dyn Store,
+    user: &User,
+    now: UnixTime,
+) -> Result<(), ServiceError> {
     // Sessions, then their codes, then grants: see `session::end`.
     store.end_user_sessions(user.id.as_str(), now).await?;
     store.consume_user_codes(user.id.as_str(), now).await?;

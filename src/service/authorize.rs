@@ -14,8 +14,8 @@ use crate::oidc::{
 };
 
 use super::session::{secs, ActiveSession};
-use crate::oidc::acr::level_of;
 use super::{AppState, ServiceError};
+use crate::oidc::acr::level_of;
 
 /// What the browser gets. `Debug` hides redirect URLs: they carry codes.
 pub enum Outcome {

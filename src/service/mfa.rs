@@ -79,7 +79,11 @@ impl Factors {
         Ok(kinds)
     }
 
-    fn enrolment(&self, user: &User, secret: &totp::TotpSecret) -> Result<TotpEnrolment, ServiceError> {
+    fn enrolment(
+        &self,
+        user: &User,
+        secret: &totp::TotpSecret,
+    ) -> Result<TotpEnrolment, ServiceError> {
         let account = user.username.as_str();
         let uri = totp::otpauth_uri(secret, &self.issuer_label, account).map_err(refused)?;
         let qr = totp::qr_png_data_uri(secret, &self.issuer_label, account).map_err(refused)?;
@@ -99,8 +103,12 @@ impl Factors {
         now: UnixTime,
     ) -> Result<TotpEnrolment, ServiceError> {
         let secret = totp::TotpSecret::generate().map_err(refused)?;
-        let sealed = self.master.seal(secret.as_bytes(), &aad(user.id.as_str()))?;
-        store.put_pending_totp(user.id.as_str(), &sealed, now).await?;
+        let sealed = self
+            .master
+            .seal(secret.as_bytes(), &aad(user.id.as_str()))?;
+        store
+            .put_pending_totp(user.id.as_str(), &sealed, now)
+            .await?;
         self.enrolment(user, &secret)
     }
 

@@ -51,7 +51,10 @@ async fn signed_in(app: &TestApp, username: &str) -> Browser {
 async fn assert_signed_out(app: &TestApp, browser: &Browser) {
     let res = browser.http.get(app.url("/account")).send().await.unwrap();
     let page = res.text().await.unwrap();
-    assert!(page.contains("action=\"/login\""), "expected the login page: {page}");
+    assert!(
+        page.contains("action=\"/login\""),
+        "expected the login page: {page}"
+    );
 }
 
 async fn the_page_needs_a_session(backend: Backend) {
@@ -98,7 +101,9 @@ async fn the_page_lists_sessions_and_signs_one_out(backend: Backend) {
     assert_eq!(res.status(), 303);
     assert_signed_out(&app, &phone).await;
     account_page(&app, &me).await;
-    let events = app.cli(&["audit", "list", "--user", USERNAME, "--json"]).stdout;
+    let events = app
+        .cli(&["audit", "list", "--user", USERNAME, "--json"])
+        .stdout;
     assert!(events.contains("session_revoked"), "{events}");
 }
 
@@ -125,22 +130,46 @@ async fn apps_are_listed_and_revoked(backend: Backend) {
     alice(&app).await;
     let (browser, _, tokens) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
     let page = account_page(&app, &browser).await;
-    assert!(page.contains("Acme Web") && page.contains("offline_access"), "{page}");
+    assert!(
+        page.contains("Acme Web") && page.contains("offline_access"),
+        "{page}"
+    );
     let grants = grant_ids(&page);
     assert_eq!(grants.len(), 1);
-    let res = post_account(&app, &browser, "/account/apps/revoke", &[("grant_id", &grants[0])]).await;
+    let res = post_account(
+        &app,
+        &browser,
+        "/account/apps/revoke",
+        &[("grant_id", &grants[0])],
+    )
+    .await;
     assert_eq!(res.status(), 303);
-    assert_error(refresh(&app, &client, s(&tokens, "refresh_token")).await, 400, "invalid_grant").await;
+    assert_error(
+        refresh(&app, &client, s(&tokens, "refresh_token")).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
     assert_inactive(&app, &client, s(&tokens, "access_token")).await;
     assert!(grant_ids(&account_page(&app, &browser).await).is_empty());
 }
 
-async fn change_password(app: &TestApp, browser: &Browser, current: &str, new: &str, confirm: &str) -> reqwest::Response {
+async fn change_password(
+    app: &TestApp,
+    browser: &Browser,
+    current: &str,
+    new: &str,
+    confirm: &str,
+) -> reqwest::Response {
     post_account(
         app,
         browser,
         "/account/password",
-        &[("current_password", current), ("new_password", new), ("confirm_password", confirm)],
+        &[
+            ("current_password", current),
+            ("new_password", new),
+            ("confirm_password", confirm),
+        ],
     )
     .await
 }
@@ -155,16 +184,36 @@ async fn a_password_change_ends_the_other_sessions_and_families(backend: Backend
     let res = change_password(&app, &me, PASSWORD, new, new).await;
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()["location"], "/account?done=password_changed");
-    assert!(cookie_set(&res, "latchkey_session").is_some(), "this browser gets a new session");
+    assert!(
+        cookie_set(&res, "latchkey_session").is_some(),
+        "this browser gets a new session"
+    );
     // This browser carries on; the other is signed out and its family is dead.
-    let page = me.http.get(app.url("/account?done=password_changed")).send().await.unwrap();
+    let page = me
+        .http
+        .get(app.url("/account?done=password_changed"))
+        .send()
+        .await
+        .unwrap();
     assert!(page.text().await.unwrap().contains("password was changed"));
     assert_signed_out(&app, &other).await;
     assert_refresh_dead(&app, &client, s(&tokens, "refresh_token")).await;
     // The new password signs in; the old one does not.
-    assert_eq!(sign_in(&app, &Browser::new(&app), USERNAME, PASSWORD).await.status(), 401);
-    assert_eq!(sign_in(&app, &Browser::new(&app), USERNAME, new).await.status(), 303);
-    let events = app.cli(&["audit", "list", "--user", USERNAME, "--json"]).stdout;
+    assert_eq!(
+        sign_in(&app, &Browser::new(&app), USERNAME, PASSWORD)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        sign_in(&app, &Browser::new(&app), USERNAME, new)
+            .await
+            .status(),
+        303
+    );
+    let events = app
+        .cli(&["audit", "list", "--user", USERNAME, "--json"])
+        .stdout;
     assert!(events.contains("password_changed"), "{events}");
 }
 
@@ -173,11 +222,31 @@ async fn a_password_change_needs_the_current_password_and_matching_copies(backen
     alice(&app).await;
     let me = signed_in(&app, USERNAME).await;
     let new = "a much longer new passphrase";
-    assert_eq!(change_password(&app, &me, "not my password", new, new).await.status(), 401);
-    assert_eq!(change_password(&app, &me, PASSWORD, new, "something else entirely").await.status(), 400);
-    assert_eq!(change_password(&app, &me, PASSWORD, "short", "short").await.status(), 400);
+    assert_eq!(
+        change_password(&app, &me, "not my password", new, new)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        change_password(&app, &me, PASSWORD, new, "something else entirely")
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        change_password(&app, &me, PASSWORD, "short", "short")
+            .await
+            .status(),
+        400
+    );
     // Nothing changed: the old password still works, this session too.
-    assert_eq!(sign_in(&app, &Browser::new(&app), USERNAME, PASSWORD).await.status(), 303);
+    assert_eq!(
+        sign_in(&app, &Browser::new(&app), USERNAME, PASSWORD)
+            .await
+            .status(),
+        303
+    );
     account_page(&app, &me).await;
 }
 
@@ -195,20 +264,64 @@ async fn changing_a_factor_without_a_recent_sign_in_asks_for_one(backend: Backen
     let new = "a much longer new passphrase";
     let res = change_password(&app, &me, PASSWORD, new, new).await;
     assert_eq!(res.status(), 401, "asked to re-authenticate");
-    assert_eq!(sign_in(&app, &Browser::new(&app), USERNAME, PASSWORD).await.status(), 303, "unchanged");
+    assert_eq!(
+        sign_in(&app, &Browser::new(&app), USERNAME, PASSWORD)
+            .await
+            .status(),
+        303,
+        "unchanged"
+    );
     // Re-authenticate: a wrong password is refused, the right one goes back to the page.
     let csrf = csrf_of(&reauth, "/account/reauth");
-    let wrong = post_form(&me.http, &app.url("/account/reauth"), &[("password", "wrong password"), ("next", "/account/totp"), ("csrf", &csrf)]).await;
+    let wrong = post_form(
+        &me.http,
+        &app.url("/account/reauth"),
+        &[
+            ("password", "wrong password"),
+            ("next", "/account/totp"),
+            ("csrf", &csrf),
+        ],
+    )
+    .await;
     assert_eq!(wrong.status(), 401);
-    let res = post_form(&me.http, &app.url("/account/reauth"), &[("password", PASSWORD), ("next", "/account/totp"), ("csrf", &csrf)]).await;
+    let res = post_form(
+        &me.http,
+        &app.url("/account/reauth"),
+        &[
+            ("password", PASSWORD),
+            ("next", "/account/totp"),
+            ("csrf", &csrf),
+        ],
+    )
+    .await;
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()["location"], "/account/totp");
-    assert_eq!(me.http.get(app.url("/account/totp")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        me.http
+            .get(app.url("/account/totp"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // An off-site `next` is never followed.
     let csrf = csrf_of(&account_page(&app, &me).await, "/account/password");
-    let res = post_form(&me.http, &app.url("/account/reauth"), &[("password", PASSWORD), ("next", "https://evil.example/"), ("csrf", &csrf)]).await;
+    let res = post_form(
+        &me.http,
+        &app.url("/account/reauth"),
+        &[
+            ("password", PASSWORD),
+            ("next", "https://evil.example/"),
+            ("csrf", &csrf),
+        ],
+    )
+    .await;
     assert_eq!(res.status(), 303);
-    assert!(res.headers()["location"].to_str().unwrap().starts_with("/account"));
+    assert!(res.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/account"));
 }
 
 async fn removing_totp_needs_a_fresh_second_factor(backend: Backend) {
@@ -218,19 +331,44 @@ async fn removing_totp_needs_a_fresh_second_factor(backend: Backend) {
     let res = post_account(&app, &browser, "/account/totp/remove", &[]).await;
     assert_eq!(res.status(), 401, "asked to re-authenticate");
     let reauth = res.text().await.unwrap();
-    assert!(account_page(&app, &browser).await.contains("Authenticator app: <strong>on</strong>"));
+    assert!(account_page(&app, &browser)
+        .await
+        .contains("Authenticator app: <strong>on</strong>"));
     // Re-authentication asks for the password and then the code.
     let csrf = csrf_of(&reauth, "/account/reauth");
-    let res = post_form(&browser.http, &app.url("/account/reauth"), &[("password", PASSWORD), ("next", "/account"), ("csrf", &csrf)]).await;
+    let res = post_form(
+        &browser.http,
+        &app.url("/account/reauth"),
+        &[
+            ("password", PASSWORD),
+            ("next", "/account"),
+            ("csrf", &csrf),
+        ],
+    )
+    .await;
     let page = assert_mfa_page(res).await;
-    let res = submit_mfa(&app, &browser, &page, "totp", &code_now(&app, &enrolled.secret)).await;
+    let res = submit_mfa(
+        &app,
+        &browser,
+        &page,
+        "totp",
+        &code_now(&app, &enrolled.secret),
+    )
+    .await;
     assert_eq!(res.status(), 303);
     let res = post_account(&app, &browser, "/account/totp/remove", &[]).await;
     assert_eq!(res.status(), 303);
-    assert!(account_page(&app, &browser).await.contains("Authenticator app: <strong>off</strong>"));
+    assert!(account_page(&app, &browser)
+        .await
+        .contains("Authenticator app: <strong>off</strong>"));
     sign_in_ok(&app, &Browser::new(&app), "carol").await;
-    let events = app.cli(&["audit", "list", "--user", "carol", "--json"]).stdout;
-    assert!(events.contains("totp_removed") && events.contains("reauthenticated"), "{events}");
+    let events = app
+        .cli(&["audit", "list", "--user", "carol", "--json"])
+        .stdout;
+    assert!(
+        events.contains("totp_removed") && events.contains("reauthenticated"),
+        "{events}"
+    );
 }
 
 async fn forms_without_the_sessions_csrf_token_change_nothing(backend: Backend) {
@@ -252,7 +390,12 @@ async fn forms_without_the_sessions_csrf_token_change_nothing(backend: Backend) 
         account_page(&app, &other).await;
     }
     // Without a session at all.
-    let res = post_form(&Browser::new(&app).http, &app.url("/account/sessions/end-others"), &[("csrf", "x")]).await;
+    let res = post_form(
+        &Browser::new(&app).http,
+        &app.url("/account/sessions/end-others"),
+        &[("csrf", "x")],
+    )
+    .await;
     assert_eq!(res.status(), 401);
     account_page(&app, &other).await;
 }
@@ -265,18 +408,48 @@ async fn a_form_naming_another_users_session_or_app_changes_nothing(backend: Bac
     let (bob, _, bob_tokens) = full_flow(&app, &client, "bob", FULL_SCOPE).await;
     let bob_page = account_page(&app, &bob).await;
     let bob_grant = grant_ids(&bob_page)[0].clone();
-    let bob_sid = app.state.store.list_user_sessions(
-        app.state.store.get_user_by_username(&latchkey::domain::Username::parse("bob").unwrap()).await.unwrap().unwrap().id.as_str(),
-        app.clock.now(),
-    ).await.unwrap()[0].sid.clone();
+    let bob_sid = app
+        .state
+        .store
+        .list_user_sessions(
+            app.state
+                .store
+                .get_user_by_username(&latchkey::domain::Username::parse("bob").unwrap())
+                .await
+                .unwrap()
+                .unwrap()
+                .id
+                .as_str(),
+            app.clock.now(),
+        )
+        .await
+        .unwrap()[0]
+        .sid
+        .clone();
     let me = signed_in(&app, USERNAME).await;
     let res = post_account(&app, &me, "/account/sessions/end", &[("sid", &bob_sid)]).await;
     assert_eq!(res.status(), 404);
-    let res = post_account(&app, &me, "/account/apps/revoke", &[("grant_id", &bob_grant)]).await;
+    let res = post_account(
+        &app,
+        &me,
+        "/account/apps/revoke",
+        &[("grant_id", &bob_grant)],
+    )
+    .await;
     assert_eq!(res.status(), 404);
     for junk in ["", "nope", &"x".repeat(3000)] {
-        assert_eq!(post_account(&app, &me, "/account/sessions/end", &[("sid", junk)]).await.status(), 404);
-        assert_eq!(post_account(&app, &me, "/account/apps/revoke", &[("grant_id", junk)]).await.status(), 404);
+        assert_eq!(
+            post_account(&app, &me, "/account/sessions/end", &[("sid", junk)])
+                .await
+                .status(),
+            404
+        );
+        assert_eq!(
+            post_account(&app, &me, "/account/apps/revoke", &[("grant_id", junk)])
+                .await
+                .status(),
+            404
+        );
     }
     account_page(&app, &bob).await;
     assert_tokens(refresh(&app, &client, s(&bob_tokens, "refresh_token")).await).await;
@@ -288,12 +461,29 @@ async fn pages_have_no_inline_script_or_style(backend: Backend) {
     let me = signed_in(&app, USERNAME).await;
     let setup = me.http.get(app.url("/account/totp")).send().await.unwrap();
     let account = me.http.get(app.url("/account")).send().await.unwrap();
-    let login = Browser::new(&app).http.get(app.url("/login")).send().await.unwrap();
+    let login = Browser::new(&app)
+        .http
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap();
     for res in [setup, account, login] {
-        let csp = res.headers()["content-security-policy"].to_str().unwrap().to_owned();
-        assert!(csp.starts_with("default-src 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+        let csp = res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            csp.starts_with("default-src 'none'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
         let page = res.text().await.unwrap();
-        assert!(!page.contains("<script") && !page.contains("style=") && !page.contains("<style"), "{page}");
-        assert!(page.contains("name=\"viewport\" content=\"width=device-width"), "usable on a phone");
+        assert!(
+            !page.contains("<script") && !page.contains("style=") && !page.contains("<style"),
+            "{page}"
+        );
+        assert!(
+            page.contains("name=\"viewport\" content=\"width=device-width"),
+            "usable on a phone"
+        );
     }
 }

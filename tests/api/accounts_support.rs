@@ -33,12 +33,25 @@ pub fn csrf_of(page: &str, action: &str) -> String {
 
 /// Signs in through the account area's own login page (`GET /login`, no OAuth request).
 pub async fn sign_in(app: &TestApp, browser: &Browser, username: &str, password: &str) -> Response {
-    let page = browser.http.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
+    let page = browser
+        .http
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let csrf = csrf_of(&page, "/login");
     post_form(
         &browser.http,
         &app.url("/login"),
-        &[("username", username), ("password", password), ("csrf", csrf.as_str()), ("request", "")],
+        &[
+            ("username", username),
+            ("password", password),
+            ("csrf", csrf.as_str()),
+            ("request", ""),
+        ],
     )
     .await
 }
@@ -55,7 +68,13 @@ pub async fn sign_in_ok(app: &TestApp, browser: &Browser, username: &str) {
 }
 
 /// Posts a code on the second-factor page `page`.
-pub async fn submit_mfa(app: &TestApp, browser: &Browser, page: &str, method: &str, code: &str) -> Response {
+pub async fn submit_mfa(
+    app: &TestApp,
+    browser: &Browser,
+    page: &str,
+    method: &str,
+    code: &str,
+) -> Response {
     let csrf = csrf_of(page, "/login/mfa");
     post_form(
         &browser.http,
@@ -71,7 +90,10 @@ pub async fn assert_mfa_page(res: Response) -> String {
     let page = res.text().await.unwrap();
     assert!(status == 200 || status == 401, "{status}: {page}");
     assert!(page.contains("action=\"/login/mfa\""), "{page}");
-    assert!(!page.contains("name=\"password\""), "no password prompt: {page}");
+    assert!(
+        !page.contains("name=\"password\""),
+        "no password prompt: {page}"
+    );
     page
 }
 
@@ -80,12 +102,20 @@ pub async fn account_page(app: &TestApp, browser: &Browser) -> String {
     let res = browser.http.get(app.url("/account")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let page = res.text().await.unwrap();
-    assert!(page.contains("action=\"/account/password\""), "not the account page: {page}");
+    assert!(
+        page.contains("action=\"/account/password\""),
+        "not the account page: {page}"
+    );
     page
 }
 
 /// Posts an account form (`path`, with the session-bound CSRF token from the account page).
-pub async fn post_account(app: &TestApp, browser: &Browser, path: &str, fields: &[(&str, &str)]) -> Response {
+pub async fn post_account(
+    app: &TestApp,
+    browser: &Browser,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Response {
     let page = account_page(app, browser).await;
     let csrf = csrf_of(&page, "/account/password");
     let mut all: Vec<(&str, &str)> = fields.to_vec();
@@ -95,11 +125,16 @@ pub async fn post_account(app: &TestApp, browser: &Browser, path: &str, fields: 
 
 /// The base32 secret of a TOTP setup page, from its `otpauth://` link.
 pub fn secret_of(page: &str) -> TotpSecret {
-    let start = page.find("otpauth:").unwrap_or_else(|| panic!("otpauth link in {page}"));
+    let start = page
+        .find("otpauth:")
+        .unwrap_or_else(|| panic!("otpauth link in {page}"));
     let uri = unescape(&page[start..start + page[start..].find('"').unwrap()]);
     let url = url::Url::parse(&uri).unwrap();
     let b32 = query(&url, "secret").expect("secret parameter");
-    let bytes = totp_rs::Secret::try_from_base32(&b32).expect("base32").as_bytes().to_vec();
+    let bytes = totp_rs::Secret::try_from_base32(&b32)
+        .expect("base32")
+        .as_bytes()
+        .to_vec();
     TotpSecret::from_bytes(bytes).unwrap()
 }
 
@@ -107,7 +142,11 @@ pub fn secret_of(page: &str) -> TotpSecret {
 pub fn codes_of(page: &str) -> Vec<String> {
     page.split(['<', '>'])
         .map(str::trim)
-        .filter(|t| t.len() == 11 && t.as_bytes()[5] == b'-' && t.bytes().all(|b| b == b'-' || b.is_ascii_alphanumeric()))
+        .filter(|t| {
+            t.len() == 11
+                && t.as_bytes()[5] == b'-'
+                && t.bytes().all(|b| b == b'-' || b.is_ascii_alphanumeric())
+        })
         .map(str::to_owned)
         .collect()
 }
@@ -115,19 +154,32 @@ pub fn codes_of(page: &str) -> Vec<String> {
 /// Enrols TOTP for the signed-in `browser` (recent sign-in needed) and moves the app
 /// clock one step on, so the enrolment's code is not the next login's.
 pub async fn enrol_totp(app: &TestApp, browser: &Browser) -> Enrolled {
-    let res = browser.http.get(app.url("/account/totp")).send().await.unwrap();
+    let res = browser
+        .http
+        .get(app.url("/account/totp"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let setup = res.text().await.unwrap();
     let secret = secret_of(&setup);
     let csrf = csrf_of(&setup, "/account/totp");
     let code = code_now(app, &secret);
-    let res = post_form(&browser.http, &app.url("/account/totp"), &[("code", code.as_str()), ("csrf", csrf.as_str())]).await;
+    let res = post_form(
+        &browser.http,
+        &app.url("/account/totp"),
+        &[("code", code.as_str()), ("csrf", csrf.as_str())],
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let page = res.text().await.unwrap();
     let backup_codes = codes_of(&page);
     assert_eq!(backup_codes.len(), 10, "{page}");
     app.clock.advance(30);
-    Enrolled { secret, backup_codes }
+    Enrolled {
+        secret,
+        backup_codes,
+    }
 }
 
 /// A user with TOTP: created, signed in once, enrolled; the browser used is returned.

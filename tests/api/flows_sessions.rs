@@ -213,11 +213,7 @@ async fn repeated_failures_lock_a_username_whether_or_not_it_exists(backend: Bac
             .headers()
             .get("set-cookie")
             .is_none_or(|c| !c.to_str().unwrap().contains("latchkey_session")));
-        assert!(res
-            .text()
-            .await
-            .unwrap()
-            .contains("Too many attempts"));
+        assert!(res.text().await.unwrap().contains("Too many attempts"));
     }
     // Others are not affected.
     assert_eq!(

@@ -2,9 +2,9 @@
 //! database: a fresh SQLite file, or a fresh schema in the PostgreSQL database named by
 //! LATCHKEY_TEST_DATABASE_URL (see helpers.rs).
 
+mod accounts_support;
 mod hardening;
 mod helpers;
-mod accounts_support;
 mod oauth;
 
 mod account_page;
@@ -20,7 +20,7 @@ mod logs;
 mod mfa;
 mod store_accounts;
 mod store_contract;
+mod store_flows;
 mod throttle;
 mod two_nodes;
-mod store_flows;
 mod wellknown;

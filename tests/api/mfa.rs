@@ -28,12 +28,22 @@ crate::both_stores!(
 const MFA: &str = "urn:latchkey:acr:mfa";
 
 /// The second-factor page of an authorization request, after the password.
-async fn mfa_page_for(app: &TestApp, browser: &Browser, req: &AuthRequest, username: &str) -> String {
+async fn mfa_page_for(
+    app: &TestApp,
+    browser: &Browser,
+    req: &AuthRequest,
+    username: &str,
+) -> String {
     let page = authorize(app, browser, req).await.text().await.unwrap();
     assert_mfa_page(submit_login(app, browser, &page, username, PASSWORD).await).await
 }
 
-async fn tokens_for(app: &TestApp, client: &TestClient, req: &AuthRequest, res: reqwest::Response) -> Value {
+async fn tokens_for(
+    app: &TestApp,
+    client: &TestClient,
+    req: &AuthRequest,
+    res: reqwest::Response,
+) -> Value {
     let code = assert_code(app, &res, req);
     assert_tokens(exchange_code(app, client, &code, req).await).await
 }
@@ -45,7 +55,14 @@ async fn totp_enrolment_then_sign_in_with_password_and_code(backend: Backend) {
     let browser = Browser::new(&app);
     let req = AuthRequest::new(&client, "openid");
     let page = mfa_page_for(&app, &browser, &req, "carol").await;
-    let res = submit_mfa(&app, &browser, &page, "totp", &code_now(&app, &enrolled.secret)).await;
+    let res = submit_mfa(
+        &app,
+        &browser,
+        &page,
+        "totp",
+        &code_now(&app, &enrolled.secret),
+    )
+    .await;
     let tokens = tokens_for(&app, &client, &req, res).await;
     let id = claims(s(&tokens, "id_token"));
     assert_eq!(id["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
@@ -54,7 +71,11 @@ async fn totp_enrolment_then_sign_in_with_password_and_code(backend: Backend) {
     code_with_session(&app, &browser, &AuthRequest::new(&client, "openid")).await;
     let events = app.cli(&["audit", "list", "--user", "carol", "--json"]);
     assert!(events.stdout.contains("totp_enrolled"), "{}", events.stdout);
-    assert!(events.stdout.contains("factors=password,totp"), "{}", events.stdout);
+    assert!(
+        events.stdout.contains("factors=password,totp"),
+        "{}",
+        events.stdout
+    );
 }
 
 async fn enrolment_needs_one_valid_code(backend: Backend) {
@@ -62,26 +83,54 @@ async fn enrolment_needs_one_valid_code(backend: Backend) {
     create_user(&app, "carol", &[]).await;
     let browser = Browser::new(&app);
     sign_in_ok(&app, &browser, "carol").await;
-    let setup = browser.http.get(app.url("/account/totp")).send().await.unwrap();
-    let csp = setup.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("img-src 'self' data:") && !csp.contains("script-src"), "{csp}");
+    let setup = browser
+        .http
+        .get(app.url("/account/totp"))
+        .send()
+        .await
+        .unwrap();
+    let csp = setup.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("img-src 'self' data:") && !csp.contains("script-src"),
+        "{csp}"
+    );
     let setup = setup.text().await.unwrap();
-    assert!(unescape(&setup).contains("src=\"data:image/png;base64,"), "a server-rendered QR code");
+    assert!(
+        unescape(&setup).contains("src=\"data:image/png;base64,"),
+        "a server-rendered QR code"
+    );
     let secret = secret_of(&setup);
     let csrf = csrf_of(&setup, "/account/totp");
     let wrong = code(&secret, app.clock.now() + 300);
-    let res = post_form(&browser.http, &app.url("/account/totp"), &[("code", wrong.as_str()), ("csrf", csrf.as_str())]).await;
+    let res = post_form(
+        &browser.http,
+        &app.url("/account/totp"),
+        &[("code", wrong.as_str()), ("csrf", csrf.as_str())],
+    )
+    .await;
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("not right"));
     // Not active yet: a sign-in asks for no code.
     sign_in_ok(&app, &Browser::new(&app), "carol").await;
-    assert!(account_page(&app, &browser).await.contains("Authenticator app: <strong>off</strong>"));
+    assert!(account_page(&app, &browser)
+        .await
+        .contains("Authenticator app: <strong>off</strong>"));
     // The same secret, still pending, is confirmed by a valid code.
     let right = code_now(&app, &secret);
-    let res = post_form(&browser.http, &app.url("/account/totp"), &[("code", right.as_str()), ("csrf", csrf.as_str())]).await;
+    let res = post_form(
+        &browser.http,
+        &app.url("/account/totp"),
+        &[("code", right.as_str()), ("csrf", csrf.as_str())],
+    )
+    .await;
     assert_eq!(res.status(), 200);
     assert_eq!(codes_of(&res.text().await.unwrap()).len(), 10);
-    assert!(account_page(&app, &browser).await.contains("Authenticator app: <strong>on</strong>"));
+    assert!(account_page(&app, &browser)
+        .await
+        .contains("Authenticator app: <strong>on</strong>"));
     app.clock.advance(30);
     assert_mfa_page(sign_in(&app, &Browser::new(&app), "carol", PASSWORD).await).await;
 }
@@ -98,7 +147,14 @@ async fn a_replayed_code_is_refused(backend: Backend) {
     assert!(cookie_set(&res, "latchkey_session").is_none());
     let page = res.text().await.unwrap();
     app.clock.advance(30);
-    let res = submit_mfa(&app, &browser, &page, "totp", &code_now(&app, &enrolled.secret)).await;
+    let res = submit_mfa(
+        &app,
+        &browser,
+        &page,
+        "totp",
+        &code_now(&app, &enrolled.secret),
+    )
+    .await;
     assert_eq!(res.status(), 303, "the next step's code works");
 }
 
@@ -112,7 +168,10 @@ async fn a_code_one_step_off_is_accepted_and_two_steps_off_refused(backend: Back
         async move {
             let browser = Browser::new(app);
             let page = assert_mfa_page(sign_in(app, &browser, "carol", PASSWORD).await).await;
-            submit_mfa(app, &browser, &page, "totp", &code(secret, at)).await.status().as_u16()
+            submit_mfa(app, &browser, &page, "totp", &code(secret, at))
+                .await
+                .status()
+                .as_u16()
         }
     };
     // One step behind, then one step ahead (steps must keep increasing: each is used once).
@@ -132,14 +191,27 @@ async fn a_backup_code_works_once_and_the_page_counts_what_is_left(backend: Back
     let browser = Browser::new(&app);
     let page = assert_mfa_page(sign_in(&app, &browser, "carol", PASSWORD).await).await;
     let res = submit_mfa(&app, &browser, &page, "backup_code", &backup).await;
-    assert_eq!(res.status(), 303, "typed in upper case with a space: still the code");
+    assert_eq!(
+        res.status(),
+        303,
+        "typed in upper case with a space: still the code"
+    );
     let account = account_page(&app, &browser).await;
     assert!(account.contains("9 backup codes left"), "{account}");
     let other = Browser::new(&app);
     let page = assert_mfa_page(sign_in(&app, &other, "carol", PASSWORD).await).await;
-    let res = submit_mfa(&app, &other, &page, "backup_code", &enrolled.backup_codes[3]).await;
+    let res = submit_mfa(
+        &app,
+        &other,
+        &page,
+        "backup_code",
+        &enrolled.backup_codes[3],
+    )
+    .await;
     assert_eq!(res.status(), 401, "a backup code works once");
-    let events = app.cli(&["audit", "list", "--user", "carol", "--json"]).stdout;
+    let events = app
+        .cli(&["audit", "list", "--user", "carol", "--json"])
+        .stdout;
     assert!(events.contains("backup_code_used"), "{events}");
 }
 
@@ -153,10 +225,22 @@ async fn regenerating_backup_codes_voids_the_old_ones(backend: Backend) {
     assert!(fresh.iter().all(|c| !enrolled.backup_codes.contains(c)));
     let other = Browser::new(&app);
     let page = assert_mfa_page(sign_in(&app, &other, "carol", PASSWORD).await).await;
-    let res = submit_mfa(&app, &other, &page, "backup_code", &enrolled.backup_codes[0]).await;
+    let res = submit_mfa(
+        &app,
+        &other,
+        &page,
+        "backup_code",
+        &enrolled.backup_codes[0],
+    )
+    .await;
     assert_eq!(res.status(), 401, "the old set is void");
     let page = res.text().await.unwrap();
-    assert_eq!(submit_mfa(&app, &other, &page, "backup_code", &fresh[0]).await.status(), 303);
+    assert_eq!(
+        submit_mfa(&app, &other, &page, "backup_code", &fresh[0])
+            .await
+            .status(),
+        303
+    );
 }
 
 async fn acr_values_step_up_asks_only_for_the_second_factor(backend: Backend) {
@@ -165,28 +249,60 @@ async fn acr_values_step_up_asks_only_for_the_second_factor(backend: Backend) {
     // Signed in with a password before TOTP was on: a single-factor session.
     let (browser, enrolled) = user_with_totp(&app, "carol").await;
     let plain = AuthRequest::new(&client, "openid");
-    let tokens = tokens_for(&app, &client, &plain, authorize(&app, &browser, &plain).await).await;
-    assert_eq!(claims(s(&tokens, "id_token"))["acr"], "urn:latchkey:acr:password");
+    let tokens = tokens_for(
+        &app,
+        &client,
+        &plain,
+        authorize(&app, &browser, &plain).await,
+    )
+    .await;
+    assert_eq!(
+        claims(s(&tokens, "id_token"))["acr"],
+        "urn:latchkey:acr:password"
+    );
     let req = AuthRequest::new(&client, "openid").with("acr_values", Some(MFA));
     let page = assert_mfa_page(authorize(&app, &browser, &req).await).await;
-    let res = submit_mfa(&app, &browser, &page, "totp", &code_now(&app, &enrolled.secret)).await;
+    let res = submit_mfa(
+        &app,
+        &browser,
+        &page,
+        "totp",
+        &code_now(&app, &enrolled.secret),
+    )
+    .await;
     let tokens = tokens_for(&app, &client, &req, res).await;
     let id = claims(s(&tokens, "id_token"));
     assert_eq!(id["acr"], MFA);
     assert_eq!(id["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
     // The stepped-up session now satisfies the request silently.
-    let again = AuthRequest::new(&client, "openid").with("acr_values", Some(MFA)).with("prompt", Some("none"));
+    let again = AuthRequest::new(&client, "openid")
+        .with("acr_values", Some(MFA))
+        .with("prompt", Some("none"));
     code_with_session(&app, &browser, &again).await;
 }
 
 async fn a_client_that_requires_mfa_steps_up_too(backend: Backend) {
     let app = spawn_app(backend).await;
-    let strict = register(&app, NewClient { require_mfa: true, ..confidential_input("Payroll") }).await;
+    let strict = register(
+        &app,
+        NewClient {
+            require_mfa: true,
+            ..confidential_input("Payroll")
+        },
+    )
+    .await;
     let (browser, enrolled) = user_with_totp(&app, "carol").await;
     let req = AuthRequest::new(&strict, "openid");
     // No acr_values at all: the client's setting demands the second factor.
     let page = assert_mfa_page(authorize(&app, &browser, &req).await).await;
-    let res = submit_mfa(&app, &browser, &page, "totp", &code_now(&app, &enrolled.secret)).await;
+    let res = submit_mfa(
+        &app,
+        &browser,
+        &page,
+        "totp",
+        &code_now(&app, &enrolled.secret),
+    )
+    .await;
     let tokens = tokens_for(&app, &strict, &req, res).await;
     assert_eq!(claims(s(&tokens, "id_token"))["acr"], MFA);
     // prompt=none with a single-factor session of a user who has a factor: interaction_required.
@@ -195,7 +311,12 @@ async fn a_client_that_requires_mfa_steps_up_too(backend: Backend) {
     sign_in_ok(&app, &other, "dave").await;
     enrol_totp(&app, &other).await;
     let silent = AuthRequest::new(&strict, "openid").with("prompt", Some("none"));
-    assert_auth_error(&app, &authorize(&app, &other, &silent).await, &silent, "interaction_required");
+    assert_auth_error(
+        &app,
+        &authorize(&app, &other, &silent).await,
+        &silent,
+        "interaction_required",
+    );
 }
 
 async fn a_user_without_a_second_factor_gets_a_clear_answer(backend: Backend) {
@@ -208,13 +329,24 @@ async fn a_user_without_a_second_factor_gets_a_clear_answer(backend: Backend) {
     let res = submit_login(&app, &browser, &page, USERNAME, PASSWORD).await;
     assert_eq!(res.status(), 403);
     let body = res.text().await.unwrap();
-    assert!(body.contains("Two-step verification required") && body.contains("Acme Web"), "{body}");
+    assert!(
+        body.contains("Two-step verification required") && body.contains("Acme Web"),
+        "{body}"
+    );
     assert!(body.contains("href=\"/account\""));
     // The same request with prompt=none (the password session exists now).
-    let silent = AuthRequest::new(&client, "openid").with("acr_values", Some(MFA)).with("prompt", Some("none"));
-    assert_auth_error(&app, &authorize(&app, &browser, &silent).await, &silent, "unmet_authentication_requirements");
+    let silent = AuthRequest::new(&client, "openid")
+        .with("acr_values", Some(MFA))
+        .with("prompt", Some("none"));
+    assert_auth_error(
+        &app,
+        &authorize(&app, &browser, &silent).await,
+        &silent,
+        "unmet_authentication_requirements",
+    );
     // Asking for the password level is fine.
-    let pwd = AuthRequest::new(&client, "openid").with("acr_values", Some("urn:latchkey:acr:password"));
+    let pwd =
+        AuthRequest::new(&client, "openid").with("acr_values", Some("urn:latchkey:acr:password"));
     code_with_session(&app, &browser, &pwd).await;
 }
 
@@ -226,8 +358,19 @@ async fn amr_and_acr_record_a_password_only_sign_in(backend: Backend) {
     let id = claims(s(&tokens, "id_token"));
     assert_eq!(id["amr"], serde_json::json!(["pwd"]));
     assert_eq!(id["acr"], "urn:latchkey:acr:password");
-    let discovery: Value = app.http.get(app.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(discovery["acr_values_supported"], serde_json::json!(["urn:latchkey:acr:password", MFA]));
+    let discovery: Value = app
+        .http
+        .get(app.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        discovery["acr_values_supported"],
+        serde_json::json!(["urn:latchkey:acr:password", MFA])
+    );
 }
 
 async fn malformed_and_foreign_codes_change_nothing(backend: Backend) {
@@ -235,18 +378,42 @@ async fn malformed_and_foreign_codes_change_nothing(backend: Backend) {
     let (_, enrolled) = user_with_totp(&app, "carol").await;
     let browser = Browser::new(&app);
     let page = assert_mfa_page(sign_in(&app, &browser, "carol", PASSWORD).await).await;
-    let pending = browser.cookie("latchkey_login").expect("pending-login cookie");
-    for (method, bad) in [("totp", "12ab56"), ("totp", ""), ("totp", &"9".repeat(5000)), ("password", PASSWORD), ("sms", "123456")] {
+    let pending = browser
+        .cookie("latchkey_login")
+        .expect("pending-login cookie");
+    for (method, bad) in [
+        ("totp", "12ab56"),
+        ("totp", ""),
+        ("totp", &"9".repeat(5000)),
+        ("password", PASSWORD),
+        ("sms", "123456"),
+    ] {
         let res = submit_mfa(&app, &browser, &page, method, bad).await;
         assert_eq!(res.status(), 401, "{method} {bad:.20}");
         assert!(cookie_set(&res, "latchkey_session").is_none());
-        assert_eq!(browser.cookie("latchkey_login").as_deref(), Some(pending.as_str()), "the pending login is unchanged");
+        assert_eq!(
+            browser.cookie("latchkey_login").as_deref(),
+            Some(pending.as_str()),
+            "the pending login is unchanged"
+        );
     }
     // None of that touched the code bucket or the pending login.
-    let res = submit_mfa(&app, &browser, &page, "totp", &code_now(&app, &enrolled.secret)).await;
+    let res = submit_mfa(
+        &app,
+        &browser,
+        &page,
+        "totp",
+        &code_now(&app, &enrolled.secret),
+    )
+    .await;
     assert_eq!(res.status(), 303, "the malformed attempts cost nothing");
     // Without the CSRF cookie value the form is refused before anything happens.
-    let res = post_form(&Browser::new(&app).http, &app.url("/login/mfa"), &[("method", "totp"), ("code", "123456"), ("csrf", "x")]).await;
+    let res = post_form(
+        &Browser::new(&app).http,
+        &app.url("/login/mfa"),
+        &[("method", "totp"), ("code", "123456"), ("csrf", "x")],
+    )
+    .await;
     assert_eq!(res.status(), 400);
 }
 
@@ -256,19 +423,40 @@ async fn a_pending_login_is_single_use_and_expires(backend: Backend) {
     let browser = Browser::new(&app);
     let page = assert_mfa_page(sign_in(&app, &browser, "carol", PASSWORD).await).await;
     let pending = browser.cookie("latchkey_login").unwrap();
-    let res = submit_mfa(&app, &browser, &page, "totp", &code_now(&app, &enrolled.secret)).await;
+    let res = submit_mfa(
+        &app,
+        &browser,
+        &page,
+        "totp",
+        &code_now(&app, &enrolled.secret),
+    )
+    .await;
     assert_eq!(res.status(), 303);
     // Replaying the used pending login (its cookie put back) gets nothing.
     browser.plant_cookie("latchkey_login", &pending);
     app.clock.advance(30);
-    let res = submit_mfa(&app, &browser, &page, "totp", &code_now(&app, &enrolled.secret)).await;
+    let res = submit_mfa(
+        &app,
+        &browser,
+        &page,
+        "totp",
+        &code_now(&app, &enrolled.secret),
+    )
+    .await;
     assert_eq!(res.status(), 400);
     assert!(cookie_set(&res, "latchkey_session").is_none());
     // An expired one neither.
     let late = Browser::new(&app);
     let page = assert_mfa_page(sign_in(&app, &late, "carol", PASSWORD).await).await;
     app.clock.advance(PENDING_TTL);
-    let res = submit_mfa(&app, &late, &page, "totp", &code_now(&app, &enrolled.secret)).await;
+    let res = submit_mfa(
+        &app,
+        &late,
+        &page,
+        "totp",
+        &code_now(&app, &enrolled.secret),
+    )
+    .await;
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("expired"));
 }

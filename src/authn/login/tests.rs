@@ -77,7 +77,13 @@ fn an_enrolled_second_factor_is_always_asked() {
 #[test]
 fn the_password_never_counts_as_a_second_factor() {
     let p = PendingLogin::start(authorize(), false, NOW);
-    let p = second_factor(p.apply(password_ok("u1", &[FactorKind::Password, FactorKind::Totp]), NOW).unwrap());
+    let p = second_factor(
+        p.apply(
+            password_ok("u1", &[FactorKind::Password, FactorKind::Totp]),
+            NOW,
+        )
+        .unwrap(),
+    );
     assert_eq!(p.enrolled, [FactorKind::Totp]);
     assert_eq!(
         p.apply(Event::SecondFactorVerified(FactorKind::Password), NOW),
@@ -99,7 +105,10 @@ fn mfa_demanded_without_a_second_factor_is_unavailable() {
 #[test]
 fn a_factor_the_user_does_not_have_is_refused() {
     let p = PendingLogin::start(authorize(), false, NOW);
-    let p = second_factor(p.apply(password_ok("u1", &[FactorKind::Totp]), NOW).unwrap());
+    let p = second_factor(
+        p.apply(password_ok("u1", &[FactorKind::Totp]), NOW)
+            .unwrap(),
+    );
     assert!(!p.offers(FactorKind::BackupCode));
     assert_eq!(
         p.apply(Event::SecondFactorVerified(FactorKind::BackupCode), NOW),
@@ -110,7 +119,10 @@ fn a_factor_the_user_does_not_have_is_refused() {
 #[test]
 fn failed_second_factors_are_counted_and_end_the_login() {
     let p = PendingLogin::start(authorize(), false, NOW);
-    let mut p = second_factor(p.apply(password_ok("u1", &[FactorKind::Totp]), NOW).unwrap());
+    let mut p = second_factor(
+        p.apply(password_ok("u1", &[FactorKind::Totp]), NOW)
+            .unwrap(),
+    );
     for attempt in 1..MAX_ATTEMPTS {
         p = second_factor(p.apply(Event::SecondFactorFailed, NOW).unwrap());
         assert_eq!(p.attempts, attempt);
@@ -124,15 +136,23 @@ fn failed_second_factors_are_counted_and_end_the_login() {
 #[test]
 fn an_expired_pending_login_is_refused() {
     let p = PendingLogin::start(authorize(), false, NOW);
-    let p = second_factor(p.apply(password_ok("u1", &[FactorKind::Totp]), NOW).unwrap());
+    let p = second_factor(
+        p.apply(password_ok("u1", &[FactorKind::Totp]), NOW)
+            .unwrap(),
+    );
     assert_eq!(p.expires_at(), NOW + PENDING_TTL);
     assert!(p
         .clone()
-        .apply(Event::SecondFactorVerified(FactorKind::Totp), NOW + PENDING_TTL - 1)
+        .apply(
+            Event::SecondFactorVerified(FactorKind::Totp),
+            NOW + PENDING_TTL - 1
+        )
         .is_ok());
     assert_eq!(
-        p.clone()
-            .apply(Event::SecondFactorVerified(FactorKind::Totp), NOW + PENDING_TTL),
+        p.clone().apply(
+            Event::SecondFactorVerified(FactorKind::Totp),
+            NOW + PENDING_TTL
+        ),
         Err(LoginError::Expired)
     );
     // A clock that went backwards does not stretch it either.
@@ -155,7 +175,10 @@ fn events_out_of_stage_are_refused() {
         Err(LoginError::WrongStage)
     );
     let p = PendingLogin::start(authorize(), false, NOW);
-    let p = second_factor(p.apply(password_ok("u1", &[FactorKind::Totp]), NOW).unwrap());
+    let p = second_factor(
+        p.apply(password_ok("u1", &[FactorKind::Totp]), NOW)
+            .unwrap(),
+    );
     // A replayed password step cannot skip or restart the second factor.
     assert_eq!(
         p.apply(password_ok("u1", &[]), NOW),
@@ -169,7 +192,14 @@ fn a_step_up_asks_only_the_second_factor_and_keeps_the_earlier_ones() {
         kind: FactorKind::Password,
         at: NOW - 100,
     }];
-    let next = PendingLogin::step_up("u1", "sid-1", &earlier, vec![FactorKind::Totp], authorize(), NOW);
+    let next = PendingLogin::step_up(
+        "u1",
+        "sid-1",
+        &earlier,
+        vec![FactorKind::Totp],
+        authorize(),
+        NOW,
+    );
     let p = second_factor(next);
     assert_eq!(p.stage, Stage::SecondFactor);
     assert_eq!(p.session_sid.as_deref(), Some("sid-1"));
@@ -200,14 +230,20 @@ fn reauthentication_needs_the_same_users_password() {
     let c = done(p.clone().apply(password_ok("u1", &[]), NOW).unwrap());
     assert_eq!(c.session_sid.as_deref(), Some("sid-1"));
     // ... and then the second factor when the user has one.
-    let p = second_factor(p.apply(password_ok("u1", &[FactorKind::Totp]), NOW).unwrap());
+    let p = second_factor(
+        p.apply(password_ok("u1", &[FactorKind::Totp]), NOW)
+            .unwrap(),
+    );
     assert!(p.offers(FactorKind::Totp));
 }
 
 #[test]
 fn the_state_survives_storage_as_json() {
     let p = PendingLogin::start(authorize(), true, NOW);
-    let p = second_factor(p.apply(password_ok("u1", &[FactorKind::Totp]), NOW).unwrap());
+    let p = second_factor(
+        p.apply(password_ok("u1", &[FactorKind::Totp]), NOW)
+            .unwrap(),
+    );
     let json = serde_json::to_string(&p).unwrap();
     let back: PendingLogin = serde_json::from_str(&json).unwrap();
     assert_eq!(back, p);

@@ -21,7 +21,12 @@ fn counted(rule: Rule) -> Check {
 }
 
 /// Runs `n` attempts at `now`, feeding each result into the next.
-fn attempts(checks: &[Check], mut buckets: Vec<Option<ThrottleBucket>>, n: usize, now: UnixTime) -> (Vec<Verdict>, Vec<Option<ThrottleBucket>>) {
+fn attempts(
+    checks: &[Check],
+    mut buckets: Vec<Option<ThrottleBucket>>,
+    n: usize,
+    now: UnixTime,
+) -> (Vec<Verdict>, Vec<Option<ThrottleBucket>>) {
     let mut verdicts = Vec::new();
     for _ in 0..n {
         let a = acquire(checks, &buckets, now);
@@ -65,7 +70,10 @@ fn the_delay_is_capped_and_never_a_lockout() {
         }
         buckets = a.buckets;
     }
-    assert_eq!(acquire(&checks, &buckets, now + 900).verdict, Verdict::Allowed);
+    assert_eq!(
+        acquire(&checks, &buckets, now + 900).verdict,
+        Verdict::Allowed
+    );
 }
 
 #[test]
@@ -93,7 +101,10 @@ fn a_fixed_window_blocks_until_it_ends() {
     let (v, b) = attempts(&checks, vec![None], 6, NOW);
     assert_eq!(&v[..5], &[Verdict::Allowed; 5]);
     assert_eq!(v[5], Verdict::Throttled { retry_after: 300 });
-    assert_eq!(acquire(&checks, &b, NOW + 299).verdict, Verdict::Throttled { retry_after: 1 });
+    assert_eq!(
+        acquire(&checks, &b, NOW + 299).verdict,
+        Verdict::Throttled { retry_after: 1 }
+    );
     assert_eq!(acquire(&checks, &b, NOW + 300).verdict, Verdict::Allowed);
 }
 
@@ -123,7 +134,10 @@ fn refund_takes_back_an_attempt_and_the_delay_it_caused() {
     assert_eq!(r.count, 2);
     assert_eq!(r.blocked_until, 0);
     assert_eq!(acquire(&checks, &[Some(r)], NOW).verdict, Verdict::Allowed);
-    assert_eq!(refund(&GROWING, count(&GROWING, None, NOW).into(), NOW), None);
+    assert_eq!(
+        refund(&GROWING, count(&GROWING, None, NOW).into(), NOW),
+        None
+    );
     assert_eq!(refund(&GROWING, None, NOW), None);
 }
 

@@ -148,11 +148,7 @@ async fn a_full_queue_answers_busy_at_once_and_frees_its_places() {
     let waiting: Vec<_> = (0..2)
         .map(|_| {
             let (hasher, stored) = (hasher.clone(), stored.clone());
-            tokio::spawn(async move {
-                hasher
-                    .verify(Some(&stored), &pw("queued password"))
-                    .await
-            })
+            tokio::spawn(async move { hasher.verify(Some(&stored), &pw("queued password")).await })
         })
         .collect();
     while hasher.admitted.load(Ordering::Acquire) < 2 {
@@ -165,5 +161,8 @@ async fn a_full_queue_answers_busy_at_once_and_frees_its_places() {
         assert!(task.await.unwrap().unwrap());
     }
     assert_eq!(hasher.admitted.load(Ordering::Acquire), 0);
-    assert!(hasher.verify(Some(&stored), &pw("queued password")).await.unwrap());
+    assert!(hasher
+        .verify(Some(&stored), &pw("queued password"))
+        .await
+        .unwrap());
 }

@@ -3,8 +3,8 @@
 
 use super::AuthorizationRequest;
 use crate::clock::UnixTime;
-use crate::oidc::acr::AcrLevel;
 use crate::domain::{Scope, UserId};
+use crate::oidc::acr::AcrLevel;
 use crate::oidc::OAuthError;
 
 /// What the caller knows about the user's browser session.

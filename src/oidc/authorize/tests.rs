@@ -1,6 +1,6 @@
-use crate::oidc::acr::AcrLevel;
 use super::*;
 use crate::domain::{GrantType, UserId};
+use crate::oidc::acr::AcrLevel;
 use crate::oidc::test_support::{client, params, scope, REDIRECT, RESOURCE};
 use crate::oidc::ErrorCode;
 
@@ -317,7 +317,10 @@ fn acr_values_are_parsed_and_set_the_required_level() {
     assert_eq!(r.min_level, AcrLevel::Mfa);
     assert_eq!(req(&[]).min_level, AcrLevel::Password);
     let too_long = "x".repeat(513);
-    assert_eq!(code_of(&[("acr_values", &too_long)]), ErrorCode::InvalidRequest);
+    assert_eq!(
+        code_of(&[("acr_values", &too_long)]),
+        ErrorCode::InvalidRequest
+    );
 }
 
 #[test]
@@ -332,16 +335,28 @@ fn a_client_that_requires_mfa_raises_the_level() {
 fn a_single_factor_session_steps_up_when_mfa_is_required() {
     let r = req(&[("acr_values", "urn:latchkey:acr:mfa")]);
     let s = session(NOW - 5);
-    assert_eq!(d(&r, Some(&s), ConsentState::Granted, false), Decision::StepUp);
+    assert_eq!(
+        d(&r, Some(&s), ConsentState::Granted, false),
+        Decision::StepUp
+    );
     // A fresh password login does not satisfy it either.
-    assert_eq!(d(&r, Some(&s), ConsentState::Granted, true), Decision::StepUp);
+    assert_eq!(
+        d(&r, Some(&s), ConsentState::Granted, true),
+        Decision::StepUp
+    );
     let m = mfa_session(NOW - 5);
-    assert_eq!(d(&r, Some(&m), ConsentState::Granted, false), Decision::Issue);
+    assert_eq!(
+        d(&r, Some(&m), ConsentState::Granted, false),
+        Decision::Issue
+    );
     // Without a session the user signs in first (then steps up if needed).
     assert_eq!(d(&r, None, ConsentState::Granted, false), Decision::Login);
     // An expired max_age asks for the full login, not only the second factor.
     let r = req(&[("acr_values", "urn:latchkey:acr:mfa"), ("max_age", "1")]);
-    assert_eq!(d(&r, Some(&s), ConsentState::Granted, false), Decision::Login);
+    assert_eq!(
+        d(&r, Some(&s), ConsentState::Granted, false),
+        Decision::Login
+    );
 }
 
 #[test]
@@ -352,7 +367,12 @@ fn prompt_none_with_a_weak_session_is_a_step_up_for_the_caller_to_refuse() {
         Decision::StepUp
     );
     assert_eq!(
-        d(&r, Some(&mfa_session(NOW - 5)), ConsentState::Granted, false),
+        d(
+            &r,
+            Some(&mfa_session(NOW - 5)),
+            ConsentState::Granted,
+            false
+        ),
         Decision::Issue
     );
 }
@@ -361,7 +381,12 @@ fn prompt_none_with_a_weak_session_is_a_step_up_for_the_caller_to_refuse() {
 fn a_password_request_is_met_by_an_mfa_session() {
     let r = req(&[("acr_values", "urn:latchkey:acr:password")]);
     assert_eq!(
-        d(&r, Some(&mfa_session(NOW - 5)), ConsentState::Granted, false),
+        d(
+            &r,
+            Some(&mfa_session(NOW - 5)),
+            ConsentState::Granted,
+            false
+        ),
         Decision::Issue
     );
 }

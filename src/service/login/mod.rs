@@ -113,7 +113,13 @@ pub async fn password(
         .recognise(username, browser.device_cookie.as_deref());
     let gate = state
         .login_throttle
-        .begin_password(state.store.as_ref(), username, &browser.info.ip, device.as_deref(), now)
+        .begin_password(
+            state.store.as_ref(),
+            username,
+            &browser.info.ip,
+            device.as_deref(),
+            now,
+        )
         .await?;
     let ticket = match gate {
         Gate::Throttled { retry_after } => return Ok(Step::Throttled { retry_after }),
@@ -123,12 +129,26 @@ pub async fn password(
     let known_id = known.as_ref().map(|u| u.id.as_str());
     if !ticket.started_delay.is_empty() {
         let detail = format!("delays started: {}", ticket.started_delay.join(", "));
-        audit::record(state.store.as_ref(), "login_throttled", known_id, &browser.info, detail, now)
-            .await?;
+        audit::record(
+            state.store.as_ref(),
+            "login_throttled",
+            known_id,
+            &browser.info,
+            detail,
+            now,
+        )
+        .await?;
     }
     let Some(user) = matched else {
-        audit::record(state.store.as_ref(), "login_failed", known_id, &browser.info, "factor=password", now)
-            .await?;
+        audit::record(
+            state.store.as_ref(),
+            "login_failed",
+            known_id,
+            &browser.info,
+            "factor=password",
+            now,
+        )
+        .await?;
         return Ok(Step::Failed);
     };
     state
@@ -141,7 +161,10 @@ pub async fn password(
             PendingLogin::reauthenticate(s.user.id.as_str(), &s.session.sid, resume, now)
         }
     };
-    let enrolled = state.factors.enrolled(state.store.as_ref(), user.id.as_str()).await?;
+    let enrolled = state
+        .factors
+        .enrolled(state.store.as_ref(), user.id.as_str())
+        .await?;
     let event = Event::PasswordVerified {
         user_id: user.id.as_str().to_owned(),
         enrolled,
@@ -173,11 +196,12 @@ pub async fn second_factor(
     let Some(kind) = kind.filter(|k| mfa::well_formed(*k, code)) else {
         // Malformed input changes nothing: the same pending login, the same cookie.
         state.store.insert_pending_login(&record).await?;
-        let error = if kind.is_none() && FactorKind::parse(method).is_some_and(|k| !pending.offers(k)) {
-            "That method is not set up for this account."
-        } else {
-            "Enter the code exactly as shown."
-        };
+        let error =
+            if kind.is_none() && FactorKind::parse(method).is_some_and(|k| !pending.offers(k)) {
+                "That method is not set up for this account."
+            } else {
+                "Enter the code exactly as shown."
+            };
         return Ok(prompt(None, &pending, &user, Some(error)));
     };
     let user_id = user.id.as_str();
@@ -195,28 +219,50 @@ pub async fn second_factor(
     let store = state.store.as_ref();
     let ok = match kind {
         FactorKind::Totp => state.factors.verify_totp(store, user_id, code, now).await?,
-        FactorKind::BackupCode => state.factors.use_backup_code(store, user_id, code, now).await?,
+        FactorKind::BackupCode => {
+            state
+                .factors
+                .use_backup_code(store, user_id, code, now)
+                .await?
+        }
         FactorKind::Password => false,
     };
     if !ok {
         let detail = format!("factor={}", kind.as_str());
-        audit::record(store, "login_failed", Some(user_id), &browser.info, detail, now).await?;
+        audit::record(
+            store,
+            "login_failed",
+            Some(user_id),
+            &browser.info,
+            detail,
+            now,
+        )
+        .await?;
         return match pending.apply(Event::SecondFactorFailed, now) {
-            Ok(next) => proceed(state, next, &user, browser, now).await.map(|step| match step {
-                Step::SecondFactor(p) => Step::SecondFactor(SecondFactorPrompt {
-                    error: Some("That code is not right. Try again."),
-                    ..p
+            Ok(next) => proceed(state, next, &user, browser, now)
+                .await
+                .map(|step| match step {
+                    Step::SecondFactor(p) => Step::SecondFactor(SecondFactorPrompt {
+                        error: Some("That code is not right. Try again."),
+                        ..p
+                    }),
+                    other => other,
                 }),
-                other => other,
-            }),
             Err(e) => Ok(Step::Restart(e.to_string())),
         };
     }
     state.login_throttle.succeeded(store, &ticket, now).await?;
     if kind == FactorKind::BackupCode {
         let left = store.backup_codes_left(user_id).await?;
-        audit::record(store, "backup_code_used", Some(user_id), &browser.info, format!("{left} left"), now)
-            .await?;
+        audit::record(
+            store,
+            "backup_code_used",
+            Some(user_id),
+            &browser.info,
+            format!("{left} left"),
+            now,
+        )
+        .await?;
     }
     match pending.apply(Event::SecondFactorVerified(kind), now) {
         Ok(next) => proceed(state, next, &user, browser, now).await,
@@ -233,7 +279,10 @@ pub async fn step_up(
     now: UnixTime,
 ) -> Result<Step, ServiceError> {
     let user = &session.user;
-    let enrolled = state.factors.enrolled(state.store.as_ref(), user.id.as_str()).await?;
+    let enrolled = state
+        .factors
+        .enrolled(state.store.as_ref(), user.id.as_str())
+        .await?;
     let next = PendingLogin::step_up(
         user.id.as_str(),
         &session.session.sid,
@@ -248,7 +297,11 @@ pub async fn step_up(
 /// The second factors `user_id` has (to decide between a step-up and
 /// `unmet_authentication_requirements`).
 pub async fn has_second_factor(state: &AppState, user_id: &str) -> Result<bool, ServiceError> {
-    Ok(!state.factors.enrolled(state.store.as_ref(), user_id).await?.is_empty())
+    Ok(!state
+        .factors
+        .enrolled(state.store.as_ref(), user_id)
+        .await?
+        .is_empty())
 }
 
 async fn proceed(
@@ -268,7 +321,12 @@ async fn proceed(
     }
 }
 
-fn prompt(cookie: Option<String>, pending: &PendingLogin, user: &User, error: Option<&'static str>) -> Step {
+fn prompt(
+    cookie: Option<String>,
+    pending: &PendingLogin,
+    user: &User,
+    error: Option<&'static str>,
+) -> Step {
     Step::SecondFactor(SecondFactorPrompt {
         pending_cookie: cookie,
         offered: pending.enrolled.clone(),
@@ -291,14 +349,29 @@ async fn complete(
         None => session::create(state, user, &done.factors, &browser.info, now).await?,
         Some(sid) => match upgrade(state, sid, user, &done, &amr, now).await? {
             Some(upgraded) => upgraded,
-            None => return Ok(Step::Restart("your session has ended; sign in again".into())),
+            None => {
+                return Ok(Step::Restart(
+                    "your session has ended; sign in again".into(),
+                ))
+            }
         },
     };
     let kinds: Vec<&str> = done.factors.iter().map(|f| f.kind.as_str()).collect();
-    let kind = if done.session_sid.is_some() { "reauthenticated" } else { "login_succeeded" };
+    let kind = if done.session_sid.is_some() {
+        "reauthenticated"
+    } else {
+        "login_succeeded"
+    };
     let detail = format!("factors={}", kinds.join(","));
-    audit::record(state.store.as_ref(), kind, Some(user.id.as_str()), &browser.info, detail, now)
-        .await?;
+    audit::record(
+        state.store.as_ref(),
+        kind,
+        Some(user.id.as_str()),
+        &browser.info,
+        detail,
+        now,
+    )
+    .await?;
     let device_cookie = state
         .devices
         .issue(user.username.as_str(), browser.device_cookie.as_deref())?;
@@ -353,8 +426,7 @@ async fn store_pending(state: &AppState, pending: &PendingLogin) -> Result<Strin
     let cookie = random_token()?;
     let record = PendingLoginRecord {
         id_hash: hash_token(&cookie),
-        state: serde_json::to_string(pending)
-            .map_err(|e| ServiceError::Refused(e.to_string()))?,
+        state: serde_json::to_string(pending).map_err(|e| ServiceError::Refused(e.to_string()))?,
         created_at: pending.started_at,
         expires_at: pending.expires_at(),
     };
@@ -380,7 +452,10 @@ async fn take_pending(
 }
 
 /// The pending login's user, if it still may sign in.
-async fn pending_user(state: &AppState, pending: &PendingLogin) -> Result<Option<User>, ServiceError> {
+async fn pending_user(
+    state: &AppState,
+    pending: &PendingLogin,
+) -> Result<Option<User>, ServiceError> {
     let Some(id) = &pending.user_id else {
         return Ok(None);
     };

@@ -253,7 +253,10 @@ mod tests {
             address_key("2001:db8:1:2:aaaa::1"),
             address_key("2001:db8:1:2:bbbb::9")
         );
-        assert_ne!(address_key("2001:db8:1:2::1"), address_key("2001:db8:1:3::1"));
+        assert_ne!(
+            address_key("2001:db8:1:2::1"),
+            address_key("2001:db8:1:3::1")
+        );
         assert_ne!(address_key("10.0.0.1"), address_key("10.0.0.2"));
     }
 
