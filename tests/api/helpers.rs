@@ -308,13 +308,20 @@ pub async fn spawn_second_node(first: &TestApp) -> TestApp {
     write_master_key(dir.path());
     let base = Settings::clone(&first.state.settings);
     let url = base.database.url.clone();
-    start_node(first.backend, dir, &url, "127.0.0.1", first.clock.now(), |s| {
-        let mut same = base;
-        same.issuer = s.issuer.clone();
-        same.listen = s.listen.clone();
-        same.keys.master_key_file = s.keys.master_key_file.clone();
-        *s = same;
-    })
+    start_node(
+        first.backend,
+        dir,
+        &url,
+        "127.0.0.1",
+        first.clock.now(),
+        |s| {
+            let mut same = base;
+            same.issuer = s.issuer.clone();
+            same.listen = s.listen.clone();
+            same.keys.master_key_file = s.keys.master_key_file.clone();
+            *s = same;
+        },
+    )
     .await
 }
 
@@ -360,4 +367,43 @@ async fn start_node(
         config_path,
         dir,
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// TOTP enrolment for the throttle and two-node tests.
+
+/// Creates `username`, signs in, enrols TOTP through the pages and moves the clock one
+/// step on; returns the secret. It reads the key shown for typing by hand, because
+/// `accounts_support::secret_of` looks for `otpauth://`, which the page escapes as
+/// `otpauth:&#x2f;&#x2f;`.
+pub async fn totp_user(app: &TestApp, username: &str) -> latchkey::authn::totp::TotpSecret {
+    use crate::accounts_support::{code_now, csrf_of, sign_in_ok};
+    use crate::oauth::{create_user, post_form, Browser};
+    create_user(app, username, &[]).await;
+    let browser = Browser::new(app);
+    sign_in_ok(app, &browser, username).await;
+    let res = browser
+        .http
+        .get(app.url("/account/totp"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let setup = res.text().await.unwrap();
+    let marker = "<code class=\"block\">";
+    let start = setup.find(marker).expect("the key to type") + marker.len();
+    let end = start + setup[start..].find("</code>").expect("end of the key");
+    let b32: String = setup[start..end].split_whitespace().collect();
+    let bytes = totp_rs::Secret::try_from_base32(&b32)
+        .expect("base32")
+        .as_bytes()
+        .to_vec();
+    let secret = latchkey::authn::totp::TotpSecret::from_bytes(bytes).unwrap();
+    let csrf = csrf_of(&setup, "/account/totp");
+    let code = code_now(app, &secret);
+    let fields = [("code", code.as_str()), ("csrf", csrf.as_str())];
+    let res = post_form(&browser.http, &app.url("/account/totp"), &fields).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    app.clock.advance(30);
+    secret
 }
