@@ -193,46 +193,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts an app whose settings `tweak` may adjust.
 pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = fresh_database_url(backend, dir.path()).await;
-    std::fs::write(dir.path().join("master.key"), TEST_MASTER_KEY).expect("write master key");
-    set_mode_0600(&dir.path().join("master.key"));
-    {
-        let store = store::connect(&url, 2).await.expect("connect store");
-        let (current, next) = fixture_keys().await;
-        store
-            .insert_initial_keys(&current, &next)
-            .await
-            .expect("seed keys");
-    }
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let mut settings = test_settings(dir.path(), &url);
-    settings.issuer = format!("http://127.0.0.1:{port}");
-    settings.listen = format!("127.0.0.1:{port}");
-    tweak(&mut settings);
-    let config_path = write_config(dir.path(), &settings);
-    let clock = Arc::new(ManualClock::new(SystemClock.now()));
-    let app = Application::build_with_listener(settings, clock.clone(), listener)
-        .await
-        .expect("build app");
-    let state = app.state();
-    tokio::spawn(app.run_until_stopped());
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .expect("client");
-    TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        http,
-        state,
-        clock,
-        backend,
-        config_path,
-        dir,
-    }
+    spawn_app_on(backend, "127.0.0.1", tweak).await
 }
 
 fn set_mode_0600(path: &std::path::Path) {
@@ -314,4 +275,135 @@ pub fn run_cli(
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Where an app listens, and a second node on the same database.
+
+/// Starts an app listening on `host` (`"127.0.0.1"`, or `"[::]"` for a dual-stack socket
+/// whose IPv4 peers appear as IPv4-mapped IPv6 addresses).
+pub async fn spawn_app_on(
+    backend: Backend,
+    host: &str,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = fresh_database_url(backend, dir.path()).await;
+    write_master_key(dir.path());
+    {
+        let store = store::connect(&url, 2).await.expect("connect store");
+        let (current, next) = fixture_keys().await;
+        store
+            .insert_initial_keys(&current, &next)
+            .await
+            .expect("seed keys");
+    }
+    start_node(backend, dir, &url, host, SystemClock.now(), tweak).await
+}
+
+/// A second server on `first`'s database: the same settings, master key and keys, its
+/// own port, issuer and ManualClock (set to `first`'s now; the test keeps them in step).
+pub async fn spawn_second_node(first: &TestApp) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_master_key(dir.path());
+    let base = Settings::clone(&first.state.settings);
+    let url = base.database.url.clone();
+    start_node(
+        first.backend,
+        dir,
+        &url,
+        "127.0.0.1",
+        first.clock.now(),
+        |s| {
+            let mut same = base;
+            same.issuer = s.issuer.clone();
+            same.listen = s.listen.clone();
+            same.keys.master_key_file = s.keys.master_key_file.clone();
+            *s = same;
+        },
+    )
+    .await
+}
+
+fn write_master_key(dir: &std::path::Path) {
+    std::fs::write(dir.join("master.key"), TEST_MASTER_KEY).expect("write master key");
+    set_mode_0600(&dir.join("master.key"));
+}
+
+/// Starts a server on `url` (migrated and seeded with keys) listening on `host`, port 0.
+async fn start_node(
+    backend: Backend,
+    dir: tempfile::TempDir,
+    url: &str,
+    host: &str,
+    now: i64,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let listener = TcpListener::bind(format!("{host}:0")).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut settings = test_settings(dir.path(), url);
+    settings.issuer = format!("http://127.0.0.1:{port}");
+    settings.listen = format!("{host}:{port}");
+    tweak(&mut settings);
+    let config_path = write_config(dir.path(), &settings);
+    let clock = Arc::new(ManualClock::new(now));
+    let app = Application::build_with_listener(settings, clock.clone(), listener)
+        .await
+        .expect("build app");
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .expect("client");
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        http,
+        state,
+        clock,
+        backend,
+        config_path,
+        dir,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// TOTP enrolment for the throttle and two-node tests.
+
+/// Creates `username`, signs in, enrols TOTP through the pages and moves the clock one
+/// step on; returns the secret. It reads the key shown for typing by hand, because
+/// `accounts_support::secret_of` looks for `otpauth://`, which the page escapes as
+/// `otpauth:&#x2f;&#x2f;`.
+pub async fn totp_user(app: &TestApp, username: &str) -> latchkey::authn::totp::TotpSecret {
+    use crate::accounts_support::{code_now, csrf_of, sign_in_ok};
+    use crate::oauth::{create_user, post_form, Browser};
+    create_user(app, username, &[]).await;
+    let browser = Browser::new(app);
+    sign_in_ok(app, &browser, username).await;
+    let res = browser
+        .http
+        .get(app.url("/account/totp"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let setup = res.text().await.unwrap();
+    let marker = "<code class=\"block\">";
+    let start = setup.find(marker).expect("the key to type") + marker.len();
+    let end = start + setup[start..].find("</code>").expect("end of the key");
+    let b32: String = setup[start..end].split_whitespace().collect();
+    let bytes = totp_rs::Secret::try_from_base32(&b32)
+        .expect("base32")
+        .as_bytes()
+        .to_vec();
+    let secret = latchkey::authn::totp::TotpSecret::from_bytes(bytes).unwrap();
+    let csrf = csrf_of(&setup, "/account/totp");
+    let code = code_now(app, &secret);
+    let fields = [("code", code.as_str()), ("csrf", csrf.as_str())];
+    let res = post_form(&browser.http, &app.url("/account/totp"), &fields).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    app.clock.advance(30);
+    secret
 }

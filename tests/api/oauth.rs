@@ -185,6 +185,23 @@ impl Browser {
         }
     }
 
+    /// A browser whose connections come from the loopback address `ip` (e.g. `127.0.0.2`):
+    /// the app sees it as another client address.
+    pub fn with_local_address(app: &TestApp, ip: &str) -> Self {
+        let jar = Arc::new(Jar::default());
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(jar.clone())
+            .local_address(ip.parse::<std::net::IpAddr>().expect("an IP address"))
+            .build()
+            .expect("client");
+        Self {
+            http,
+            jar,
+            base: Url::parse(&app.address).unwrap(),
+        }
+    }
+
     /// The value of a cookie the jar would send to the issuer.
     pub fn cookie(&self, name: &str) -> Option<String> {
         let header = self.jar.cookies(&self.base)?;
