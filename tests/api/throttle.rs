@@ -9,7 +9,7 @@ use reqwest::Response;
 use serde_json::Value;
 
 use crate::accounts_support::*;
-use crate::helpers::{spawn_app, spawn_app_on, spawn_app_with, totp_user, Backend, TestApp};
+use crate::helpers::{spawn_app, spawn_app_on, spawn_app_with, Backend, TestApp};
 use crate::oauth::*;
 
 crate::both_stores!(
@@ -327,7 +327,7 @@ async fn wrong_codes(
 
 async fn code_guessing_is_held_to_its_bucket(backend: Backend) {
     let app = spawn_app(backend).await;
-    let secret = &totp_user(&app, "carol").await;
+    let secret = &user_with_totp(&app, "carol").await.1.secret;
     assert_eq!(app.state.settings.login.max_code_attempts, 5);
     let (first, page) = password_step(&app, "carol").await;
     wrong_codes(&app, &first, page, 3, secret).await;
@@ -360,7 +360,7 @@ async fn code_guessing_is_held_to_its_bucket(backend: Backend) {
 async fn parallel_code_guesses_are_held_to_the_limit(backend: Backend) {
     // Enough successful passwords for 20 pending logins.
     let app = spawn_app_with(backend, |s| s.login.max_successes_per_account = 100).await;
-    let secret = totp_user(&app, "carol").await;
+    let secret = user_with_totp(&app, "carol").await.1.secret;
     let wrong = wrong_code(&app, &secret);
     let mut pending = Vec::new();
     for _ in 0..20 {

@@ -5,7 +5,7 @@
 use latchkey::clock::Clock;
 
 use crate::accounts_support::*;
-use crate::helpers::{spawn_app_with, spawn_second_node, totp_user, Backend, TestApp};
+use crate::helpers::{spawn_app_with, spawn_second_node, Backend, TestApp};
 use crate::oauth::*;
 
 mod postgres {
@@ -51,8 +51,8 @@ async fn throttle_totp_replay_and_session_revocation_hold_across_two_nodes() {
     assert!(res.headers().contains_key("retry-after"));
 
     // 2. A TOTP code used on A is refused on B; the next step's code works there.
-    let secret = totp_user(&a, "carol").await;
-    b.clock.advance(30); // totp_user moved A's clock one step on
+    let secret = user_with_totp(&a, "carol").await.1.secret;
+    b.clock.advance(30); // user_with_totp moved A's clock one step on
     advance_both(&a, &b, 0);
     let used = code_now(&a, &secret);
     sign_in_with_totp(&a, "carol", &secret).await;
