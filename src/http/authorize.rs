@@ -3,7 +3,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::extract::{MaybeSession, RequestBrowser};
+use super::extract::{CheckedForm, MaybeSession, RequestBrowser};
 use super::login::{login_page, render_step, Form};
 use super::{cookies, error, forms, ui, AppState};
 use crate::authn::login::Resume;
@@ -103,37 +103,13 @@ pub(super) fn see_other(url: &str) -> HttpResponse {
         .finish()
 }
 
-/// The form of a page we rendered: read it and check its CSRF token against the cookie
-/// (double submit). Anything else is an error page.
-pub(super) async fn csrf_checked_form(
-    req: &HttpRequest,
-    state: &AppState,
-    body: web::Payload,
-) -> Result<Vec<(String, String)>, HttpResponse> {
-    let pairs = forms::form_pairs(req, body)
-        .await
-        .map_err(|e| error::page(StatusCode::BAD_REQUEST, &e))?;
-    if !cookies::csrf_ok(req, state.settings.is_https(), forms::field(&pairs, "csrf")) {
-        return Err(error::page(StatusCode::BAD_REQUEST, &expired_form()));
-    }
-    Ok(pairs)
-}
-
-fn expired_form() -> OAuthError {
-    OAuthError::invalid_request("the form has expired; go back to the application and try again")
-}
-
 async fn consent_post(
     req: HttpRequest,
     state: web::Data<AppState>,
     MaybeSession(session): MaybeSession,
     RequestBrowser(browser): RequestBrowser,
-    body: web::Payload,
+    CheckedForm(pairs): CheckedForm,
 ) -> HttpResponse {
-    let pairs = match csrf_checked_form(&req, &state, body).await {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
     let allow = match forms::field(&pairs, "decision") {
         Some("allow") => true,
         Some("deny") => false,

@@ -100,6 +100,35 @@ impl FromRequest for AccountForm {
     }
 }
 
+/// The form of a page rendered before there is a session (login, second factor, consent):
+/// its `csrf` field must equal the CSRF cookie (double submit). Anything else is refused
+/// with a page before the handler runs.
+pub struct CheckedForm(pub Vec<(String, String)>);
+
+impl FromRequest for CheckedForm {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let state = app_state(&req)?;
+            let pairs = forms::form_pairs(&req, payload)
+                .await
+                .map_err(|e| reject(error::page(StatusCode::BAD_REQUEST, &e)))?;
+            let https = state.settings.is_https();
+            if !cookies::csrf_ok(&req, https, forms::field(&pairs, "csrf")) {
+                let e = OAuthError::invalid_request(
+                    "the form has expired; go back to the application and try again",
+                );
+                return Err(reject(error::page(StatusCode::BAD_REQUEST, &e)));
+            }
+            Ok(Self(pairs))
+        })
+    }
+}
+
 /// Where the request came from: address, user agent, known-device cookie.
 pub struct RequestBrowser(pub Browser);
 

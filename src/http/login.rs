@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::extract::RequestBrowser;
+use super::extract::{CheckedForm, RequestBrowser};
 use super::{authorize, cookies, error, forms, ui, AppState};
 use crate::authn::login::Resume;
 use crate::domain::FactorKind;
@@ -60,12 +60,8 @@ async fn login_post(
     req: HttpRequest,
     state: web::Data<AppState>,
     RequestBrowser(browser): RequestBrowser,
-    body: web::Payload,
+    CheckedForm(pairs): CheckedForm,
 ) -> HttpResponse {
-    let pairs = match authorize::csrf_checked_form(&req, &state, body).await {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
     let field = |name| forms::field(&pairs, name).unwrap_or_default();
     let request = field("request");
     // An empty request is a sign-in to the account area itself.
@@ -99,12 +95,8 @@ async fn mfa_post(
     req: HttpRequest,
     state: web::Data<AppState>,
     RequestBrowser(browser): RequestBrowser,
-    body: web::Payload,
+    CheckedForm(pairs): CheckedForm,
 ) -> HttpResponse {
-    let pairs = match authorize::csrf_checked_form(&req, &state, body).await {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
     let field = |name| forms::field(&pairs, name).unwrap_or_default();
     let https = state.settings.is_https();
     let pending = cookies::read(&req, cookies::pending_name(https));
