@@ -12,6 +12,7 @@ use super::{authorize::see_other, cookies, error, forms, ui, AppState};
 use crate::authn::login::Resume;
 use crate::service::account::{self, PasswordChange};
 use crate::service::login::{self, Purpose};
+use crate::service::mfa::TotpEnrolment;
 use crate::service::session::ActiveSession;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
@@ -177,7 +178,24 @@ async fn change_password(
 }
 
 /// The TOTP page embeds its QR code as a `data:` PNG: only this page's CSP allows that.
-fn totp_page(status: StatusCode, ctx: minijinja::Value) -> HttpResponse {
+fn totp_page(
+    state: &AppState,
+    me: &ActiveSession,
+    enrolment: TotpEnrolment,
+    error: Option<&str>,
+) -> HttpResponse {
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let ctx = minijinja::context! {
+        csrf => account_csrf(state, me),
+        qr => enrolment.qr,
+        otpauth_uri => enrolment.otpauth_uri,
+        secret => enrolment.secret,
+        error,
+    };
     let mut res = ui::page(status, "totp_setup.html", ctx);
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(
         "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
@@ -205,10 +223,7 @@ async fn totp_setup(
         .begin_totp(state.store.as_ref(), &me.user, now)
         .await
     {
-        Ok(e) => totp_page(
-            StatusCode::OK,
-            minijinja::context! { csrf => account_csrf(&state, &me), qr => e.qr, otpauth_uri => e.otpauth_uri, secret => e.secret },
-        ),
+        Ok(e) => totp_page(&state, &me, e, None),
         // TOTP is on already.
         Err(crate::service::ServiceError::Conflict(_)) => see_other("/account"),
         Err(e) => error::service(&e),
@@ -235,13 +250,10 @@ async fn totp_confirm(
             .pending_totp(state.store.as_ref(), &form.me.user)
             .await
         {
-            Ok(Some(e)) => totp_page(
-                StatusCode::BAD_REQUEST,
-                minijinja::context! {
-                    csrf => account_csrf(&state, &form.me), qr => e.qr, otpauth_uri => e.otpauth_uri,
-                    secret => e.secret, error => "That code is not right. Check the time on your phone and try again.",
-                },
-            ),
+            Ok(Some(e)) => {
+                let error = "That code is not right. Check the time on your phone and try again.";
+                totp_page(&state, &form.me, e, Some(error))
+            }
             Ok(None) => see_other("/account"),
             Err(e) => error::service(&e),
         },

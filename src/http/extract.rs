@@ -23,6 +23,19 @@ fn reject(page: HttpResponse) -> actix_web::Error {
     InternalError::from_response("request refused", page).into()
 }
 
+/// The app state and the decoded form body; a body that is not a bounded form is refused
+/// with a page.
+async fn read_form(
+    req: &HttpRequest,
+    payload: Payload,
+) -> Result<(web::Data<AppState>, Vec<(String, String)>), actix_web::Error> {
+    let state = app_state(req)?;
+    let pairs = forms::form_pairs(req, payload)
+        .await
+        .map_err(|e| reject(error::page(StatusCode::BAD_REQUEST, &e)))?;
+    Ok((state, pairs))
+}
+
 /// The browser's active session, if it has one.
 pub struct MaybeSession(pub Option<ActiveSession>);
 
@@ -80,10 +93,7 @@ impl FromRequest for AccountForm {
         let req = req.clone();
         let payload = payload.take();
         Box::pin(async move {
-            let state = app_state(&req)?;
-            let pairs = forms::form_pairs(&req, payload)
-                .await
-                .map_err(|e| reject(error::page(StatusCode::BAD_REQUEST, &e)))?;
+            let (state, pairs) = read_form(&req, payload).await?;
             let Some(me) = resolve(&req, &state).await? else {
                 let e = OAuthError::access_denied("you are not signed in; sign in and try again");
                 return Err(reject(error::page(StatusCode::UNAUTHORIZED, &e)));
@@ -113,10 +123,7 @@ impl FromRequest for CheckedForm {
         let req = req.clone();
         let payload = payload.take();
         Box::pin(async move {
-            let state = app_state(&req)?;
-            let pairs = forms::form_pairs(&req, payload)
-                .await
-                .map_err(|e| reject(error::page(StatusCode::BAD_REQUEST, &e)))?;
+            let (state, pairs) = read_form(&req, payload).await?;
             let https = state.settings.is_https();
             if !cookies::csrf_ok(&req, https, forms::field(&pairs, "csrf")) {
                 let e = OAuthError::invalid_request(
