@@ -434,6 +434,17 @@ async fn secrets_are_stored_only_hashed_or_sealed() {
         ),
         ("password".into(), PASSWORD.as_bytes().to_vec()),
     ];
+    // A TOTP secret (raw and base32) and backup codes (as shown and as typed).
+    let (_, enrolled) = crate::accounts_support::user_with_totp(&app, "carol").await;
+    secrets.push(("TOTP secret".into(), enrolled.secret.as_bytes().to_vec()));
+    secrets.push((
+        "TOTP secret in base32".into(),
+        enrolled.secret.to_base32().into_bytes(),
+    ));
+    for code in &enrolled.backup_codes {
+        secrets.push(("backup code".into(), code.clone().into_bytes()));
+        secrets.push(("backup code".into(), code.replace('-', "").into_bytes()));
+    }
     let (current, _) = crate::helpers::fixture_keys().await;
     let master = latchkey::crypto::MasterKey::load(
         Some(crate::helpers::TEST_MASTER_KEY),
@@ -461,6 +472,28 @@ async fn secrets_are_stored_only_hashed_or_sealed() {
         let found = stored.windows(secret.len()).any(|w| w == secret.as_slice());
         assert!(!found, "the {what} is stored in clear");
     }
+    // The sealed TOTP secret opens only with the key-encryption key and its own user id
+    // as associated data.
+    let carol = app
+        .state
+        .store
+        .get_user_by_username(&latchkey::domain::Username::parse("carol").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let sealed = app
+        .state
+        .store
+        .get_totp(carol.id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    let aad = format!("totp:{}", carol.id.as_str());
+    let opened = master.open(&sealed.secret_sealed, aad.as_bytes()).unwrap();
+    assert_eq!(opened, enrolled.secret.as_bytes());
+    assert!(master
+        .open(&sealed.secret_sealed, b"totp:someone-else")
+        .is_err());
     // And the hashes are what is there: the refresh token's SHA-256 is findable.
     let hash = latchkey::crypto::hash_token(s(&rotated, "refresh_token"));
     assert!(
