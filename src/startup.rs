@@ -132,7 +132,7 @@ impl Application {
             secrets: ctx.secrets,
             clients,
             login_throttle: LoginThrottle::new(&ctx.settings.login),
-            devices: KnownDevices::new(&ctx.master)?,
+            devices: KnownDevices::new(&ctx.master, ctx.settings.login.known_device_days)?,
             factors: Factors::new(ctx.master.clone(), &ctx.settings.issuer)?,
             account_csrf: SecretHasher::for_purpose(&ctx.master, b"account-csrf")?,
         });

@@ -45,3 +45,9 @@ CREATE TABLE throttle_buckets (
     updated_at    BIGINT NOT NULL
 );
 CREATE INDEX throttle_buckets_updated ON throttle_buckets (updated_at);
+
+-- Sessions that signed in before this migration used a password (their amr says so):
+-- record it as their factor, so that a step-up of such a session reaches multi-factor.
+UPDATE sessions
+   SET factors = '[{"kind":"password","at":' || CAST(auth_time AS TEXT) || '}]'
+ WHERE factors = '[]' AND amr LIKE '%pwd%';

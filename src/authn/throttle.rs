@@ -25,14 +25,38 @@ pub struct Rule {
     pub window: i64,
 }
 
-/// One bucket an attempt touches, and whether the attempt counts in it (a bucket that only
-/// gates, such as the per-account success limit, is checked but not counted).
+/// One bucket an attempt touches: whether the attempt counts in it (a bucket that only
+/// gates, such as the per-account success limit, is checked but not counted), and whether
+/// its delay holds this attempt back (the per-account ceiling counts every failure but
+/// holds back only addresses that failed for the account themselves).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Check {
     /// The rule.
     pub rule: Rule,
     /// Count this attempt in the bucket.
     pub count: bool,
+    /// A running delay in this bucket throttles the attempt.
+    pub enforce: bool,
+}
+
+impl Check {
+    /// Counted and enforced.
+    pub fn counted(rule: Rule) -> Self {
+        Self {
+            rule,
+            count: true,
+            enforce: true,
+        }
+    }
+
+    /// Enforced, not counted.
+    pub fn gate(rule: Rule) -> Self {
+        Self {
+            rule,
+            count: false,
+            enforce: true,
+        }
+    }
 }
 
 /// The verdict on an attempt.
@@ -99,10 +123,11 @@ pub fn acquire(checks: &[Check], buckets: &[Option<ThrottleBucket>], now: UnixTi
         .zip(buckets.iter().chain(std::iter::repeat(&None)))
         .map(|(c, b)| live(&c.rule, *b, now))
         .collect();
-    let wait = current
+    let wait = checks
         .iter()
-        .flatten()
-        .map(|b| b.blocked_until - now)
+        .zip(&current)
+        .filter(|(c, _)| c.enforce)
+        .filter_map(|(_, b)| b.map(|b| b.blocked_until - now))
         .max()
         .unwrap_or(0);
     if wait > 0 {

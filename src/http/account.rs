@@ -10,7 +10,7 @@ use super::extract::{account_csrf, AccountForm, MaybeSession, RequestBrowser};
 use super::login::{account_path, login_page, render_step, throttled, Form};
 use super::{authorize::see_other, cookies, error, forms, ui, AppState};
 use crate::authn::login::Resume;
-use crate::service::account::{self, PasswordChange};
+use crate::service::account::{self, Confirmation, PasswordChange};
 use crate::service::login::{self, Purpose};
 use crate::service::mfa::TotpEnrolment;
 use crate::service::session::ActiveSession;
@@ -21,7 +21,8 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/account/sessions/end-others", web::post().to(end_others))
         .route("/account/apps/revoke", web::post().to(revoke_app))
         .route("/account/password", web::post().to(change_password))
-        .route("/account/totp", web::get().to(totp_setup))
+        .route("/account/totp", web::get().to(totp_pending))
+        .route("/account/totp/start", web::post().to(totp_start))
         .route("/account/totp", web::post().to(totp_confirm))
         .route("/account/totp/remove", web::post().to(totp_remove))
         .route("/account/backup-codes", web::post().to(backup_codes))
@@ -206,7 +207,28 @@ fn totp_page(
     res
 }
 
-async fn totp_setup(
+/// Starts (or restarts) enrolment: a new secret, shown once on the page that answers. A
+/// POST with the session's CSRF token, so no other site can replace an enrolment in
+/// progress.
+async fn totp_start(state: web::Data<AppState>, form: AccountForm) -> HttpResponse {
+    let now = state.clock.now();
+    if !account::is_recent(&state, &form.me, now) {
+        return reauth_page(&state, &form.me, "/account");
+    }
+    match state
+        .factors
+        .begin_totp(state.store.as_ref(), &form.me.user, now)
+        .await
+    {
+        Ok(e) => totp_page(&state, &form.me, e, None),
+        // TOTP is on already.
+        Err(crate::service::ServiceError::Conflict(_)) => see_other("/account"),
+        Err(e) => error::service(&e),
+    }
+}
+
+/// The enrolment in progress, if any (a reload of the setup page); nothing changes.
+async fn totp_pending(
     req: HttpRequest,
     state: web::Data<AppState>,
     MaybeSession(me): MaybeSession,
@@ -214,18 +236,13 @@ async fn totp_setup(
     let Some(me) = me else {
         return login_page(&req, state.settings.is_https(), "", None, None);
     };
-    let now = state.clock.now();
-    if !account::is_recent(&state, &me, now) {
-        return reauth_page(&state, &me, "/account/totp");
-    }
     match state
         .factors
-        .begin_totp(state.store.as_ref(), &me.user, now)
+        .pending_totp(state.store.as_ref(), &me.user)
         .await
     {
-        Ok(e) => totp_page(&state, &me, e, None),
-        // TOTP is on already.
-        Err(crate::service::ServiceError::Conflict(_)) => see_other("/account"),
+        Ok(Some(e)) => totp_page(&state, &me, e, None),
+        Ok(None) => see_other("/account"),
         Err(e) => error::service(&e),
     }
 }
@@ -240,12 +257,13 @@ async fn totp_confirm(
         return reauth_page(&state, &form.me, "/account/totp");
     }
     match account::confirm_totp(&state, &form.me, form.field("code"), &browser, now).await {
-        Ok(Some(codes)) => ui::page(
+        Ok(Confirmation::Confirmed(codes)) => ui::page(
             StatusCode::OK,
             "backup_codes.html",
             minijinja::context! { codes },
         ),
-        Ok(None) => match state
+        Ok(Confirmation::Throttled(retry_after)) => throttled(retry_after),
+        Ok(Confirmation::Wrong) => match state
             .factors
             .pending_totp(state.store.as_ref(), &form.me.user)
             .await

@@ -246,7 +246,9 @@ async fn signed_in_response(
             ))
             .await
         }
-        Resume::Account { next } => authorize::see_other(account_path(&next)),
+        // Only this crate builds `Resume::Account`, from a path that passed
+        // `account_path` (plus a notice key of its own), never from raw input.
+        Resume::Account { next } => authorize::see_other(&next),
     };
     cookies::with_cookies(res, cookies)
 }

@@ -249,7 +249,7 @@ pub async fn change_password(
     let username = me.user.username.as_str();
     let device = state
         .devices
-        .recognise(username, browser.device_cookie.as_deref());
+        .recognise(&me.user, browser.device_cookie.as_deref(), now);
     let store = state.store.as_ref();
     let ticket = match state
         .login_throttle
@@ -259,7 +259,13 @@ pub async fn change_password(
         Gate::Throttled { retry_after } => return Ok(PasswordChange::Throttled(retry_after)),
         Gate::Open(t) => t,
     };
-    let (matched, _) = login::check_password(state, username, current).await?;
+    let matched = match login::check_password(state, username, current).await {
+        Ok(checked) => checked,
+        Err(e) => {
+            state.login_throttle.release(store, &ticket, now).await?;
+            return Err(e);
+        }
+    };
     let Some(user) = matched.filter(|u| u.id == me.user.id) else {
         audit::record(
             store,
@@ -335,37 +341,53 @@ pub async fn remove_totp(
     Ok(true)
 }
 
-/// Confirms TOTP enrolment; the backup codes to show once, or `None` for a wrong code.
+/// The outcome of confirming a TOTP enrolment.
+#[derive(Debug)]
+pub enum Confirmation {
+    /// On; the ten backup codes to show once.
+    Confirmed(Vec<String>),
+    /// Malformed or wrong code, or no enrolment in progress.
+    Wrong,
+    /// Too many code attempts: wait this many seconds.
+    Throttled(i64),
+}
+
+/// Confirms TOTP enrolment with a first valid code. A malformed code is refused before
+/// anything is counted; a well-formed one counts in the account's code bucket.
 pub async fn confirm_totp(
     state: &AppState,
     me: &ActiveSession,
     code: &str,
     browser: &Browser,
     now: UnixTime,
-) -> Result<Option<Vec<String>>, ServiceError> {
+) -> Result<Confirmation, ServiceError> {
+    if !super::mfa::well_formed(FactorKind::Totp, code) {
+        return Ok(Confirmation::Wrong);
+    }
     let user_id = me.user.id.as_str();
     let store = state.store.as_ref();
     let ticket = match state.login_throttle.begin_code(store, user_id, now).await? {
-        Gate::Throttled { .. } => return Ok(None),
+        Gate::Throttled { retry_after } => return Ok(Confirmation::Throttled(retry_after)),
         Gate::Open(t) => t,
     };
-    let codes = state
+    let Some(codes) = state
         .factors
         .confirm_totp(store, user_id, code, now)
-        .await?;
-    if codes.is_some() {
-        state.login_throttle.succeeded(store, &ticket, now).await?;
-        audit::record(
-            store,
-            "totp_enrolled",
-            Some(user_id),
-            &browser.info,
-            "",
-            now,
-        )
-        .await?;
-    }
-    Ok(codes)
+        .await?
+    else {
+        return Ok(Confirmation::Wrong);
+    };
+    state.login_throttle.succeeded(store, &ticket, now).await?;
+    audit::record(
+        store,
+        "totp_enrolled",
+        Some(user_id),
+        &browser.info,
+        "",
+        now,
+    )
+    .await?;
+    Ok(Confirmation::Confirmed(codes))
 }
 
 /// A new set of backup codes, voiding the old ones.

@@ -257,7 +257,7 @@ async fn changing_a_factor_without_a_recent_sign_in_asks_for_one(backend: Backen
     app.clock.advance(11 * 60);
     // The account page itself is fine; changes ask for the password first.
     account_page(&app, &me).await;
-    let res = me.http.get(app.url("/account/totp")).send().await.unwrap();
+    let res = start_totp(&app, &me).await;
     assert_eq!(res.status(), 401);
     let reauth = res.text().await.unwrap();
     assert!(reauth.contains("action=\"/account/reauth\""), "{reauth}");
@@ -296,15 +296,7 @@ async fn changing_a_factor_without_a_recent_sign_in_asks_for_one(backend: Backen
     .await;
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()["location"], "/account/totp");
-    assert_eq!(
-        me.http
-            .get(app.url("/account/totp"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(start_totp(&app, &me).await.status(), 200);
     // An off-site `next` is never followed.
     let csrf = csrf_of(&account_page(&app, &me).await, "/account/password");
     let res = post_form(
@@ -459,7 +451,7 @@ async fn pages_have_no_inline_script_or_style(backend: Backend) {
     let app = spawn_app(backend).await;
     alice(&app).await;
     let me = signed_in(&app, USERNAME).await;
-    let setup = me.http.get(app.url("/account/totp")).send().await.unwrap();
+    let setup = start_totp(&app, &me).await;
     let account = me.http.get(app.url("/account")).send().await.unwrap();
     let login = Browser::new(&app)
         .http

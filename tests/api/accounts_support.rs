@@ -151,15 +151,15 @@ pub fn codes_of(page: &str) -> Vec<String> {
         .collect()
 }
 
+/// Starts TOTP enrolment from the account page (a POST with its CSRF token).
+pub async fn start_totp(app: &TestApp, browser: &Browser) -> Response {
+    post_account(app, browser, "/account/totp/start", &[]).await
+}
+
 /// Enrols TOTP for the signed-in `browser` (recent sign-in needed) and moves the app
 /// clock one step on, so the enrolment's code is not the next login's.
 pub async fn enrol_totp(app: &TestApp, browser: &Browser) -> Enrolled {
-    let res = browser
-        .http
-        .get(app.url("/account/totp"))
-        .send()
-        .await
-        .unwrap();
+    let res = start_totp(app, browser).await;
     assert_eq!(res.status(), 200);
     let setup = res.text().await.unwrap();
     let secret = secret_of(&setup);

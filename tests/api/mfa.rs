@@ -83,12 +83,19 @@ async fn enrolment_needs_one_valid_code(backend: Backend) {
     create_user(&app, "carol", &[]).await;
     let browser = Browser::new(&app);
     sign_in_ok(&app, &browser, "carol").await;
-    let setup = browser
+    // Starting needs the session's CSRF token; a plain GET changes nothing.
+    let res = browser
         .http
         .get(app.url("/account/totp"))
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        res.status(),
+        303,
+        "no enrolment in progress: back to the account page"
+    );
+    let setup = start_totp(&app, &browser).await;
     let csp = setup.headers()["content-security-policy"]
         .to_str()
         .unwrap()

@@ -15,13 +15,14 @@ use crate::oauth::*;
 crate::both_stores!(
     throttled_answers_are_identical_for_existing_and_unknown_accounts,
     the_real_user_signs_in_from_another_address_while_an_attacker_keeps_failing,
-    a_known_device_signs_in_while_unknown_devices_are_slowed,
+    the_account_ceiling_slows_failing_addresses_but_never_new_or_known_devices,
     a_forged_device_cookie_does_not_bypass_the_throttle,
     code_guessing_is_held_to_its_bucket,
     parallel_code_guesses_are_held_to_the_limit,
     successful_sign_ins_are_rate_limited_per_account,
     a_full_argon2_queue_answers_503_with_retry_after,
     ipv4_mapped_addresses_are_one_client,
+    an_unparseable_username_is_refused_like_a_wrong_password,
 );
 
 const WRONG: &str = "wrong password";
@@ -190,7 +191,9 @@ async fn attack_to_the_account_ceiling(app: &TestApp) {
     panic!("the account delay never reached its cap ({longest} s after {checked} failures)");
 }
 
-async fn a_known_device_signs_in_while_unknown_devices_are_slowed(backend: Backend) {
+async fn the_account_ceiling_slows_failing_addresses_but_never_new_or_known_devices(
+    backend: Backend,
+) {
     let app = ceiling_app(backend).await;
     let user = alice(&app).await;
     let bob = create_user(&app, "bob", &[]).await;
@@ -198,19 +201,16 @@ async fn a_known_device_signs_in_while_unknown_devices_are_slowed(backend: Backe
     device_cookie_of(&app, "bob").await;
     attack_to_the_account_ceiling(&app).await;
 
-    // An unknown device is slowed, even with the right password and from the known
-    // device's own address; the known device is not.
-    let unknown = Browser::with_local_address(&app, "127.0.0.5");
+    // The ceiling holds back the addresses that failed for alice, even with the right
+    // password; a device on an address that never failed, and the known device, get in.
+    let attacker = Browser::with_local_address(&app, "127.0.0.2");
     let wait = assert_throttled(
-        &sign_in(&app, &unknown, USERNAME, PASSWORD).await,
-        "unknown",
+        &sign_in(&app, &attacker, USERNAME, PASSWORD).await,
+        "an address that failed",
     );
     assert!(wait <= ACCOUNT_CAP);
-    let same_address = Browser::new(&app);
-    assert_throttled(
-        &sign_in(&app, &same_address, USERNAME, PASSWORD).await,
-        "no cookie",
-    );
+    let new_device = Browser::with_local_address(&app, "127.0.0.5");
+    sign_in_ok(&app, &new_device, USERNAME).await;
     let device = browser_with_device(&app, &known);
     sign_in_ok(&app, &device, USERNAME).await;
 
@@ -259,9 +259,9 @@ async fn a_known_device_signs_in_while_unknown_devices_are_slowed(backend: Backe
         .iter()
         .all(|l| l["user_id"] == bob.id.as_str() && l["kind"] != "login_throttled"));
 
-    // Never locked: once the capped delay has passed, an unknown device may try again.
+    // Never locked: once the capped delay has passed, even a failing address may try again.
     app.clock.advance(ACCOUNT_CAP);
-    sign_in_ok(&app, &unknown, USERNAME).await;
+    sign_in_ok(&app, &attacker, USERNAME).await;
 }
 
 async fn a_forged_device_cookie_does_not_bypass_the_throttle(backend: Backend) {
@@ -271,21 +271,43 @@ async fn a_forged_device_cookie_does_not_bypass_the_throttle(backend: Backend) {
     let real = device_cookie_of(&app, USERNAME).await;
     let bobs = device_cookie_of(&app, "bob").await;
     attack_to_the_account_ceiling(&app).await;
-    let (real_id, real_tag) = real.split_once('.').unwrap();
-    let (bob_id, bob_tag) = bobs.split_once('.').unwrap();
+    let split = |c: &str| -> (String, String, String) {
+        let p: Vec<&str> = c.split('.').collect();
+        (p[0].to_owned(), p[1].to_owned(), p[2].to_owned())
+    };
+    let (real_id, real_at, real_tag) = split(&real);
+    let (bob_id, bob_at, bob_tag) = split(&bobs);
     let forged = [
-        ("made up", format!("{}.{}", "A".repeat(43), "B".repeat(43))),
+        (
+            "made up",
+            format!("{}.{real_at}.{}", "A".repeat(43), "B".repeat(43)),
+        ),
         ("bob's", bobs.clone()),
-        ("alice's id with bob's tag", format!("{real_id}.{bob_tag}")),
-        ("bob's id with alice's tag", format!("{bob_id}.{real_tag}")),
+        (
+            "alice's id with bob's tag",
+            format!("{real_id}.{bob_at}.{bob_tag}"),
+        ),
+        (
+            "bob's id with alice's tag",
+            format!("{bob_id}.{real_at}.{real_tag}"),
+        ),
+        (
+            "alice's, issued later",
+            format!("{real_id}.{}.{real_tag}", app.clock.now()),
+        ),
         ("not a cookie", "x".into()),
     ];
+    // From an address that failed for alice, so the ceiling holds back all but her
+    // genuine known device.
     for (what, value) in forged {
-        let browser = browser_with_device(&app, &value);
+        let browser = Browser::with_local_address(&app, "127.0.0.2");
+        browser.plant_cookie(DEVICE, &value);
         assert_throttled(&sign_in(&app, &browser, USERNAME, PASSWORD).await, what);
     }
     // The genuine cookie still gets through: the refusals were the forgeries'.
-    sign_in_ok(&app, &browser_with_device(&app, &real), USERNAME).await;
+    let genuine = Browser::with_local_address(&app, "127.0.0.2");
+    genuine.plant_cookie(DEVICE, &real);
+    sign_in_ok(&app, &genuine, USERNAME).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -417,9 +439,12 @@ fn hasher_busy(app: &TestApp) -> bool {
 }
 
 async fn a_full_argon2_queue_answers_503_with_retry_after(backend: Backend) {
+    // One free failure: if the refused attempt were counted, alice's next sign-in from
+    // this address would be held back.
     let app = spawn_app_with(backend, |s| {
         s.passwords.max_concurrent = 1;
         s.passwords.max_queued = 0;
+        s.login.free_failures_per_account_address = 1;
     })
     .await;
     alice(&app).await;
@@ -460,7 +485,7 @@ async fn a_full_argon2_queue_answers_503_with_retry_after(backend: Backend) {
         401,
         "the slow hash was checked (and does not match)"
     );
-    // The place is given back.
+    // The place is given back, and the refused attempt was not charged to alice.
     sign_in_ok(&app, &Browser::new(&app), USERNAME).await;
 }
 
@@ -558,4 +583,22 @@ async fn ipv4_mapped_addresses_are_one_client(backend: Backend) {
         ips.iter().all(|ip| ["127.0.0.2", "127.0.0.3"].contains(ip)),
         "{ips:?}"
     );
+}
+
+async fn an_unparseable_username_is_refused_like_a_wrong_password(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.login.free_failures_per_account_address = 2).await;
+    alice(&app).await;
+    let browser = Browser::new(&app);
+    for name in ["not a name", "", "x y", "<script>", &"z".repeat(5000)] {
+        let res = sign_in(&app, &browser, name, PASSWORD).await;
+        assert!(
+            matches!(res.status().as_u16(), 401 | 429),
+            "{name:.20}: {}",
+            res.status()
+        );
+    }
+    // They share one bucket, apart from every real account's.
+    let res = sign_in(&app, &browser, "still not a name", PASSWORD).await;
+    assert_eq!(res.status(), 429);
+    sign_in_ok(&app, &browser, USERNAME).await;
 }

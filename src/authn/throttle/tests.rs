@@ -17,7 +17,7 @@ const FIXED: Rule = Rule {
 };
 
 fn counted(rule: Rule) -> Check {
-    Check { rule, count: true }
+    Check::counted(rule)
 }
 
 /// Runs `n` attempts at `now`, feeding each result into the next.
@@ -110,10 +110,7 @@ fn a_fixed_window_blocks_until_it_ends() {
 
 #[test]
 fn a_gate_is_checked_but_not_counted() {
-    let gate = Check {
-        rule: FIXED,
-        count: false,
-    };
+    let gate = Check::gate(FIXED);
     let (v, b) = attempts(&[gate], vec![None], 20, NOW);
     assert!(v.iter().all(|v| *v == Verdict::Allowed));
     assert_eq!(b, [None]);
@@ -154,4 +151,24 @@ fn missing_buckets_are_treated_as_empty() {
     let a = acquire(&[counted(GROWING), counted(FIXED)], &[], NOW);
     assert_eq!(a.verdict, Verdict::Allowed);
     assert_eq!(a.buckets.len(), 2);
+}
+
+#[test]
+fn an_unenforced_bucket_counts_but_never_holds_back() {
+    let quiet = Check {
+        rule: GROWING,
+        count: true,
+        enforce: false,
+    };
+    let (v, b) = attempts(&[quiet], vec![None], 10, NOW);
+    assert!(v.iter().all(|v| *v == Verdict::Allowed), "{v:?}");
+    assert_eq!(b[0].unwrap().count, 10);
+    assert!(
+        b[0].unwrap().blocked_until > NOW,
+        "the delay runs for those it holds back"
+    );
+    assert!(matches!(
+        acquire(&[counted(GROWING)], &b, NOW).verdict,
+        Verdict::Throttled { .. }
+    ));
 }

@@ -108,9 +108,12 @@ pub async fn password(
     browser: &Browser,
     now: UnixTime,
 ) -> Result<Step, ServiceError> {
-    let device = state
-        .devices
-        .recognise(username, browser.device_cookie.as_deref());
+    let known = lookup(state, username).await?;
+    let device = known.as_ref().and_then(|u| {
+        state
+            .devices
+            .recognise(u, browser.device_cookie.as_deref(), now)
+    });
     let gate = state
         .login_throttle
         .begin_password(
@@ -125,7 +128,17 @@ pub async fn password(
         Gate::Throttled { retry_after } => return Ok(Step::Throttled { retry_after }),
         Gate::Open(ticket) => ticket,
     };
-    let (matched, known) = check_password(state, username, password).await?;
+    let matched = match verify_password(state, known.as_ref(), password).await {
+        Ok(checked) => checked,
+        Err(e) => {
+            // Not checked (the hasher is busy): the attempt must not count against anyone.
+            state
+                .login_throttle
+                .release(state.store.as_ref(), &ticket, now)
+                .await?;
+            return Err(e);
+        }
+    };
     let known_id = known.as_ref().map(|u| u.id.as_str());
     if !ticket.started_delay.is_empty() {
         let detail = format!("delays started: {}", ticket.started_delay.join(", "));
@@ -374,7 +387,7 @@ async fn complete(
     .await?;
     let device_cookie = state
         .devices
-        .issue(user.username.as_str(), browser.device_cookie.as_deref())?;
+        .issue(user, browser.device_cookie.as_deref(), now)?;
     Ok(Step::Done(Box::new(SignedIn {
         session: ActiveSession {
             session,
@@ -463,25 +476,37 @@ async fn pending_user(
     Ok(user.filter(|u| u.accepts_auth_from(pending.started_at)))
 }
 
-/// Checks a username and password: the enabled user whose password matches, and the user
-/// the name belongs to (for the audit trail). A wrong password, an unknown user and a
-/// disabled account take the same path and the same argon2 work.
+/// The account a sign-in names, if it exists.
+async fn lookup(state: &AppState, username: &str) -> Result<Option<User>, ServiceError> {
+    match Username::parse(username) {
+        Ok(name) => Ok(state.store.get_user_by_username(&name).await?),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The enabled user whose password matches. A wrong password, an unknown user (`None`)
+/// and a disabled account take the same path and the same argon2 work.
+async fn verify_password(
+    state: &AppState,
+    user: Option<&User>,
+    password: &str,
+) -> Result<Option<User>, ServiceError> {
+    let password = match Password::parse_any(password) {
+        Ok(p) => p,
+        // Over 1 KiB: refused before hashing; length is all this reveals.
+        Err(_) => return Ok(None),
+    };
+    let stored = user.and_then(|u| u.password_hash.as_deref());
+    let matches = state.passwords.verify(stored, &password).await?;
+    Ok(user.filter(|u| matches && !u.disabled).cloned())
+}
+
+/// Checks a username and password: the enabled user whose password matches, if any.
 pub async fn check_password(
     state: &AppState,
     username: &str,
     password: &str,
-) -> Result<(Option<User>, Option<User>), ServiceError> {
-    let password = match Password::parse_any(password) {
-        Ok(p) => p,
-        // Over 1 KiB: refused before hashing; length is all this reveals.
-        Err(_) => return Ok((None, None)),
-    };
-    let user = match Username::parse(username) {
-        Ok(name) => state.store.get_user_by_username(&name).await?,
-        Err(_) => None,
-    };
-    let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
-    let matches = state.passwords.verify(stored, &password).await?;
-    let matched = user.clone().filter(|u| matches && !u.disabled);
-    Ok((matched, user))
+) -> Result<Option<User>, ServiceError> {
+    let user = lookup(state, username).await?;
+    verify_password(state, user.as_ref(), password).await
 }

@@ -19,6 +19,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use crate::authn::throttle::{acquire, count, refund, Acquired, Check, Rule, Verdict};
+
 use crate::clock::UnixTime;
 use crate::config::LoginSettings;
 use crate::domain::{ThrottleBucket, Username};
@@ -161,15 +162,9 @@ impl LoginThrottle {
         now: UnixTime,
     ) -> Result<Gate, StoreError> {
         let (keys, kinds): (Vec<String>, Vec<Kind>) = planned.into_iter().unzip();
-        let checks: Vec<Check> = kinds
-            .iter()
-            .map(|&k| Check {
-                rule: self.rule(k),
-                count: k != Kind::Success,
-            })
-            .collect();
         let outcome: Mutex<Option<Acquired>> = Mutex::new(None);
         let update = |current: &[Option<ThrottleBucket>]| {
+            let checks = self.checks(&kinds, current, now);
             let acquired = acquire(&checks, current, now);
             let buckets = acquired.buckets.clone();
             if let Ok(mut slot) = outcome.lock() {
@@ -196,6 +191,56 @@ impl LoginThrottle {
                 kinds,
             }),
         })
+    }
+
+    /// The checks of an attempt touching `kinds`, whose buckets stand at `current`. The
+    /// per-account ceiling counts every failure, but holds back only an address that has
+    /// failed for this account itself: attackers spread over many addresses cannot keep a
+    /// user on a new device out.
+    fn checks(
+        &self,
+        kinds: &[Kind],
+        current: &[Option<ThrottleBucket>],
+        now: UnixTime,
+    ) -> Vec<Check> {
+        let pair_failed = kinds.iter().zip(current).any(|(k, b)| {
+            *k == Kind::Pair
+                && b.is_some_and(|b| b.count > 0 && now < b.window_start + self.pair.window)
+        });
+        kinds
+            .iter()
+            .map(|&k| match k {
+                Kind::Success => Check::gate(self.success),
+                Kind::Account => Check {
+                    enforce: pair_failed,
+                    ..Check::counted(self.account)
+                },
+                other => Check::counted(self.rule(other)),
+            })
+            .collect()
+    }
+
+    /// The attempt could not be checked (the password hasher was busy): every count it made
+    /// is taken back, so an overloaded server never charges users for its own refusals.
+    pub async fn release(
+        &self,
+        store: &dyn ThrottleStore,
+        ticket: &Ticket,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let update = |current: &[Option<ThrottleBucket>]| {
+            ticket
+                .kinds
+                .iter()
+                .zip(current)
+                .map(|(&kind, bucket)| match kind {
+                    Kind::Success => *bucket,
+                    other => refund(&self.rule(other), *bucket, now),
+                })
+                .collect()
+        };
+        store.update_buckets(&ticket.keys, now, &update).await?;
+        Ok(())
     }
 
     /// The attempt succeeded: the account+address (or device) bucket is cleared, the
@@ -227,7 +272,9 @@ impl LoginThrottle {
 /// The account as it would be looked up; names that cannot exist share one key, so they
 /// cannot grow the table (and they never sign in anyway).
 pub fn account_key(username: &str) -> String {
-    Username::parse(username).map_or_else(|_| "\u{0}invalid".to_owned(), |u| u.as_str().to_owned())
+    // `!` is not a username character, so no real account shares this key (and no NUL:
+    // PostgreSQL text cannot hold one).
+    Username::parse(username).map_or_else(|_| "!invalid".to_owned(), |u| u.as_str().to_owned())
 }
 
 /// IPv4 addresses count one by one, IPv6 per /64 (the block one host usually owns);
