@@ -15,12 +15,14 @@ pub enum FactorKind {
     Totp,
     /// A single-use backup (recovery) code.
     BackupCode,
+    /// A passkey (WebAuthn, user verification required): on its own it is multi-factor.
+    Passkey,
 }
 
 impl FactorKind {
     /// True for the factors that can serve as a second factor.
     pub fn is_second_factor(self) -> bool {
-        matches!(self, Self::Totp | Self::BackupCode)
+        matches!(self, Self::Totp | Self::BackupCode | Self::Passkey)
     }
 
     /// The stable name used in audit events and forms.
@@ -29,6 +31,7 @@ impl FactorKind {
             Self::Password => "password",
             Self::Totp => "totp",
             Self::BackupCode => "backup_code",
+            Self::Passkey => "passkey",
         }
     }
 
@@ -38,6 +41,7 @@ impl FactorKind {
             "password" => Some(Self::Password),
             "totp" => Some(Self::Totp),
             "backup_code" => Some(Self::BackupCode),
+            "passkey" => Some(Self::Passkey),
             _ => None,
         }
     }
@@ -103,4 +107,62 @@ pub struct AuditFilter {
     pub since: Option<UnixTime>,
     /// At most this many, newest first.
     pub limit: u32,
+}
+
+/// A registered passkey (WebAuthn discoverable credential). The credential itself (public
+/// key, counter, flags) is webauthn-rs's `Passkey`, stored as JSON: it holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    /// Random public id, for the account page's forms.
+    pub id: String,
+    /// Whose.
+    pub user_id: String,
+    /// The WebAuthn credential id; unique across all users.
+    pub credential_id: Vec<u8>,
+    /// The name the user gave it.
+    pub name: String,
+    /// webauthn-rs `Passkey` as JSON.
+    pub credential: String,
+    /// The signature counter last seen (0 when the authenticator does not count).
+    pub counter: i64,
+    /// The authenticator may sync this credential (backup eligible).
+    pub backup_eligible: bool,
+    /// The credential is backed up (synced) as of its last use.
+    pub backed_up: bool,
+    /// Registration time.
+    pub created_at: UnixTime,
+    /// Last successful use.
+    pub last_used_at: Option<UnixTime>,
+    /// When an assertion with a counter that went backwards was refused (a possible clone).
+    pub counter_regressed_at: Option<UnixTime>,
+}
+
+/// What an accepted assertion changes on its passkey, applied only if the counter still
+/// allows it (WebAuthn L3 §7.2 step 22).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyUse {
+    /// The credential used.
+    pub credential_id: Vec<u8>,
+    /// The counter the authenticator reported.
+    pub counter: i64,
+    /// The updated `Passkey` JSON.
+    pub credential: String,
+    /// The backup state the authenticator reported.
+    pub backed_up: bool,
+    /// When.
+    pub at: UnixTime,
+}
+
+/// A WebAuthn ceremony in progress (registration or authentication), stored server-side,
+/// bound to the browser by a cookie whose SHA-256 is `id_hash`, single use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CeremonyRecord {
+    /// SHA-256 of the cookie value.
+    pub id_hash: Vec<u8>,
+    /// webauthn-rs state and what the ceremony is for, as JSON.
+    pub state: String,
+    /// Creation time.
+    pub created_at: UnixTime,
+    /// After this the ceremony is refused.
+    pub expires_at: UnixTime,
 }

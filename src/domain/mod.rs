@@ -13,7 +13,8 @@ pub use client::{
     is_loopback_url, Client, ClientId, ClientKind, GrantType, RedirectUri, ResourceUri,
 };
 pub use factor::{
-    AuditFilter, FactorKind, FactorUse, PendingLoginRecord, ThrottleBucket, TotpCredential,
+    AuditFilter, CeremonyRecord, FactorKind, FactorUse, PasskeyRecord, PasskeyUse,
+    PendingLoginRecord, ThrottleBucket, TotpCredential,
 };
 pub use flow::{AuditEvent, AuthorizationCode, Grant, RefreshToken, Session};
 pub use key::{KeyState, SigningKeyRecord};

@@ -78,6 +78,8 @@ pub fn amr_of(factors: &[FactorUse]) -> Vec<String> {
             FactorKind::Password => push("pwd"),
             FactorKind::Totp => push("otp"),
             FactorKind::BackupCode => {}
+            // RFC 8176 §2 `hwk`: proof of possession of a hardware-secured key.
+            FactorKind::Passkey => push("hwk"),
         }
     }
     if level_of(factors) == AcrLevel::Mfa {

@@ -230,7 +230,7 @@ pub fn well_formed(kind: FactorKind, code: &str) -> bool {
             digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit())
         }
         FactorKind::BackupCode => backup_codes::normalize(code).is_some(),
-        FactorKind::Password => false,
+        FactorKind::Password | FactorKind::Passkey => false,
     }
 }
 

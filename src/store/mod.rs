@@ -7,9 +7,9 @@ use async_trait::async_trait;
 
 use crate::clock::UnixTime;
 use crate::domain::{
-    AuditEvent, AuditFilter, AuthorizationCode, Client, ClientId, FactorUse, Grant, KeyState,
-    PendingLoginRecord, RefreshToken, Scope, Session, SigningKeyRecord, ThrottleBucket,
-    TotpCredential, User, Username,
+    AuditEvent, AuditFilter, AuthorizationCode, CeremonyRecord, Client, ClientId, FactorUse,
+    Grant, KeyState, PasskeyRecord, PasskeyUse, PendingLoginRecord, RefreshToken, Scope, Session,
+    SigningKeyRecord, ThrottleBucket, TotpCredential, User, Username,
 };
 
 mod postgres;
@@ -213,6 +213,46 @@ pub trait FactorStore: Send + Sync {
     async fn backup_codes_left(&self, user_id: &str) -> Result<u32, StoreError>;
 }
 
+/// Passkeys (WebAuthn credentials) and each user's random WebAuthn user handle.
+#[async_trait]
+pub trait PasskeyStore: Send + Sync {
+    /// The user's WebAuthn user handle, creating it from `candidate` on first use
+    /// (`UPDATE users SET webauthn_handle = $2 WHERE id = $1 AND webauthn_handle IS NULL`,
+    /// then read back): every node agrees on one handle per user. `None` for an unknown
+    /// user.
+    async fn webauthn_handle(&self, user_id: &str, candidate: &str)
+        -> Result<Option<String>, StoreError>;
+    /// The user whose WebAuthn user handle this is.
+    async fn user_by_webauthn_handle(&self, handle: &str) -> Result<Option<User>, StoreError>;
+    /// Stores a new passkey; `Conflict` if its credential id is registered to anyone.
+    async fn insert_passkey(&self, passkey: &PasskeyRecord) -> Result<(), StoreError>;
+    /// The user's passkeys, oldest first.
+    async fn list_passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError>;
+    /// The passkey with this credential id, whoever owns it.
+    async fn get_passkey(&self, credential_id: &[u8]) -> Result<Option<PasskeyRecord>, StoreError>;
+    /// Renames one of the user's passkeys; false if it is not theirs.
+    async fn rename_passkey(&self, user_id: &str, id: &str, name: &str)
+        -> Result<bool, StoreError>;
+    /// Deletes one of the user's passkeys; false if it is not theirs.
+    async fn delete_passkey(&self, user_id: &str, id: &str) -> Result<bool, StoreError>;
+    /// Accepts an assertion: in one statement, stores the new counter, credential JSON,
+    /// backup state and last use, only if the counter moved forward (`counter < $new`) or
+    /// the authenticator does not count (both 0). False means the counter went backwards
+    /// (or a concurrent assertion won): the assertion must be refused.
+    async fn record_passkey_use(&self, used: &PasskeyUse) -> Result<bool, StoreError>;
+    /// Marks a counter regression on the passkey (shown on the account page).
+    async fn mark_counter_regression(
+        &self,
+        credential_id: &[u8],
+        now: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// Stores a WebAuthn ceremony in progress.
+    async fn insert_ceremony(&self, ceremony: &CeremonyRecord) -> Result<(), StoreError>;
+    /// Deletes and returns the ceremony (`DELETE ... RETURNING`): single use. Expired ones
+    /// are returned too; the caller checks `expires_at`.
+    async fn take_ceremony(&self, id_hash: &[u8]) -> Result<Option<CeremonyRecord>, StoreError>;
+}
+
 /// Logins in progress, single use.
 #[async_trait]
 pub trait PendingLoginStore: Send + Sync {
@@ -359,6 +399,7 @@ pub trait Store:
     + GrantStore
     + RevocationStore
     + FactorStore
+    + PasskeyStore
     + PendingLoginStore
     + ThrottleStore
     + Housekeeping
