@@ -66,6 +66,8 @@ pub struct Settings {
     pub login: LoginSettings,
     /// Trusted reverse proxies.
     pub proxy: ProxySettings,
+    /// Passkeys (WebAuthn).
+    pub webauthn: WebauthnSettings,
 }
 
 impl Default for Settings {
@@ -84,6 +86,7 @@ impl Default for Settings {
             clients: ClientSettings::default(),
             login: LoginSettings::default(),
             proxy: ProxySettings::default(),
+            webauthn: WebauthnSettings::default(),
         }
     }
 }

@@ -134,6 +134,7 @@ impl Application {
             login_throttle: LoginThrottle::new(&ctx.settings.login),
             devices: KnownDevices::new(&ctx.master, ctx.settings.login.known_device_days)?,
             factors: Factors::new(ctx.master.clone(), &ctx.settings.issuer)?,
+            passkeys: crate::service::passkeys::Passkeys::new(&ctx.settings)?,
             account_csrf: SecretHasher::for_purpose(&ctx.master, b"account-csrf")?,
         });
         background.push(crate::service::housekeeping::spawn(

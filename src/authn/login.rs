@@ -82,6 +82,12 @@ pub enum Event {
         /// Their enrolled second factors.
         enrolled: Vec<FactorKind>,
     },
+    /// A passkey signed this user in on its own (discoverable credential, user verified):
+    /// multi-factor by itself, so no password or second factor follows.
+    PasskeyVerified {
+        /// The user the passkey's user handle names.
+        user_id: String,
+    },
     /// A second factor of this kind was verified.
     SecondFactorVerified(FactorKind),
     /// A second factor was wrong.
@@ -221,6 +227,17 @@ impl PendingLogin {
                     .filter(|k| k.is_second_factor())
                     .collect();
                 Ok(self.after_password())
+            }
+            (Stage::Password, Event::PasskeyVerified { user_id }) => {
+                if self.user_id.as_ref().is_some_and(|u| *u != user_id) {
+                    return Err(LoginError::WrongUser);
+                }
+                self.passed.push(FactorUse {
+                    kind: FactorKind::Passkey,
+                    at: now,
+                });
+                self.user_id = Some(user_id);
+                Ok(self.finish())
             }
             (Stage::SecondFactor, Event::SecondFactorVerified(kind)) => {
                 if !self.offers(kind) || self.user_id.is_none() {

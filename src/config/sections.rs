@@ -307,6 +307,27 @@ impl Default for LoginSettings {
     }
 }
 
+/// Passkeys (WebAuthn L3). The relying party's origin is the issuer's; its id is the
+/// issuer's host unless `rp_id` names a parent domain (so that passkeys work on several
+/// subdomains). Passkeys need a domain name: with an IP-address issuer they are off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebauthnSettings {
+    /// The relying party id: the issuer's host, or a registrable parent domain of it.
+    pub rp_id: Option<String>,
+    /// The name authenticators show.
+    pub rp_name: String,
+}
+
+impl Default for WebauthnSettings {
+    fn default() -> Self {
+        Self {
+            rp_id: None,
+            rp_name: "Latchkey".into(),
+        }
+    }
+}
+
 /// Reverse proxies whose `X-Forwarded-For` is believed.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]

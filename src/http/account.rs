@@ -49,7 +49,7 @@ async fn overview(
     MaybeSession(me): MaybeSession,
 ) -> HttpResponse {
     let Some(me) = me else {
-        return login_page(&req, state.settings.is_https(), "", None, None);
+        return login_page(&req, &state, "", None, None);
     };
     let done = forms::query_pairs(&req)
         .into_iter()
@@ -234,7 +234,7 @@ async fn totp_pending(
     MaybeSession(me): MaybeSession,
 ) -> HttpResponse {
     let Some(me) = me else {
-        return login_page(&req, state.settings.is_https(), "", None, None);
+        return login_page(&req, &state, "", None, None);
     };
     match state
         .factors
@@ -325,7 +325,7 @@ async fn reauth_get(
     MaybeSession(me): MaybeSession,
 ) -> HttpResponse {
     let Some(me) = me else {
-        return login_page(&req, state.settings.is_https(), "", None, None);
+        return login_page(&req, &state, "", None, None);
     };
     let next = forms::query_pairs(&req)
         .into_iter()

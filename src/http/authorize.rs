@@ -56,27 +56,28 @@ pub(super) async fn respond(
         Err(e) => return error::service(&e),
     };
     match (outcome, session) {
-        (Outcome::StepUp { request }, Some(session)) => {
+        (Outcome::StepUp { request, level }, Some(session)) => {
             let resume = Resume::Authorize { request };
-            match login::step_up(state, &session, resume, browser, now).await {
+            match login::step_up(state, &session, resume, level, browser, now).await {
                 Ok(step) => {
                     render_step(req, state, step, browser, Form::Login { request: "" }).await
                 }
                 Err(e) => error::service(&e),
             }
         }
-        (outcome, _) => render(req, state.settings.is_https(), outcome),
+        (outcome, _) => render(req, state, outcome),
     }
 }
 
-fn render(req: &HttpRequest, https: bool, outcome: Outcome) -> HttpResponse {
+fn render(req: &HttpRequest, state: &AppState, outcome: Outcome) -> HttpResponse {
+    let https = state.settings.is_https();
     match outcome {
         Outcome::ErrorPage(e) => error::page(StatusCode::BAD_REQUEST, &e),
         Outcome::Redirect(url) => see_other(&url),
         Outcome::Login {
             request,
             login_hint,
-        } => login_page(req, https, &request, login_hint.as_deref(), None),
+        } => login_page(req, state, &request, login_hint.as_deref(), None),
         // Handled by `respond`, which has the session; without one there is nothing to
         // step up.
         Outcome::StepUp { .. } => error::page(

@@ -41,6 +41,29 @@ pub fn device_name(https: bool) -> &'static str {
     }
 }
 
+/// Name of the WebAuthn ceremony cookie (binds a passkey ceremony to this browser).
+pub fn ceremony_name(https: bool) -> &'static str {
+    if https {
+        "__Host-latchkey_webauthn"
+    } else {
+        "latchkey_webauthn"
+    }
+}
+
+/// The ceremony cookie; it lives as long as a ceremony may.
+pub fn ceremony(value: String, https: bool) -> Cookie<'static> {
+    let mut c = build(ceremony_name(https), value, https);
+    c.set_max_age(Duration::seconds(crate::service::passkeys::CEREMONY_TTL));
+    c
+}
+
+/// Removes the ceremony cookie (a ceremony is single use).
+pub fn clear_ceremony(https: bool) -> Cookie<'static> {
+    let mut c = build(ceremony_name(https), String::new(), https);
+    c.set_max_age(Duration::ZERO);
+    c
+}
+
 /// The pending-login cookie; it lives as long as a pending login may.
 pub fn pending(value: String, https: bool) -> Cookie<'static> {
     let mut c = build(pending_name(https), value, https);

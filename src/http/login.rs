@@ -11,11 +11,93 @@ use crate::domain::FactorKind;
 use crate::oidc::OAuthError;
 use crate::service::authorize::{client_name_of, decode_request, Step as AuthorizeStep};
 use crate::service::login::{self, Purpose, SignedIn, Step};
+use crate::service::passkeys;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/login", web::get().to(login_get))
         .route("/login", web::post().to(login_post))
-        .route("/login/mfa", web::post().to(mfa_post));
+        .route("/login/mfa", web::post().to(mfa_post))
+        .route("/login/passkey/start", web::post().to(passkey_start))
+        .route("/login/passkey", web::post().to(passkey_post))
+        .route("/login/mfa/passkey/start", web::post().to(mfa_passkey_start));
+}
+
+/// The answer to a "start a passkey ceremony" request: the options as JSON with the
+/// ceremony cookie, or `{"error": ...}` with 400. Never cached.
+pub(super) fn ceremony_json(
+    started: Result<passkeys::Started, passkeys::Refusal>,
+    https: bool,
+) -> HttpResponse {
+    match started {
+        Ok(s) => {
+            let res = super::no_store(HttpResponse::Ok()).json(s.options);
+            cookies::with_cookie(res, Some(cookies::ceremony(s.cookie, https)))
+        }
+        Err(refusal) => super::no_store(HttpResponse::BadRequest())
+            .json(serde_json::json!({ "error": refusal.to_string() })),
+    }
+}
+
+/// Starts a sign-in with a passkey alone (the button, or the browser's autofill).
+async fn passkey_start(
+    state: web::Data<AppState>,
+    CheckedForm(pairs): CheckedForm,
+) -> HttpResponse {
+    let request = forms::field(&pairs, "request").unwrap_or_default();
+    let resume = resume_of(request);
+    let store = state.store.as_ref();
+    match passkeys::start_sign_in(&state.passkeys, store, resume, state.clock.now()).await {
+        Ok(started) => ceremony_json(started, state.settings.is_https()),
+        Err(e) => error::service(&e),
+    }
+}
+
+/// Finishes a passkey sign-in: the form the script submits with the assertion.
+async fn passkey_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    RequestBrowser(browser): RequestBrowser,
+    CheckedForm(pairs): CheckedForm,
+) -> HttpResponse {
+    let field = |name| forms::field(&pairs, name).unwrap_or_default();
+    let now = state.clock.now();
+    match login::passkey(&state, field("credential"), &browser, now).await {
+        Ok(step) => {
+            let request = field("request");
+            let res = render_step(&req, &state, step, &browser, Form::Login { request }).await;
+            cookies::with_cookie(res, Some(cookies::clear_ceremony(state.settings.is_https())))
+        }
+        Err(e) => error::service(&e),
+    }
+}
+
+/// Starts a passkey as the second factor of this browser's pending login.
+async fn mfa_passkey_start(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    CheckedForm(_): CheckedForm,
+) -> HttpResponse {
+    let https = state.settings.is_https();
+    let pending = cookies::read(&req, cookies::pending_name(https));
+    let now = state.clock.now();
+    match login::start_passkey_second_factor(&state, pending.as_deref(), now).await {
+        Ok(Some(started)) => ceremony_json(started, https),
+        Ok(None) => ceremony_json(Err(passkeys::Refusal::Expired), https),
+        Err(e) => error::service(&e),
+    }
+}
+
+/// What a sign-in resumes: the authorization request, or (none) the account area.
+fn resume_of(request: &str) -> Resume {
+    if request.is_empty() {
+        Resume::Account {
+            next: "/account".into(),
+        }
+    } else {
+        Resume::Authorize {
+            request: request.to_owned(),
+        }
+    }
 }
 
 /// Which form a failed password goes back to.
@@ -39,21 +121,24 @@ pub(super) enum Form<'a> {
 /// The login page.
 pub(super) fn login_page(
     req: &HttpRequest,
-    https: bool,
+    state: &AppState,
     request: &str,
     login_hint: Option<&str>,
     failure: Option<(StatusCode, &str)>,
 ) -> HttpResponse {
-    let (csrf, cookie) = cookies::csrf_token(req, https);
+    let (csrf, cookie) = cookies::csrf_token(req, state.settings.is_https());
     let (status, error) = failure.unwrap_or((StatusCode::OK, ""));
     let error = (!error.is_empty()).then_some(error);
-    let ctx = minijinja::context! { csrf, request, login_hint, error };
-    cookies::with_cookie(ui::page(status, "login.html", ctx), cookie)
+    let passkeys = state.passkeys.available();
+    let ctx = minijinja::context! { csrf, request, login_hint, error, passkeys };
+    let page = ui::page(status, "login.html", ctx);
+    let page = if passkeys { ui::with_script(page) } else { page };
+    cookies::with_cookie(page, cookie)
 }
 
 /// The account area's own sign-in page.
 async fn login_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    login_page(&req, state.settings.is_https(), "", None, None)
+    login_page(&req, &state, "", None, None)
 }
 
 async fn login_post(
@@ -65,15 +150,7 @@ async fn login_post(
     let field = |name| forms::field(&pairs, name).unwrap_or_default();
     let request = field("request");
     // An empty request is a sign-in to the account area itself.
-    let resume = if request.is_empty() {
-        Resume::Account {
-            next: "/account".into(),
-        }
-    } else {
-        Resume::Authorize {
-            request: request.to_owned(),
-        }
-    };
+    let resume = resume_of(request);
     let now = state.clock.now();
     let purpose = Purpose::SignIn(resume);
     match login::password(
@@ -161,8 +238,25 @@ pub(super) async fn render_step(
             );
             cookies::with_cookie(page, Some(cookies::clear_pending(https)))
         }
-        Step::Failed => failed(req, https, form),
+        Step::Failed => failed(req, state, form),
         Step::Throttled { retry_after } => throttled(retry_after),
+        Step::PasskeyRefused(refusal) => {
+            let message = refusal.to_string();
+            let res = match form {
+                Form::Login { request } => login_page(
+                    req,
+                    state,
+                    request,
+                    None,
+                    Some((StatusCode::UNAUTHORIZED, &message)),
+                ),
+                Form::Reauth { .. } => error::page(
+                    StatusCode::UNAUTHORIZED,
+                    &OAuthError::access_denied(message.clone()),
+                ),
+            };
+            cookies::with_cookie(res, Some(cookies::clear_ceremony(https)))
+        }
         Step::Restart(reason) => {
             let page = error::page(
                 StatusCode::BAD_REQUEST,
@@ -174,12 +268,12 @@ pub(super) async fn render_step(
 }
 
 /// The same page and status for an unknown user, a wrong password and a disabled account.
-fn failed(req: &HttpRequest, https: bool, form: Form<'_>) -> HttpResponse {
+fn failed(req: &HttpRequest, state: &AppState, form: Form<'_>) -> HttpResponse {
     const MESSAGE: &str = "Invalid username or password.";
     match form {
         Form::Login { request } => login_page(
             req,
-            https,
+            state,
             request,
             None,
             Some((StatusCode::UNAUTHORIZED, MESSAGE)),

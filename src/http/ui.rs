@@ -42,6 +42,23 @@ const TEMPLATES: &[(&str, &str)] = &[
 ];
 
 const STYLESHEET: &str = include_str!("../../static/latchkey.css");
+const PASSKEY_SCRIPT: &str = include_str!("../../static/passkey.js");
+
+/// The Content-Security-Policy of pages that run the passkey script: the default policy
+/// plus `script-src 'self'` (the script file, never inline code) and `connect-src 'self'`
+/// (its requests for ceremony options).
+const CSP_WITH_SCRIPT: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+     style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// `res` with the policy that lets it load the passkey script (only pages that offer
+/// passkeys get it).
+pub fn with_script(mut res: HttpResponse) -> HttpResponse {
+    res.headers_mut().insert(
+        actix_web::http::header::CONTENT_SECURITY_POLICY,
+        actix_web::http::header::HeaderValue::from_static(CSP_WITH_SCRIPT),
+    );
+    res
+}
 
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
@@ -80,7 +97,15 @@ pub fn describe_scope(scope: &str) -> String {
 }
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/static/latchkey.css", web::get().to(stylesheet));
+    cfg.route("/static/latchkey.css", web::get().to(stylesheet))
+        .route("/static/passkey.js", web::get().to(passkey_script));
+}
+
+async fn passkey_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header(("Cache-Control", "public, max-age=86400"))
+        .body(PASSKEY_SCRIPT)
 }
 
 async fn stylesheet() -> HttpResponse {

@@ -2,9 +2,12 @@
 //! that factors map to, and what an authorization request's `acr_values` demands
 //! (OIDC Core §3.1.2.1, §2).
 //!
-//! Two levels are defined (see `docs/authentication.md`):
+//! Three levels are defined (see `docs/authentication.md`):
 //! - [`ACR_PASSWORD`]: the user presented a password.
-//! - [`ACR_MFA`]: the user presented a password and a second factor (TOTP or a backup code).
+//! - [`ACR_MFA`]: multi-factor: a password and a second factor (TOTP, a backup code or a
+//!   passkey), or a passkey alone (possession plus user verification).
+//! - [`ACR_PHISHING_RESISTANT`]: a passkey was used: origin-bound, so a phishing site cannot
+//!   relay it.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,8 +17,10 @@ use crate::domain::{FactorKind, FactorUse};
 pub const ACR_PASSWORD: &str = "urn:latchkey:acr:password";
 /// `acr` of a multi-factor sign-in.
 pub const ACR_MFA: &str = "urn:latchkey:acr:mfa";
+/// `acr` of a sign-in that used a passkey.
+pub const ACR_PHISHING_RESISTANT: &str = "urn:latchkey:acr:phishing-resistant";
 /// Advertised as `acr_values_supported` (OIDC Discovery §3), weakest first.
-pub const ACR_VALUES_SUPPORTED: [&str; 2] = [ACR_PASSWORD, ACR_MFA];
+pub const ACR_VALUES_SUPPORTED: [&str; 3] = [ACR_PASSWORD, ACR_MFA, ACR_PHISHING_RESISTANT];
 
 /// Longest accepted `acr_values`, in bytes.
 pub const MAX_ACR_VALUES_BYTES: usize = 512;
@@ -29,8 +34,10 @@ pub enum AcrLevel {
     /// A password (or nothing asked).
     #[default]
     Password,
-    /// A password and a second factor.
+    /// A password and a second factor, or a passkey.
     Mfa,
+    /// A passkey.
+    PhishingResistant,
 }
 
 impl AcrLevel {
@@ -39,6 +46,7 @@ impl AcrLevel {
         match self {
             Self::Password => ACR_PASSWORD,
             Self::Mfa => ACR_MFA,
+            Self::PhishingResistant => ACR_PHISHING_RESISTANT,
         }
     }
 
@@ -46,14 +54,19 @@ impl AcrLevel {
         match value {
             ACR_PASSWORD => Some(Self::Password),
             ACR_MFA => Some(Self::Mfa),
+            ACR_PHISHING_RESISTANT => Some(Self::PhishingResistant),
             _ => None,
         }
     }
 }
 
-/// The level the factors reach: multi-factor when a second factor accompanies another
-/// factor.
+/// The level the factors reach: phishing-resistant with a passkey (which is multi-factor
+/// on its own: possession plus user verification, WebAuthn L3 §6.2.3); multi-factor when a
+/// second factor accompanies another factor.
 pub fn level_of(factors: &[FactorUse]) -> AcrLevel {
+    if factors.iter().any(|f| f.kind == FactorKind::Passkey) {
+        return AcrLevel::PhishingResistant;
+    }
     let second = factors.iter().any(|f| f.kind.is_second_factor());
     let first = factors.iter().any(|f| !f.kind.is_second_factor());
     if first && second {
@@ -82,7 +95,7 @@ pub fn amr_of(factors: &[FactorUse]) -> Vec<String> {
             FactorKind::Passkey => push("hwk"),
         }
     }
-    if level_of(factors) == AcrLevel::Mfa {
+    if level_of(factors) >= AcrLevel::Mfa {
         push("mfa");
     }
     amr
@@ -90,7 +103,9 @@ pub fn amr_of(factors: &[FactorUse]) -> Vec<String> {
 
 /// The `acr` an ID token carries, from the `amr` stored with the code or grant.
 pub fn acr_of_amr(amr: &[String]) -> &'static str {
-    if amr.iter().any(|a| a == "mfa") {
+    if amr.iter().any(|a| a == "hwk") {
+        ACR_PHISHING_RESISTANT
+    } else if amr.iter().any(|a| a == "mfa") {
         ACR_MFA
     } else {
         ACR_PASSWORD
@@ -152,6 +167,19 @@ mod tests {
     fn a_second_factor_alone_is_not_mfa() {
         assert_eq!(level_of(&uses(&[FactorKind::Totp])), AcrLevel::Password);
         assert_eq!(amr_of(&uses(&[FactorKind::Totp])), ["otp"]);
+    }
+
+    #[test]
+    fn a_passkey_alone_is_phishing_resistant_multi_factor() {
+        let f = uses(&[FactorKind::Passkey]);
+        assert_eq!(level_of(&f), AcrLevel::PhishingResistant);
+        assert_eq!(amr_of(&f), ["hwk", "mfa"]);
+        assert_eq!(acr_of_amr(&amr_of(&f)), ACR_PHISHING_RESISTANT);
+        let f = uses(&[FactorKind::Password, FactorKind::Passkey]);
+        assert_eq!(amr_of(&f), ["pwd", "hwk", "mfa"]);
+        assert_eq!(level_of(&f), AcrLevel::PhishingResistant);
+        let v = vec![ACR_PHISHING_RESISTANT.to_owned()];
+        assert_eq!(required_level(&v, true), AcrLevel::PhishingResistant);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::oidc::{
 
 use super::session::{secs, ActiveSession};
 use super::{AppState, ServiceError};
-use crate::oidc::acr::level_of;
+use crate::oidc::acr::{level_of, AcrLevel};
 
 /// What the browser gets. `Debug` hides redirect URLs: they carry codes.
 pub enum Outcome {
@@ -36,6 +36,8 @@ pub enum Outcome {
     StepUp {
         /// The request to resume, as a query string.
         request: String,
+        /// The level it demands.
+        level: AcrLevel,
     },
     /// The consent form.
     Consent {
@@ -147,9 +149,11 @@ async fn step_up(
     if !request.prompt.none {
         return Ok(Outcome::StepUp {
             request: encode(&carried_pairs(params, step)),
+            level: request.min_level,
         });
     }
-    let e = if super::login::has_second_factor(state, session.user.id.as_str()).await? {
+    let user_id = session.user.id.as_str();
+    let e = if super::login::can_reach(state, user_id, request.min_level).await? {
         OAuthError::interaction_required("a second factor is required")
     } else {
         OAuthError::unmet_authentication_requirements(

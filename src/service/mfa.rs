@@ -76,6 +76,9 @@ impl Factors {
         if store.backup_codes_left(user_id).await? > 0 {
             kinds.push(FactorKind::BackupCode);
         }
+        if !store.list_passkeys(user_id).await?.is_empty() {
+            kinds.push(FactorKind::Passkey);
+        }
         Ok(kinds)
     }
 
@@ -230,7 +233,11 @@ pub fn well_formed(kind: FactorKind, code: &str) -> bool {
             digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit())
         }
         FactorKind::BackupCode => backup_codes::normalize(code).is_some(),
-        FactorKind::Password | FactorKind::Passkey => false,
+        // The browser's assertion, JSON; webauthn-rs reads it.
+        FactorKind::Passkey => {
+            code.starts_with('{') && code.len() <= super::passkeys::MAX_CREDENTIAL_BYTES
+        }
+        FactorKind::Password => false,
     }
 }
 

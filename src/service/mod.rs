@@ -11,6 +11,7 @@ pub mod keys;
 pub mod login;
 pub mod logout;
 pub mod mfa;
+pub mod passkeys;
 pub mod resource;
 pub mod session;
 pub mod token;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub devices: login::device::KnownDevices,
     /// TOTP secrets and backup codes.
     pub factors: mfa::Factors,
+    /// The WebAuthn relying party.
+    pub passkeys: passkeys::Passkeys,
     /// Keyed hash for the account pages' CSRF tokens (bound to the session).
     pub account_csrf: SecretHasher,
 }

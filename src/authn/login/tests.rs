@@ -248,3 +248,46 @@ fn the_state_survives_storage_as_json() {
     let back: PendingLogin = serde_json::from_str(&json).unwrap();
     assert_eq!(back, p);
 }
+
+#[test]
+fn a_passkey_alone_signs_in_with_no_other_step() {
+    let p = PendingLogin::start(authorize(), true, NOW);
+    let c = done(
+        p.apply(Event::PasskeyVerified { user_id: "u1".into() }, NOW)
+            .unwrap(),
+    );
+    assert_eq!(c.user_id, "u1");
+    assert_eq!(c.factors.iter().map(|f| f.kind).collect::<Vec<_>>(), [FactorKind::Passkey]);
+}
+
+#[test]
+fn a_passkey_is_offered_as_a_second_factor_only_when_enrolled() {
+    let p = PendingLogin::start(authorize(), false, NOW);
+    let p = second_factor(
+        p.apply(password_ok("u1", &[FactorKind::Passkey]), NOW)
+            .unwrap(),
+    );
+    assert!(p.offers(FactorKind::Passkey));
+    assert!(!p.offers(FactorKind::Totp));
+    let c = done(
+        p.apply(Event::SecondFactorVerified(FactorKind::Passkey), NOW)
+            .unwrap(),
+    );
+    assert_eq!(c.factors[1].kind, FactorKind::Passkey);
+    // A passkey sign-in cannot replace the second factor of a login in progress.
+    let p = PendingLogin::start(authorize(), false, NOW);
+    let p = second_factor(p.apply(password_ok("u1", &[FactorKind::Totp]), NOW).unwrap());
+    assert_eq!(
+        p.apply(Event::PasskeyVerified { user_id: "u1".into() }, NOW),
+        Err(LoginError::WrongStage)
+    );
+}
+
+#[test]
+fn reauthentication_with_another_users_passkey_is_refused() {
+    let p = PendingLogin::reauthenticate("u1", "sid", account(), NOW);
+    assert_eq!(
+        p.apply(Event::PasskeyVerified { user_id: "u2".into() }, NOW),
+        Err(LoginError::WrongUser)
+    );
+}

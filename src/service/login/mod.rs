@@ -10,11 +10,11 @@ use crate::authn::login::{Completed, Event, LoginError, Next, PendingLogin, Resu
 use crate::clock::UnixTime;
 use crate::crypto::token::{hash_token, random_token};
 use crate::domain::{FactorKind, Password, PendingLoginRecord, User, Username};
-use crate::oidc::acr::amr_of;
+use crate::oidc::acr::{amr_of, AcrLevel};
 use crate::store::SessionUpgrade;
 
 use super::session::{self, ActiveSession, ClientInfo};
-use super::{audit, mfa, AppState, ServiceError};
+use super::{audit, mfa, passkeys, AppState, ServiceError};
 use throttle::Gate;
 
 /// What the browser sees next.
@@ -38,6 +38,8 @@ pub enum Step {
     },
     /// The pending login is gone (expired, used, too many attempts): start again.
     Restart(String),
+    /// A passkey sign-in was refused; nothing changed.
+    PasskeyRefused(passkeys::Refusal),
 }
 
 /// A finished sign-in.
@@ -88,6 +90,8 @@ pub struct Browser {
     pub info: ClientInfo,
     /// The known-device cookie, if any.
     pub device_cookie: Option<String>,
+    /// The WebAuthn ceremony cookie, if any.
+    pub ceremony_cookie: Option<String>,
 }
 
 /// What a password form is for.
@@ -238,19 +242,23 @@ pub async fn second_factor(
                 .use_backup_code(store, user_id, code, now)
                 .await?
         }
+        FactorKind::Passkey => {
+            let cookie = browser.ceremony_cookie.as_deref();
+            let outcome =
+                passkeys::finish_second_factor(&state.passkeys, store, user_id, cookie, code, now)
+                    .await?;
+            audit_passkey(state, user_id, &outcome, browser, now).await?;
+            outcome.is_ok()
+        }
         FactorKind::Password => false,
     };
     if !ok {
-        let detail = format!("factor={}", kind.as_str());
-        audit::record(
-            store,
-            "login_failed",
-            Some(user_id),
-            &browser.info,
-            detail,
-            now,
-        )
-        .await?;
+        // A refused passkey was audited with its reason above.
+        if kind != FactorKind::Passkey {
+            let detail = format!("factor={}", kind.as_str());
+            audit::record(store, "login_failed", Some(user_id), &browser.info, detail, now)
+                .await?;
+        }
         return match pending.apply(Event::SecondFactorFailed, now) {
             Ok(next) => proceed(state, next, &user, browser, now)
                 .await
@@ -288,14 +296,19 @@ pub async fn step_up(
     state: &AppState,
     session: &ActiveSession,
     resume: Resume,
+    level: AcrLevel,
     browser: &Browser,
     now: UnixTime,
 ) -> Result<Step, ServiceError> {
     let user = &session.user;
-    let enrolled = state
+    let mut enrolled = state
         .factors
         .enrolled(state.store.as_ref(), user.id.as_str())
         .await?;
+    // Only a passkey reaches the phishing-resistant level.
+    if level == AcrLevel::PhishingResistant {
+        enrolled.retain(|k| *k == FactorKind::Passkey);
+    }
     let next = PendingLogin::step_up(
         user.id.as_str(),
         &session.session.sid,
@@ -307,15 +320,101 @@ pub async fn step_up(
     proceed(state, next, user, browser, now).await
 }
 
-/// The second factors `user_id` has (to decide between a step-up and
-/// `unmet_authentication_requirements`).
-pub async fn has_second_factor(state: &AppState, user_id: &str) -> Result<bool, ServiceError> {
-    Ok(!state
-        .factors
-        .enrolled(state.store.as_ref(), user_id)
-        .await?
-        .is_empty())
+/// Starts a passkey ceremony as the second factor of the browser's pending login (which
+/// stays as it is, under the same cookie). `None` when there is no such pending login or
+/// it does not offer a passkey.
+pub async fn start_passkey_second_factor(
+    state: &AppState,
+    pending_cookie: Option<&str>,
+    now: UnixTime,
+) -> Result<Option<Result<passkeys::Started, passkeys::Refusal>>, ServiceError> {
+    let Some((record, pending)) = take_pending(state, pending_cookie).await? else {
+        return Ok(None);
+    };
+    state.store.insert_pending_login(&record).await?;
+    let user_id = match &pending.user_id {
+        Some(id) if pending.offers(FactorKind::Passkey) && now < pending.expires_at() => id,
+        _ => return Ok(None),
+    };
+    let started =
+        passkeys::start_second_factor(&state.passkeys, state.store.as_ref(), user_id, now).await?;
+    Ok(Some(started))
 }
+
+/// Signs in with a passkey alone: the ceremony this browser started, the assertion it sent.
+pub async fn passkey(
+    state: &AppState,
+    credential: &str,
+    browser: &Browser,
+    now: UnixTime,
+) -> Result<Step, ServiceError> {
+    let store = state.store.as_ref();
+    let cookie = browser.ceremony_cookie.as_deref();
+    let outcome = passkeys::finish_sign_in(&state.passkeys, store, cookie, credential, now).await?;
+    let signed_in = match outcome {
+        Ok(s) => s,
+        Err(refusal) => {
+            audit_refusal(state, None, refusal, browser, now).await?;
+            return Ok(Step::PasskeyRefused(refusal));
+        }
+    };
+    let user = signed_in.user;
+    audit::record(store, "passkey_used", Some(user.id.as_str()), &browser.info, "sign-in", now)
+        .await?;
+    let pending = PendingLogin::start(signed_in.resume, false, now);
+    let event = Event::PasskeyVerified {
+        user_id: user.id.as_str().to_owned(),
+    };
+    match pending.apply(event, now) {
+        Ok(next) => proceed(state, next, &user, browser, now).await,
+        Err(e) => Ok(Step::Restart(e.to_string())),
+    }
+}
+
+/// Audits the outcome of a passkey assertion for `user_id`.
+async fn audit_passkey(
+    state: &AppState,
+    user_id: &str,
+    outcome: &Result<(), passkeys::Refusal>,
+    browser: &Browser,
+    now: UnixTime,
+) -> Result<(), ServiceError> {
+    match outcome {
+        Ok(()) => {
+            let store = state.store.as_ref();
+            audit::record(store, "passkey_used", Some(user_id), &browser.info, "second factor", now)
+                .await
+        }
+        Err(refusal) => audit_refusal(state, Some(user_id), *refusal, browser, now).await,
+    }
+}
+
+/// Audits a refused passkey: a counter regression as its own event (a possible clone).
+async fn audit_refusal(
+    state: &AppState,
+    user_id: Option<&str>,
+    refusal: passkeys::Refusal,
+    browser: &Browser,
+    now: UnixTime,
+) -> Result<(), ServiceError> {
+    let kind = match refusal {
+        passkeys::Refusal::CounterRegression => "passkey_counter_regression",
+        _ => "login_failed",
+    };
+    let detail = format!("factor=passkey: {refusal}");
+    audit::record(state.store.as_ref(), kind, user_id, &browser.info, detail, now).await
+}
+
+/// True when `user_id` has a factor that reaches `level` (to decide between a step-up and
+/// `unmet_authentication_requirements`).
+pub async fn can_reach(state: &AppState, user_id: &str, level: AcrLevel) -> Result<bool, ServiceError> {
+    let enrolled = state.factors.enrolled(state.store.as_ref(), user_id).await?;
+    Ok(match level {
+        AcrLevel::PhishingResistant => enrolled.contains(&FactorKind::Passkey),
+        _ => !enrolled.is_empty(),
+    })
+}
+
 
 async fn proceed(
     state: &AppState,
