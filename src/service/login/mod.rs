@@ -238,7 +238,8 @@ pub async fn second_factor(
                 .use_backup_code(store, user_id, code, now)
                 .await?
         }
-        FactorKind::Password => false,
+        // Not typed codes (`mfa::well_formed` already refused them).
+        FactorKind::Password | FactorKind::Passkey => false,
     };
     if !ok {
         let detail = format!("factor={}", kind.as_str());
