@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use crate::clock::UnixTime;
 use crate::domain::{
-    AuditEvent, AuditFilter, AuthorizationCode, CeremonyRecord, Client, ClientId, FactorUse,
-    Grant, KeyState, PasskeyRecord, PasskeyUse, PendingLoginRecord, RefreshToken, Scope, Session,
+    AuditEvent, AuditFilter, AuthorizationCode, CeremonyRecord, Client, ClientId, FactorUse, Grant,
+    KeyState, PasskeyRecord, PasskeyUse, PendingLoginRecord, RefreshToken, Scope, Session,
     SigningKeyRecord, ThrottleBucket, TotpCredential, User, Username,
 };
 
@@ -220,8 +220,11 @@ pub trait PasskeyStore: Send + Sync {
     /// (`UPDATE users SET webauthn_handle = $2 WHERE id = $1 AND webauthn_handle IS NULL`,
     /// then read back): every node agrees on one handle per user. `None` for an unknown
     /// user.
-    async fn webauthn_handle(&self, user_id: &str, candidate: &str)
-        -> Result<Option<String>, StoreError>;
+    async fn webauthn_handle(
+        &self,
+        user_id: &str,
+        candidate: &str,
+    ) -> Result<Option<String>, StoreError>;
     /// The user whose WebAuthn user handle this is.
     async fn user_by_webauthn_handle(&self, handle: &str) -> Result<Option<User>, StoreError>;
     /// Stores a new passkey; `Conflict` if its credential id is registered to anyone.

@@ -21,6 +21,7 @@ mod mfa;
 mod store_accounts;
 mod store_contract;
 mod store_flows;
+mod store_passkeys;
 mod throttle;
 mod two_nodes;
 mod wellknown;

@@ -31,7 +31,7 @@ crate::both_stores!(
     require_mfa_round_trips,
 );
 
-async fn seeded(backend: Backend) -> (Arc<dyn Store>, tempfile::TempDir, User, User) {
+pub(crate) async fn seeded(backend: Backend) -> (Arc<dyn Store>, tempfile::TempDir, User, User) {
     let (store, dir) = fresh_store(backend).await;
     let alice = user("alice");
     let bob = user("bob");
@@ -114,8 +114,9 @@ fn codes(names: &[&str]) -> Vec<Vec<u8>> {
     names.iter().map(|n| n.as_bytes().to_vec()).collect()
 }
 
-/// Runs `n` copies of `f` at once; counts the ones that returned true.
-async fn winners<F, Fut>(n: usize, f: F) -> usize
+/// Runs `n` copies of `f` at once; counts the ones that returned true. (Also used by
+/// `store_passkeys`.)
+pub(crate) async fn winners<F, Fut>(n: usize, f: F) -> usize
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool> + Send + 'static,

@@ -21,6 +21,7 @@ mod clients;
 mod factors;
 mod grants;
 mod keys;
+mod passkeys;
 mod revocation;
 mod sessions;
 mod throttle;

@@ -47,6 +47,7 @@ const PURGES: &[(&str, &str, &str)] = &[
     ),
     ("revoked_jtis", "jti", "expires_at < $1"),
     ("pending_logins", "id_hash", "expires_at < $1"),
+    ("webauthn_ceremonies", "id_hash", "expires_at < $1"),
     (
         "throttle_buckets",
         "key",

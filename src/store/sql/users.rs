@@ -7,8 +7,9 @@ use crate::clock::UnixTime;
 use crate::domain::{Email, Role, User, UserId, Username};
 use crate::store::{PgStore, SqliteStore, StoreError, UserStore};
 
+/// A `users` row as `COLUMNS` selects it; `passkeys.rs` looks users up by handle with it.
 #[derive(sqlx::FromRow)]
-struct UserRow {
+pub(super) struct UserRow {
     id: String,
     username: String,
     email: String,
@@ -43,7 +44,8 @@ impl TryFrom<UserRow> for User {
     }
 }
 
-const COLUMNS: &str =
+/// The columns `UserRow` reads, in its order.
+pub(super) const COLUMNS: &str =
     "id, username, email, email_verified, password_hash, disabled, roles, created_at, updated_at, \
      credentials_changed_at";
 
