@@ -18,6 +18,7 @@ mod flows_tokens;
 mod keys;
 mod logs;
 mod mfa;
+mod soft_authenticator;
 mod store_accounts;
 mod store_contract;
 mod store_flows;
