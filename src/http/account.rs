@@ -39,6 +39,9 @@ fn notice(key: &str) -> Option<&'static str> {
         "password_changed" => "Your password was changed. Every other device was signed out.",
         "totp_removed" => "Two-step verification is off.",
         "reauthenticated" => "Thanks. You can make the change now.",
+        "passkey_added" => "Your passkey was added. You can sign in with it now.",
+        "passkey_renamed" => "The passkey was renamed.",
+        "passkey_deleted" => "The passkey was deleted.",
         _ => return None,
     })
 }
@@ -58,7 +61,7 @@ async fn overview(
     account_page(&state, &me, StatusCode::OK, done, None).await
 }
 
-async fn account_page(
+pub(super) async fn account_page(
     state: &AppState,
     me: &ActiveSession,
     status: StatusCode,
@@ -80,13 +83,20 @@ async fn account_page(
         apps => o.apps,
         totp_enabled => o.totp_enabled,
         backup_codes_left => o.backup_codes_left,
+        passkeys => o.passkeys,
+        passkeys_available => state.passkeys.available(),
     };
-    ui::page(status, "account.html", ctx)
+    let page = ui::page(status, "account.html", ctx);
+    if state.passkeys.available() {
+        ui::with_script(page)
+    } else {
+        page
+    }
 }
 
 /// A change the form asked for did not apply (not the user's, already gone): the page
 /// again with the reason, nothing changed.
-async fn not_found(state: &AppState, me: &ActiveSession, what: &str) -> HttpResponse {
+pub(super) async fn not_found(state: &AppState, me: &ActiveSession, what: &str) -> HttpResponse {
     account_page(state, me, StatusCode::NOT_FOUND, None, Some(what)).await
 }
 
@@ -129,7 +139,7 @@ async fn revoke_app(
 }
 
 /// The re-authentication page, when a change needs a recent sign-in.
-fn reauth_page(state: &AppState, me: &ActiveSession, next: &str) -> HttpResponse {
+pub(super) fn reauth_page(state: &AppState, me: &ActiveSession, next: &str) -> HttpResponse {
     let ctx = minijinja::context! {
         csrf => account_csrf(state, me),
         username => me.user.username.as_str(),

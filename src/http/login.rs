@@ -19,7 +19,10 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/login/mfa", web::post().to(mfa_post))
         .route("/login/passkey/start", web::post().to(passkey_start))
         .route("/login/passkey", web::post().to(passkey_post))
-        .route("/login/mfa/passkey/start", web::post().to(mfa_passkey_start));
+        .route(
+            "/login/mfa/passkey/start",
+            web::post().to(mfa_passkey_start),
+        );
 }
 
 /// The answer to a "start a passkey ceremony" request: the options as JSON with the
@@ -65,7 +68,10 @@ async fn passkey_post(
         Ok(step) => {
             let request = field("request");
             let res = render_step(&req, &state, step, &browser, Form::Login { request }).await;
-            cookies::with_cookie(res, Some(cookies::clear_ceremony(state.settings.is_https())))
+            cookies::with_cookie(
+                res,
+                Some(cookies::clear_ceremony(state.settings.is_https())),
+            )
         }
         Err(e) => error::service(&e),
     }
@@ -132,7 +138,11 @@ pub(super) fn login_page(
     let passkeys = state.passkeys.available();
     let ctx = minijinja::context! { csrf, request, login_hint, error, passkeys };
     let page = ui::page(status, "login.html", ctx);
-    let page = if passkeys { ui::with_script(page) } else { page };
+    let page = if passkeys {
+        ui::with_script(page)
+    } else {
+        page
+    };
     cookies::with_cookie(page, cookie)
 }
 
@@ -211,18 +221,19 @@ pub(super) async fn render_step(
             } else {
                 StatusCode::OK
             };
+            let passkey = p.offered.contains(&FactorKind::Passkey) && state.passkeys.available();
             let ctx = minijinja::context! {
                 csrf,
                 error => p.error,
                 username => p.username,
                 totp => p.offered.contains(&FactorKind::Totp),
                 backup_code => p.offered.contains(&FactorKind::BackupCode),
+                passkey,
             };
             let pending = p.pending_cookie.map(|c| cookies::pending(c, https));
-            cookies::with_cookies(
-                ui::page(status, "mfa.html", ctx),
-                csrf_cookie.into_iter().chain(pending),
-            )
+            let page = ui::page(status, "mfa.html", ctx);
+            let page = if passkey { ui::with_script(page) } else { page };
+            cookies::with_cookies(page, csrf_cookie.into_iter().chain(pending))
         }
         Step::MfaUnavailable { resume } => {
             let client_name = match &resume {

@@ -2,6 +2,7 @@
 //! routes beside its handlers; `error.rs` is the only place errors become HTTP.
 
 mod account;
+mod account_passkeys;
 mod authorize;
 mod cookies;
 pub mod error;
@@ -37,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     authorize::configure(cfg);
     login::configure(cfg);
     account::configure(cfg);
+    account_passkeys::configure(cfg);
     token::configure(cfg);
     resource::configure(cfg);
     logout::configure(cfg);

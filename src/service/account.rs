@@ -55,6 +55,8 @@ pub struct Overview {
     pub totp_enabled: bool,
     /// Unused backup codes.
     pub backup_codes_left: u32,
+    /// Registered passkeys.
+    pub passkeys: Vec<super::account_passkeys::PasskeyItem>,
 }
 
 /// `2026-12-01 14:05 UTC`.
@@ -105,6 +107,7 @@ pub async fn overview(
         apps,
         totp_enabled: enrolled.contains(&FactorKind::Totp),
         backup_codes_left: store.backup_codes_left(user_id).await?,
+        passkeys: super::account_passkeys::list(state, user_id).await?,
     })
 }
 

@@ -2,6 +2,7 @@
 //! actix or sqlx, and never produce HTTP status codes.
 
 pub mod account;
+pub mod account_passkeys;
 pub mod admin;
 pub mod audit;
 pub mod authorize;

@@ -262,13 +262,14 @@ pub async fn start_registration(
         .list_passkeys(user.id.as_str())
         .await?
         .into_iter()
-        .map(|p| p.credential_id.into())
+        .map(|p| p.credential_id)
         .collect();
     let username = user.username.as_str();
     let (ccr, state) = rp
         .start_passkey_registration(handle, username, username, Some(exclude))
         .map_err(|e| ServiceError::Refused(e.to_string()))?;
-    let mut options = serde_json::to_value(&ccr).map_err(|e| ServiceError::Refused(e.to_string()))?;
+    let mut options =
+        serde_json::to_value(&ccr).map_err(|e| ServiceError::Refused(e.to_string()))?;
     // WebAuthn L3 §5.4.4: ask for a discoverable credential, so that it can sign in without
     // a username (webauthn-rs leaves this to the authenticator).
     if let Some(sel) = options["publicKey"]["authenticatorSelection"].as_object_mut() {
@@ -354,7 +355,8 @@ pub async fn start_sign_in(
     let (rcr, state) = rp
         .start_discoverable_authentication()
         .map_err(|e| ServiceError::Refused(e.to_string()))?;
-    let mut options = serde_json::to_value(&rcr).map_err(|e| ServiceError::Refused(e.to_string()))?;
+    let mut options =
+        serde_json::to_value(&rcr).map_err(|e| ServiceError::Refused(e.to_string()))?;
     // The script chooses between a button press and autofill (conditional mediation).
     if let Some(o) = options.as_object_mut() {
         o.remove("mediation");
@@ -527,8 +529,10 @@ mod tests {
 
     #[test]
     fn an_ip_address_issuer_has_no_passkeys_and_a_foreign_rp_id_is_refused() {
-        let mut s = Settings::default();
-        s.issuer = "http://127.0.0.1:8080".into();
+        let mut s = Settings {
+            issuer: "http://127.0.0.1:8080".into(),
+            ..Settings::default()
+        };
         assert!(!Passkeys::new(&s).unwrap().available());
         s.issuer = "https://id.example.com".into();
         assert!(Passkeys::new(&s).unwrap().available());
@@ -541,7 +545,13 @@ mod tests {
     #[test]
     fn oversized_or_malformed_credentials_are_refused_before_parsing() {
         let big = format!("{{\"x\":\"{}\"}}", "a".repeat(MAX_CREDENTIAL_BYTES));
-        assert_eq!(parse_json::<PublicKeyCredential>(&big).err(), Some(Refusal::Malformed));
-        assert_eq!(parse_json::<PublicKeyCredential>("{").err(), Some(Refusal::Malformed));
+        assert_eq!(
+            parse_json::<PublicKeyCredential>(&big).err(),
+            Some(Refusal::Malformed)
+        );
+        assert_eq!(
+            parse_json::<PublicKeyCredential>("{").err(),
+            Some(Refusal::Malformed)
+        );
     }
 }

@@ -18,6 +18,7 @@ mod flows_tokens;
 mod keys;
 mod logs;
 mod mfa;
+mod passkeys;
 mod soft_authenticator;
 mod store_accounts;
 mod store_contract;

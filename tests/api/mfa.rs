@@ -376,7 +376,11 @@ async fn amr_and_acr_record_a_password_only_sign_in(backend: Backend) {
         .unwrap();
     assert_eq!(
         discovery["acr_values_supported"],
-        serde_json::json!(["urn:latchkey:acr:password", MFA])
+        serde_json::json!([
+            "urn:latchkey:acr:password",
+            MFA,
+            "urn:latchkey:acr:phishing-resistant"
+        ])
     );
 }
 

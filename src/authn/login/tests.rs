@@ -253,11 +253,19 @@ fn the_state_survives_storage_as_json() {
 fn a_passkey_alone_signs_in_with_no_other_step() {
     let p = PendingLogin::start(authorize(), true, NOW);
     let c = done(
-        p.apply(Event::PasskeyVerified { user_id: "u1".into() }, NOW)
-            .unwrap(),
+        p.apply(
+            Event::PasskeyVerified {
+                user_id: "u1".into(),
+            },
+            NOW,
+        )
+        .unwrap(),
     );
     assert_eq!(c.user_id, "u1");
-    assert_eq!(c.factors.iter().map(|f| f.kind).collect::<Vec<_>>(), [FactorKind::Passkey]);
+    assert_eq!(
+        c.factors.iter().map(|f| f.kind).collect::<Vec<_>>(),
+        [FactorKind::Passkey]
+    );
 }
 
 #[test]
@@ -276,9 +284,17 @@ fn a_passkey_is_offered_as_a_second_factor_only_when_enrolled() {
     assert_eq!(c.factors[1].kind, FactorKind::Passkey);
     // A passkey sign-in cannot replace the second factor of a login in progress.
     let p = PendingLogin::start(authorize(), false, NOW);
-    let p = second_factor(p.apply(password_ok("u1", &[FactorKind::Totp]), NOW).unwrap());
+    let p = second_factor(
+        p.apply(password_ok("u1", &[FactorKind::Totp]), NOW)
+            .unwrap(),
+    );
     assert_eq!(
-        p.apply(Event::PasskeyVerified { user_id: "u1".into() }, NOW),
+        p.apply(
+            Event::PasskeyVerified {
+                user_id: "u1".into()
+            },
+            NOW
+        ),
         Err(LoginError::WrongStage)
     );
 }
@@ -287,7 +303,12 @@ fn a_passkey_is_offered_as_a_second_factor_only_when_enrolled() {
 fn reauthentication_with_another_users_passkey_is_refused() {
     let p = PendingLogin::reauthenticate("u1", "sid", account(), NOW);
     assert_eq!(
-        p.apply(Event::PasskeyVerified { user_id: "u2".into() }, NOW),
+        p.apply(
+            Event::PasskeyVerified {
+                user_id: "u2".into()
+            },
+            NOW
+        ),
         Err(LoginError::WrongUser)
     );
 }

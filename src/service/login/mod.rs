@@ -256,8 +256,15 @@ pub async fn second_factor(
         // A refused passkey was audited with its reason above.
         if kind != FactorKind::Passkey {
             let detail = format!("factor={}", kind.as_str());
-            audit::record(store, "login_failed", Some(user_id), &browser.info, detail, now)
-                .await?;
+            audit::record(
+                store,
+                "login_failed",
+                Some(user_id),
+                &browser.info,
+                detail,
+                now,
+            )
+            .await?;
         }
         return match pending.apply(Event::SecondFactorFailed, now) {
             Ok(next) => proceed(state, next, &user, browser, now)
@@ -359,8 +366,15 @@ pub async fn passkey(
         }
     };
     let user = signed_in.user;
-    audit::record(store, "passkey_used", Some(user.id.as_str()), &browser.info, "sign-in", now)
-        .await?;
+    audit::record(
+        store,
+        "passkey_used",
+        Some(user.id.as_str()),
+        &browser.info,
+        "sign-in",
+        now,
+    )
+    .await?;
     let pending = PendingLogin::start(signed_in.resume, false, now);
     let event = Event::PasskeyVerified {
         user_id: user.id.as_str().to_owned(),
@@ -382,8 +396,15 @@ async fn audit_passkey(
     match outcome {
         Ok(()) => {
             let store = state.store.as_ref();
-            audit::record(store, "passkey_used", Some(user_id), &browser.info, "second factor", now)
-                .await
+            audit::record(
+                store,
+                "passkey_used",
+                Some(user_id),
+                &browser.info,
+                "second factor",
+                now,
+            )
+            .await
         }
         Err(refusal) => audit_refusal(state, Some(user_id), *refusal, browser, now).await,
     }
@@ -402,19 +423,33 @@ async fn audit_refusal(
         _ => "login_failed",
     };
     let detail = format!("factor=passkey: {refusal}");
-    audit::record(state.store.as_ref(), kind, user_id, &browser.info, detail, now).await
+    audit::record(
+        state.store.as_ref(),
+        kind,
+        user_id,
+        &browser.info,
+        detail,
+        now,
+    )
+    .await
 }
 
 /// True when `user_id` has a factor that reaches `level` (to decide between a step-up and
 /// `unmet_authentication_requirements`).
-pub async fn can_reach(state: &AppState, user_id: &str, level: AcrLevel) -> Result<bool, ServiceError> {
-    let enrolled = state.factors.enrolled(state.store.as_ref(), user_id).await?;
+pub async fn can_reach(
+    state: &AppState,
+    user_id: &str,
+    level: AcrLevel,
+) -> Result<bool, ServiceError> {
+    let enrolled = state
+        .factors
+        .enrolled(state.store.as_ref(), user_id)
+        .await?;
     Ok(match level {
         AcrLevel::PhishingResistant => enrolled.contains(&FactorKind::Passkey),
         _ => !enrolled.is_empty(),
     })
 }
-
 
 async fn proceed(
     state: &AppState,
