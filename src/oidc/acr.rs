@@ -123,7 +123,7 @@ pub fn required_level(acr_values: &[String], client_requires_mfa: bool) -> AcrLe
         .min()
         .unwrap_or_default();
     if client_requires_mfa {
-        AcrLevel::Mfa
+        requested.max(AcrLevel::Mfa)
     } else {
         requested
     }
