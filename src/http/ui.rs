@@ -47,8 +47,11 @@ const PASSKEY_SCRIPT: &str = include_str!("../../static/passkey.js");
 /// The Content-Security-Policy of pages that run the passkey script: the default policy
 /// plus `script-src 'self'` (the script file, never inline code) and `connect-src 'self'`
 /// (its requests for ceremony options).
+///
+/// No `form-action` here: these pages' forms end in a redirect to the client, and browsers
+/// apply `form-action` to that redirect too.
 const CSP_WITH_SCRIPT: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
-     style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+     style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// `res` with the policy that lets it load the passkey script (only pages that offer
 /// passkeys get it).

@@ -4,6 +4,7 @@
 //! another browser, counter regression, unknown credential, no user verification), each
 //! leaving nothing stored.
 
+use latchkey::clock::Clock;
 use latchkey::domain::{AuditFilter, Username};
 use reqwest::Response;
 use serde_json::Value;
@@ -22,6 +23,7 @@ crate::both_stores!(
     a_counter_regression_is_refused_audited_and_shown,
     an_unknown_credential_or_no_user_verification_is_refused,
     passkeys_are_renamed_and_deleted_by_their_owner_only,
+    the_last_way_to_sign_in_cannot_be_deleted,
 );
 
 const PHR: &str = "urn:latchkey:acr:phishing-resistant";
@@ -558,5 +560,74 @@ async fn passkeys_are_renamed_and_deleted_by_their_owner_only(backend: Backend) 
         log.iter().any(|e| e.starts_with("passkey_renamed"))
             && log.iter().any(|e| e.starts_with("passkey_deleted")),
         "{log:?}"
+    );
+}
+
+async fn the_last_way_to_sign_in_cannot_be_deleted(backend: Backend) {
+    use latchkey::domain::{Email, PasskeyRecord, User, UserId};
+    use latchkey::service::account_passkeys::{delete, Deletion};
+    use latchkey::service::login::Browser as Requester;
+    use latchkey::service::session::ActiveSession;
+    let app = passkey_app(backend).await;
+    // A user with no password (e.g. invited, signed up with a passkey) and one passkey.
+    let now = app.clock.now();
+    let user = User {
+        id: UserId::generate(),
+        username: Username::parse("erin").unwrap(),
+        email: Email::parse("erin@example.com").unwrap(),
+        email_verified: true,
+        password_hash: None,
+        disabled: false,
+        roles: Vec::new(),
+        created_at: now,
+        updated_at: now,
+        credentials_changed_at: 0,
+    };
+    app.state.store.insert_user(&user).await.unwrap();
+    let passkey = |id: &str, cred: u8| PasskeyRecord {
+        id: id.into(),
+        user_id: user.id.as_str().into(),
+        credential_id: vec![cred; 16],
+        name: id.into(),
+        credential: "{}".into(),
+        counter: 0,
+        backup_eligible: false,
+        backed_up: false,
+        created_at: now,
+        last_used_at: None,
+        counter_regressed_at: None,
+    };
+    app.state
+        .store
+        .insert_passkey(&passkey("one", 1))
+        .await
+        .unwrap();
+    let me = ActiveSession {
+        session: crate::store_flows::session(&user, "sid-erin"),
+        user: user.clone(),
+    };
+    let requester = Requester::default();
+    let refused = delete(&app.state, &me, "one", &requester, now)
+        .await
+        .unwrap();
+    assert_eq!(refused, Deletion::LastWayToSignIn);
+    assert_eq!(passkey_count(&app, "erin").await, 1);
+    // With a second passkey, either may go.
+    app.state
+        .store
+        .insert_passkey(&passkey("two", 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        delete(&app.state, &me, "one", &requester, now)
+            .await
+            .unwrap(),
+        Deletion::Deleted
+    );
+    assert_eq!(
+        delete(&app.state, &me, "two", &requester, now)
+            .await
+            .unwrap(),
+        Deletion::LastWayToSignIn
     );
 }

@@ -60,7 +60,7 @@ async fn seeded(backend: Backend) -> (Arc<dyn Store>, tempfile::TempDir, User, C
     (store, dir, user, client)
 }
 
-fn session(user: &User, sid: &str) -> Session {
+pub(crate) fn session(user: &User, sid: &str) -> Session {
     Session {
         id_hash: sid.as_bytes().to_vec(),
         sid: sid.into(),
