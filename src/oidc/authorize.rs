@@ -239,15 +239,16 @@ fn check_bounded(
 }
 
 /// OIDC Core §6: request objects are not supported (`request_parameter_supported` and
-/// `request_uri_parameter_supported` are false in discovery).
+/// `request_uri_parameter_supported` are false in discovery); §3.1.2.6 names the errors:
+/// `request_not_supported` and `request_uri_not_supported`.
 fn check_no_request_object(params: &Params) -> Result<(), OAuthError> {
     if params.contains("request") {
-        return Err(OAuthError::invalid_request(
+        return Err(OAuthError::request_not_supported(
             "the request parameter is not supported",
         ));
     }
     if params.contains("request_uri") {
-        return Err(OAuthError::invalid_request(
+        return Err(OAuthError::request_uri_not_supported(
             "the request_uri parameter is not supported",
         ));
     }

@@ -147,10 +147,13 @@ fn stage2_overlong_state_is_not_echoed() {
 
 #[test]
 fn stage2_request_objects_rejected() {
-    assert_eq!(code_of(&[("request", "eyJ...")]), ErrorCode::InvalidRequest);
+    assert_eq!(
+        code_of(&[("request", "eyJ...")]),
+        ErrorCode::RequestNotSupported
+    );
     assert_eq!(
         code_of(&[("request_uri", "https://x.example/r")]),
-        ErrorCode::InvalidRequest
+        ErrorCode::RequestUriNotSupported
     );
 }
 
