@@ -210,6 +210,15 @@ pub struct Client {
     pub first_party: bool,
     /// Every sign-in for this client must be multi-factor, whatever `acr_values` says.
     pub require_mfa: bool,
+    /// RP-initiated logout also revokes this client's `offline_access` refresh families
+    /// (by default they survive logout: OIDC Core §11).
+    pub end_offline_on_logout: bool,
+    /// A resource server that may introspect every access token (RFC 7662 §4); other
+    /// clients see only their own tokens and those naming them in `aud`.
+    pub introspect_any: bool,
+    /// Tokens of this client issued at or before this time are inactive (a secret rotation
+    /// with `--revoke-tokens`); 0 when none were revoked.
+    pub tokens_revoked_at: UnixTime,
     /// When the client was registered.
     pub created_at: UnixTime,
 }
