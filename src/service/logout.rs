@@ -79,7 +79,7 @@ pub async fn logout(
     if !vouched && !confirmed {
         return Ok(LogoutOutcome::Confirm);
     }
-    session::end(state, &current.session.sid, now).await?;
+    session::logout(state, &current.session.sid, now).await?;
     finish(state, &params, client_id, hint.as_ref()).await
 }
 

@@ -2,12 +2,20 @@
 //! (request objects, error descriptions, logout that ends only the asking browser,
 //! native apps, need-to-know introspection, `id_token_hint` at /authorize, CSP, re-login).
 
+use latchkey::clock::Clock;
+use latchkey::service::admin::{self, NewClient};
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, Backend};
+use crate::helpers::{spawn_app, Backend, TestApp};
 use crate::oauth::*;
 
-crate::both_stores!(error_descriptions_stay_in_the_rfc6749_set,);
+crate::both_stores!(
+    error_descriptions_stay_in_the_rfc6749_set,
+    introspection_is_need_to_know,
+    tokens_of_a_deleted_client_are_inactive,
+    rotate_secret_with_revoke_tokens_ends_every_token,
+    client_policy_flags_are_stored,
+);
 
 /// RFC 6749 §5.2: `error_description` is %x20-21 / %x23-5B / %x5D-7E; a repeated parameter
 /// used to quote its name with `"`.
@@ -36,4 +44,153 @@ async fn error_descriptions_stay_in_the_rfc6749_set(backend: Backend) {
             .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E)),
         "{d:?}"
     );
+}
+
+/// Polls introspection (as `caller`) until `token` is inactive: client changes reach the
+/// client cache within `clients.cache_refresh_secs` (1 s in tests).
+async fn wait_inactive(app: &TestApp, caller: &TestClient, token: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while introspect(app, caller, token).await["active"] == true {
+        assert!(std::time::Instant::now() < deadline, "still active");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn resource_server() -> NewClient {
+    NewClient {
+        name: "Reports API".into(),
+        grant_types: vec!["client_credentials".into()],
+        scope: Some("reports.read".into()),
+        introspect: true,
+        ..NewClient::default()
+    }
+}
+
+/// RFC 7662 §4: a client learns only about its own tokens, unless it is a registered
+/// resource server.
+async fn introspection_is_need_to_know(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    let nosy = register(&app, confidential_input("Nosy App")).await;
+    let rs = register(&app, resource_server()).await;
+    alice(&app).await;
+    let (_, _, t) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+    let at = s(&t, "access_token");
+    assert_active(&app, &client, at).await;
+    assert_inactive(&app, &nosy, at).await;
+    let v = introspect(&app, &rs, at).await;
+    assert_eq!(v["active"], true, "{v}");
+    assert_eq!(v["client_id"], client.id.as_str());
+    // Refresh tokens stay with their own client, resource server or not.
+    assert_inactive(&app, &rs, s(&t, "refresh_token")).await;
+    // A client_credentials token of the nosy client is its own business.
+    let cc = register(
+        &app,
+        NewClient {
+            name: "Batch".into(),
+            grant_types: vec!["client_credentials".into()],
+            scope: Some("reports.read".into()),
+            ..NewClient::default()
+        },
+    )
+    .await;
+    let ct = assert_tokens(token(&app, &cc, &[("grant_type", "client_credentials")]).await).await;
+    assert_active(&app, &cc, s(&ct, "access_token")).await;
+    assert_inactive(&app, &nosy, s(&ct, "access_token")).await;
+    assert_active(&app, &rs, s(&ct, "access_token")).await;
+}
+
+async fn tokens_of_a_deleted_client_are_inactive(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    let rs = register(&app, resource_server()).await;
+    alice(&app).await;
+    let (_, _, t) = full_flow(&app, &client, USERNAME, "openid profile").await;
+    let at = s(&t, "access_token");
+    assert_active(&app, &rs, at).await;
+    admin::delete_client(app.state.store.as_ref(), &client.id)
+        .await
+        .unwrap();
+    wait_inactive(&app, &rs, at).await;
+    assert_eq!(userinfo(&app, at).await.status(), 401);
+}
+
+async fn rotate(app: &TestApp, client: TestClient, revoke_tokens: bool) -> TestClient {
+    let secret = admin::rotate_client_secret(
+        app.state.store.as_ref(),
+        &app.state.secrets,
+        &client.id,
+        revoke_tokens,
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
+    // Let the client cache see the new secret (clients.cache_refresh_secs = 1).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    TestClient {
+        secret: Some(secret.expose().to_owned()),
+        ..client
+    }
+}
+
+async fn rotate_secret_with_revoke_tokens_ends_every_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    let machine = cc_client(&app, &[]).await;
+    let rs = register(&app, resource_server()).await;
+    alice(&app).await;
+    let cc = [("grant_type", "client_credentials")];
+    let (_, _, t) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+    let ct = assert_tokens(token(&app, &machine, &cc).await).await;
+    // Without --revoke-tokens a rotation leaves the tokens alone.
+    let client = rotate(&app, client, false).await;
+    let machine = rotate(&app, machine, false).await;
+    assert_active(&app, &rs, s(&ct, "access_token")).await;
+    let t = assert_tokens(refresh(&app, &client, s(&t, "refresh_token")).await).await;
+    assert_active(&app, &rs, s(&t, "access_token")).await;
+
+    let client = rotate(&app, client, true).await;
+    let machine = rotate(&app, machine, true).await;
+    // A client_credentials token has no grant: only its iat tells it from a new one.
+    assert_inactive(&app, &rs, s(&ct, "access_token")).await;
+    assert_inactive(&app, &rs, s(&t, "access_token")).await;
+    assert_eq!(userinfo(&app, s(&t, "access_token")).await.status(), 401);
+    assert_refresh_dead(&app, &client, s(&t, "refresh_token")).await;
+    // Tokens issued after the rotation work.
+    app.clock.advance(1);
+    let ct = assert_tokens(token(&app, &machine, &cc).await).await;
+    assert_active(&app, &rs, s(&ct, "access_token")).await;
+    let (_, _, fresh) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+    assert_active(&app, &rs, s(&fresh, "access_token")).await;
+}
+
+async fn client_policy_flags_are_stored(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let out = app.cli(&[
+        "client",
+        "create",
+        "--name",
+        "API",
+        "--grant-type",
+        "client_credentials",
+        "--scope",
+        "reports.read",
+        "--introspect",
+        "--end-offline-on-logout",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let id = serde_json::from_str::<Value>(out.stdout.trim()).unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = app.cli(&["client", "show", &id, "--json"]);
+    let shown: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(shown["introspect"], true);
+    assert_eq!(shown["end_offline_on_logout"], true);
+    let out = app.cli(&["client", "rotate-secret", &id, "--revoke-tokens", "--json"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let out = app.cli(&["client", "show", &id, "--json"]);
+    let shown: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert!(shown["tokens_revoked_at"].is_string(), "{shown}");
 }
