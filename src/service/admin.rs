@@ -196,6 +196,7 @@ fn parse_uris(field: &'static str, uris: &[String]) -> Result<Vec<RedirectUri>, 
     let mut out: Vec<RedirectUri> = Vec::with_capacity(uris.len());
     for u in uris {
         let uri = RedirectUri::parse(field, u)?;
+        uri.check_registrable(field)?;
         if !out.contains(&uri) {
             out.push(uri);
         }

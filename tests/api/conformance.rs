@@ -15,6 +15,8 @@ crate::both_stores!(
     tokens_of_a_deleted_client_are_inactive,
     rotate_secret_with_revoke_tokens_ends_every_token,
     client_policy_flags_are_stored,
+    loopback_redirects_accept_any_port_and_always_ask_the_user,
+    localhost_redirect_uris_are_refused_at_registration,
 );
 
 /// RFC 6749 §5.2: `error_description` is %x20-21 / %x23-5B / %x5D-7E; a repeated parameter
@@ -193,4 +195,78 @@ async fn client_policy_flags_are_stored(backend: Backend) {
     let out = app.cli(&["client", "show", &id, "--json"]);
     let shown: Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert!(shown["tokens_revoked_at"].is_string(), "{shown}");
+}
+
+/// RFC 8252 §7.3 (any port on a loopback IP literal) and §8.6 (no silent code for a public
+/// client whose redirect URI is not https).
+async fn loopback_redirects_accept_any_port_and_always_ask_the_user(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let native = register(
+        &app,
+        NewClient {
+            public: true,
+            redirect_uris: vec!["http://127.0.0.1/callback".into(), REDIRECT_URI.into()],
+            ..confidential_input("Desktop App")
+        },
+    )
+    .await;
+    alice(&app).await;
+    let browser = Browser::new(&app);
+    let port_uri = "http://127.0.0.1:49152/callback";
+    let mut req = AuthRequest::new(&native, "openid");
+    req.redirect_uri = port_uri.into();
+    let code = login_and_get_code(&app, &browser, &req, USERNAME).await;
+    assert_tokens(exchange_code(&app, &native, &code, &req).await).await;
+
+    // The same browser, session and (first-party) consent: still a page, never a code.
+    let mut again = AuthRequest::new(&native, "openid");
+    again.redirect_uri = "http://127.0.0.1:50000/callback".into();
+    let res = authorize(&app, &browser, &again).await;
+    assert_eq!(res.status(), 200, "consent page, not a silent redirect");
+    let page = res.text().await.unwrap();
+    let res = submit_consent(&app, &browser, &page, "allow").await;
+    let code = assert_code(&app, &res, &again);
+    assert_tokens(exchange_code(&app, &native, &code, &again).await).await;
+    // prompt=none cannot be honoured.
+    let mut silent = AuthRequest::new(&native, "openid").with("prompt", Some("none"));
+    silent.redirect_uri = port_uri.into();
+    let res = authorize(&app, &browser, &silent).await;
+    assert_auth_error(&app, &res, &silent, "interaction_required");
+    // An https redirect URI of the same client is not claimable: silent as before.
+    code_with_session(&app, &browser, &AuthRequest::new(&native, "openid")).await;
+    // Only the port may differ.
+    let mut other_path = AuthRequest::new(&native, "openid");
+    other_path.redirect_uri = "http://127.0.0.1:49152/elsewhere".into();
+    let res = authorize(&app, &browser, &other_path).await;
+    assert_eq!(res.status(), 400);
+    assert!(res.headers().get("location").is_none());
+}
+
+async fn localhost_redirect_uris_are_refused_at_registration(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let e = admin::create_client(
+        app.state.store.as_ref(),
+        &app.state.secrets,
+        &app.state.settings,
+        app.clock.now(),
+        NewClient {
+            public: true,
+            redirect_uris: vec!["http://localhost:8080/cb".into()],
+            ..confidential_input("Desktop App")
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("127.0.0.1"), "{e}");
+    let out = app.cli(&[
+        "client",
+        "create",
+        "--name",
+        "CLI",
+        "--public",
+        "--redirect-uri",
+        "http://localhost/cb",
+    ]);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("127.0.0.1"), "{}", out.stderr);
 }

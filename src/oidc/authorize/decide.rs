@@ -75,10 +75,18 @@ pub fn decide(
     if session.level < request.min_level {
         return Decision::StepUp;
     }
-    if needs_consent(request, consent) {
+    if needs_consent(request, consent) || needs_interaction(request, consent, fresh_login) {
         return Decision::Consent;
     }
     Decision::Issue
+}
+
+/// RFC 8252 §8.6: "the authorization server SHOULD NOT process authorization requests
+/// automatically without user consent or interaction" for a public client whose redirect
+/// URI another app could claim; RFC 6749 §10.2 likewise. Like `prompt=consent`, unless the
+/// user just signed in or consented.
+fn needs_interaction(request: &AuthorizationRequest, consent: ConsentState, fresh: bool) -> bool {
+    request.requires_interaction && !fresh && consent != ConsentState::GrantedNow
 }
 
 /// `prompt=none`: "The Authorization Server MUST NOT display any authentication or consent
@@ -101,6 +109,12 @@ fn decide_silently(
         Some(_) if consent == ConsentState::Missing => Decision::Error(
             OAuthError::consent_required("the user has not consented to this client"),
         ),
+        // RFC 8252 §8.6: never a silent code for a redirect URI another app could claim.
+        Some(_) if request.requires_interaction => {
+            Decision::Error(OAuthError::interaction_required(
+                "this client's redirect URI needs the user to confirm each sign-in",
+            ))
+        }
         Some(_) => Decision::Issue,
     }
 }
