@@ -152,6 +152,7 @@ impl FromRequest for RequestBrowser {
                     ip: forms::client_ip(req, &state.settings.proxy.trusted),
                 },
                 device_cookie: cookies::read(req, cookies::device_name(https)),
+                session_cookie: cookies::read(req, cookies::session_name(https)),
             })
         }))
     }

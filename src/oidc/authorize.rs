@@ -92,6 +92,10 @@ pub struct AuthorizationRequest {
     /// must sign in or consent in this request before a code is issued.
     #[serde(default)]
     pub requires_interaction: bool,
+    /// The `sub` of a verified `id_token_hint` (OIDC Core §3.1.2.1): the user the client
+    /// expects. Set by the caller, which verifies the token.
+    #[serde(default)]
+    pub hint_sub: Option<String>,
 }
 
 // ---- Stage 1: errors the user sees ------------------------------------------------------
@@ -211,6 +215,7 @@ fn check_fields(
         min_level: required_level(&acr_values, client.require_mfa),
         acr_values,
         requires_interaction: client.needs_interaction_for(redirect_uri),
+        hint_sub: None,
     })
 }
 

@@ -118,7 +118,7 @@ mod tests {
         assert!(may_introspect(&rs, &id, &aud), "issued to it");
         assert!(!may_introspect(&rs, "other", &aud), "someone else's");
         assert!(
-            may_introspect(&rs, "other", &[id.clone()]),
+            may_introspect(&rs, "other", std::slice::from_ref(&id)),
             "names it in aud"
         );
         assert!(!may_introspect(&rs, "other", &[]));

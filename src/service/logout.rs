@@ -100,6 +100,23 @@ async fn finish(
     Ok(target.map_or(LogoutOutcome::SignedOut, LogoutOutcome::Redirect))
 }
 
+/// The `sub` of an `id_token_hint` at /authorize (OIDC Core §3.1.2.1): `None` without one;
+/// `invalid_request` when it is not an ID token we issued (expired ones within
+/// `HINT_MAX_AGE_SECS` are fine: the hint names a user, it grants nothing).
+pub(crate) fn verified_hint_sub(
+    state: &AppState,
+    hint: Option<&str>,
+    now: UnixTime,
+) -> Result<Option<String>, OAuthError> {
+    let Some(token) = hint else { return Ok(None) };
+    match check_hint(state, token, now) {
+        Some(claims) => Ok(Some(claims.sub)),
+        None => Err(OAuthError::invalid_request(
+            "id_token_hint is not a valid ID token from this issuer",
+        )),
+    }
+}
+
 /// Verifies an ID token we issued (signature via the allowlist, issuer), accepting expired
 /// ones within `HINT_MAX_AGE_SECS`.
 fn check_hint(state: &AppState, token: &str, now: UnixTime) -> Option<IdTokenClaims> {

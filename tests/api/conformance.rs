@@ -17,6 +17,8 @@ crate::both_stores!(
     client_policy_flags_are_stored,
     loopback_redirects_accept_any_port_and_always_ask_the_user,
     localhost_redirect_uris_are_refused_at_registration,
+    an_id_token_hint_for_another_user_needs_a_login,
+    a_new_login_ends_the_browsers_previous_session,
 );
 
 /// RFC 6749 §5.2: `error_description` is %x20-21 / %x23-5B / %x5D-7E; a repeated parameter
@@ -269,4 +271,65 @@ async fn localhost_redirect_uris_are_refused_at_registration(backend: Backend) {
     ]);
     assert!(!out.status.success());
     assert!(out.stderr.contains("127.0.0.1"), "{}", out.stderr);
+}
+
+/// OIDC Core §3.1.2.1 `id_token_hint`: another user than the session's means
+/// `login_required` with `prompt=none`, a fresh login otherwise.
+async fn an_id_token_hint_for_another_user_needs_a_login(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    crate::oauth::create_user(&app, "bob", &[]).await;
+    let (_, _, bob_tokens) = full_flow(&app, &client, "bob", "openid").await;
+    let (browser, _, alice_tokens) = full_flow(&app, &client, USERNAME, "openid").await;
+    let bob_hint = s(&bob_tokens, "id_token");
+
+    let own = AuthRequest::new(&client, "openid")
+        .with("prompt", Some("none"))
+        .with("id_token_hint", Some(s(&alice_tokens, "id_token")));
+    code_with_session(&app, &browser, &own).await;
+
+    let silent = AuthRequest::new(&client, "openid")
+        .with("prompt", Some("none"))
+        .with("id_token_hint", Some(bob_hint));
+    let res = authorize(&app, &browser, &silent).await;
+    assert_auth_error(&app, &res, &silent, "login_required");
+
+    let req = AuthRequest::new(&client, "openid").with("id_token_hint", Some(bob_hint));
+    let res = authorize(&app, &browser, &req).await;
+    assert_eq!(res.status(), 200, "the login page, not alice's code");
+    let page = res.text().await.unwrap();
+    let res = submit_login(&app, &browser, &page, "bob", PASSWORD).await;
+    let code = assert_code(&app, &res, &req);
+    let tokens = assert_tokens(exchange_code(&app, &client, &code, &req).await).await;
+    let sub = |t: &Value| {
+        let claims = s(t, "id_token").split('.').nth(1).unwrap().to_owned();
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap();
+        serde_json::from_slice::<Value>(&raw).unwrap()["sub"].clone()
+    };
+    assert_eq!(sub(&tokens), sub(&bob_tokens));
+
+    // A hint that is not our ID token is refused, back to the client.
+    let bad = AuthRequest::new(&client, "openid").with("id_token_hint", Some("not.a.jwt"));
+    let res = authorize(&app, &browser, &bad).await;
+    assert_auth_error(&app, &res, &bad, "invalid_request");
+}
+
+async fn a_new_login_ends_the_browsers_previous_session(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let (browser, _, t) = full_flow(&app, &client, USERNAME, "openid").await;
+    let first = browser.cookie("latchkey_session").unwrap();
+    let req = AuthRequest::new(&client, "openid").with("prompt", Some("login"));
+    login_and_get_code(&app, &browser, &req, USERNAME).await;
+    // The old cookie, replayed, opens nothing; its session-bound grant ended with it.
+    let replay = Browser::new(&app);
+    replay.plant_cookie("latchkey_session", &first);
+    assert_logged_out(&app, &replay, &client).await;
+    assert_inactive(&app, &client, s(&t, "access_token")).await;
+    code_with_session(&app, &browser, &AuthRequest::new(&client, "openid")).await;
 }

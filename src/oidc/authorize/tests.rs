@@ -658,3 +658,31 @@ fn https_redirects_and_confidential_clients_stay_silent() {
             .requires_interaction
     );
 }
+
+// ---- OIDC Core §3.1.2.1: id_token_hint ------------------------------------------------------
+
+#[test]
+fn a_hint_for_another_user_needs_a_login() {
+    let s = session(NOW - 5);
+    let mut r = req(&[]);
+    r.hint_sub = Some(s.user_id.as_str().to_owned());
+    assert_eq!(
+        d(&r, Some(&s), ConsentState::Granted, false),
+        Decision::Issue
+    );
+    r.hint_sub = Some("someone-else".to_owned());
+    assert_eq!(
+        d(&r, Some(&s), ConsentState::Granted, false),
+        Decision::Login
+    );
+    assert_eq!(
+        d(&r, Some(&s), ConsentState::Granted, true),
+        Decision::Issue
+    );
+    let mut silent = req(&[("prompt", "none")]);
+    silent.hint_sub = Some("someone-else".to_owned());
+    assert_eq!(
+        err_code(d(&silent, Some(&s), ConsentState::Granted, false)),
+        Some(ErrorCode::LoginRequired)
+    );
+}
