@@ -34,6 +34,10 @@ pub enum ClientCommand {
     RotateSecret {
         /// The client id.
         id: String,
+        /// Also make every token issued to the client so far inactive (access tokens at
+        /// introspection and userinfo, refresh tokens everywhere).
+        #[arg(long)]
+        revoke_tokens: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -73,6 +77,14 @@ pub struct CreateArgs {
     /// Every sign-in for this client must be multi-factor, whatever `acr_values` says.
     #[arg(long)]
     require_mfa: bool,
+    /// Logout also revokes this client's offline_access refresh tokens (by default they
+    /// survive logout, OIDC Core §11).
+    #[arg(long)]
+    end_offline_on_logout: bool,
+    /// A resource server: may introspect every access token, not only those issued to it
+    /// or naming it in their audience (RFC 7662 §4).
+    #[arg(long)]
+    introspect: bool,
     /// Print {"client_id": ..., "client_secret": ...} as JSON.
     #[arg(long)]
     json: bool,
@@ -109,8 +121,14 @@ pub(super) async fn run(cmd: ClientCommand, ctx: Context) -> anyhow::Result<()> 
             admin::delete_client(store, &id).await?;
             println!("deleted {id}");
         }
-        ClientCommand::RotateSecret { id, json } => {
-            let secret = admin::rotate_client_secret(store, &ctx.secrets, &id).await?;
+        ClientCommand::RotateSecret {
+            id,
+            revoke_tokens,
+            json,
+        } => {
+            let now = ctx.clock.now();
+            let secret =
+                admin::rotate_client_secret(store, &ctx.secrets, &id, revoke_tokens, now).await?;
             print_credentials(&id, Some(secret.expose()), json);
         }
     }
@@ -130,6 +148,8 @@ async fn create(a: CreateArgs, ctx: &Context) -> anyhow::Result<()> {
         public: a.public,
         first_party: a.first_party,
         require_mfa: a.require_mfa,
+        end_offline_on_logout: a.end_offline_on_logout,
+        introspect: a.introspect,
     };
     let now = ctx.clock.now();
     let created =
@@ -172,6 +192,9 @@ fn client_json(c: &Client) -> serde_json::Value {
         "access_token_ttl": c.access_token_ttl,
         "first_party": c.first_party,
         "require_mfa": c.require_mfa,
+        "end_offline_on_logout": c.end_offline_on_logout,
+        "introspect": c.introspect_any,
+        "tokens_revoked_at": (c.tokens_revoked_at > 0).then(|| super::time(Some(c.tokens_revoked_at))),
         "created_at": super::time(Some(c.created_at)),
     })
 }

@@ -144,7 +144,9 @@ pub struct SessionSettings {
     pub idle_timeout_secs: u64,
     /// A session ends this long after login whatever its use, in seconds.
     pub absolute_lifetime_secs: u64,
-    /// Keep `offline_access` refresh families when the user logs out.
+    /// Keep `offline_access` refresh families when the user logs out (OIDC Core §11: offline
+    /// access outlives the login), except for clients registered with
+    /// `--end-offline-on-logout`. `false` ends them on logout for every client.
     pub keep_offline_on_logout: bool,
 }
 
@@ -153,7 +155,7 @@ impl Default for SessionSettings {
         Self {
             idle_timeout_secs: 1800,
             absolute_lifetime_secs: 10 * 3600,
-            keep_offline_on_logout: false,
+            keep_offline_on_logout: true,
         }
     }
 }

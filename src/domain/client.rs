@@ -78,6 +78,58 @@ impl RedirectUri {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The extra rules for a new registration (stored URIs are not re-judged by them).
+    /// RFC 8252 §8.3: "it is NOT RECOMMENDED to use localhost"; loopback redirects name the
+    /// IP literal, so that a firewall or a hosts file cannot send the code elsewhere.
+    pub fn check_registrable(&self, field: &'static str) -> Result<(), ParseError> {
+        let url = url::Url::parse(&self.0)
+            .map_err(|_| ParseError::new(field, format!("{:?} is not an absolute URI", self.0)))?;
+        if matches!(url.host(), Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost")) {
+            return Err(ParseError::new(
+                field,
+                format!(
+                    "{:?} uses localhost; register the loopback IP literal instead, e.g. \
+                     http://127.0.0.1:{{port}}/... or http://[::1]:{{port}}/... (RFC 8252 §8.3)",
+                    self.0
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// True when `presented` is this redirect URI: the exact string (RFC 9700 §4.1.1), or, for
+    /// an `http` loopback IP literal, the same URI on any port (RFC 8252 §7.3: "The
+    /// authorization server MUST allow any port to be specified at the time of the request
+    /// for loopback IP redirect URIs"). The presented URI must be in its canonical form, so
+    /// that only the port may differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        if self.0 == presented {
+            return true;
+        }
+        let Some(mut registered) = loopback_ip_url(&self.0) else {
+            return false;
+        };
+        let Ok(presented_url) = url::Url::parse(presented) else {
+            return false;
+        };
+        if presented_url.as_str() != presented || registered.set_port(presented_url.port()).is_err()
+        {
+            return false;
+        }
+        registered == presented_url
+    }
+}
+
+/// `value` parsed, when it is an `http` URI on the IP literal `127.0.0.1` or `[::1]`.
+fn loopback_ip_url(value: &str) -> Option<url::Url> {
+    let url = url::Url::parse(value).ok()?;
+    let ip = match url.host()? {
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+        url::Host::Domain(_) => false,
+    };
+    (url.scheme() == "http" && ip).then_some(url)
 }
 
 /// True for `localhost`, 127.0.0.0/8 and `[::1]`.
@@ -210,6 +262,15 @@ pub struct Client {
     pub first_party: bool,
     /// Every sign-in for this client must be multi-factor, whatever `acr_values` says.
     pub require_mfa: bool,
+    /// RP-initiated logout also revokes this client's `offline_access` refresh families
+    /// (by default they survive logout: OIDC Core §11).
+    pub end_offline_on_logout: bool,
+    /// A resource server that may introspect every access token (RFC 7662 §4); other
+    /// clients see only their own tokens and those naming them in `aud`.
+    pub introspect_any: bool,
+    /// Tokens of this client issued at or before this time are inactive (a secret rotation
+    /// with `--revoke-tokens`); 0 when none were revoked.
+    pub tokens_revoked_at: UnixTime,
     /// When the client was registered.
     pub created_at: UnixTime,
 }
@@ -220,9 +281,18 @@ impl Client {
         self.grant_types.contains(&grant)
     }
 
-    /// True when `uri` is registered as a redirect URI, by exact string match.
+    /// True when `uri` is registered as a redirect URI: by exact string match, any port for
+    /// loopback IP literals (see [`RedirectUri::matches`]).
     pub fn has_redirect_uri(&self, uri: &str) -> bool {
-        self.redirect_uris.iter().any(|r| r.as_str() == uri)
+        self.redirect_uris.iter().any(|r| r.matches(uri))
+    }
+
+    /// RFC 8252 §8.6, RFC 6749 §10.2: a public client cannot prove who it is, and a redirect
+    /// URI that is not `https` (a private-use scheme, a loopback port) can be claimed by
+    /// another app on the device; so a code for it is never issued without the user
+    /// interacting (signing in or consenting) in this very request.
+    pub fn needs_interaction_for(&self, redirect_uri: &str) -> bool {
+        self.kind == ClientKind::Public && !redirect_uri.starts_with("https://")
     }
 }
 
@@ -252,6 +322,70 @@ mod tests {
         ];
         for u in bad {
             assert!(RedirectUri::parse("redirect_uri", u).is_err(), "{u}");
+        }
+    }
+
+    fn uri(u: &str) -> RedirectUri {
+        RedirectUri::parse("redirect_uri", u).unwrap()
+    }
+
+    #[test]
+    fn loopback_ip_redirects_match_any_port() {
+        let v4 = uri("http://127.0.0.1:8000/cb");
+        assert!(v4.matches("http://127.0.0.1:8000/cb"));
+        assert!(v4.matches("http://127.0.0.1:51234/cb"));
+        assert!(v4.matches("http://127.0.0.1/cb"), "no port is a port too");
+        let v6 = uri("http://[::1]/cb?x=1");
+        assert!(v6.matches("http://[::1]:4000/cb?x=1"));
+        for other in [
+            "http://127.0.0.1:51234/cb/",
+            "http://127.0.0.1:51234/other",
+            "http://127.0.0.1:51234/cb?x=1",
+            "http://127.0.0.2:51234/cb",
+            "http://127.1:51234/cb",
+            "http://127.0.0.1:51234/cb#f",
+            "http://u@127.0.0.1:51234/cb",
+            "https://127.0.0.1:51234/cb",
+            "http://localhost:51234/cb",
+            "http://127.0.0.1:51234/x/../cb",
+            "http://127.0.0.1:080/cb",
+            "http://127.0.0.1:99999/cb",
+            "not a uri",
+        ] {
+            assert!(!v4.matches(other), "{other}");
+        }
+        assert!(!v6.matches("http://[::1]:4000/cb"));
+    }
+
+    #[test]
+    fn everything_else_matches_exactly() {
+        for (registered, presented) in [
+            ("https://app.example/cb", "https://app.example:8443/cb"),
+            ("https://app.example:8443/cb", "https://app.example/cb"),
+            ("http://localhost:8000/cb", "http://localhost:9000/cb"),
+            ("com.example.app:/oauth", "com.example.app:/oauth/"),
+        ] {
+            assert!(uri(registered).matches(registered));
+            assert!(!uri(registered).matches(presented), "{presented}");
+        }
+    }
+
+    #[test]
+    fn localhost_is_not_registrable() {
+        for u in [
+            "http://localhost/cb",
+            "http://LOCALHOST:8000/cb",
+            "https://localhost/cb",
+        ] {
+            let e = uri(u).check_registrable("redirect-uri").unwrap_err();
+            assert!(e.to_string().contains("127.0.0.1"), "{e}");
+        }
+        for u in [
+            "http://127.0.0.1:8000/cb",
+            "http://[::1]/cb",
+            "https://app.example/cb",
+        ] {
+            assert!(uri(u).check_registrable("redirect-uri").is_ok(), "{u}");
         }
     }
 

@@ -90,7 +90,8 @@ pub fn bearer(e: &BearerError) -> HttpResponse {
         BearerError::OAuth(o) => format!(
             "Bearer realm=\"latchkey\", error=\"{}\", error_description=\"{}\"",
             o.code.as_str(),
-            o.description.replace(['"', '\\'], "")
+            // Already inside RFC 6749's set (no `"`, no `\`): see `OAuthError::new`.
+            o.description
         ),
         BearerError::Internal(i) => return internal(i),
     };

@@ -153,6 +153,7 @@ impl FromRequest for RequestBrowser {
                 },
                 device_cookie: cookies::read(req, cookies::device_name(https)),
                 ceremony_cookie: cookies::read(req, cookies::ceremony_name(https)),
+                session_cookie: cookies::read(req, cookies::session_name(https)),
             })
         }))
     }

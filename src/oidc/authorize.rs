@@ -88,6 +88,14 @@ pub struct AuthorizationRequest {
     /// `require_mfa` (see [`required_level`]).
     #[serde(default)]
     pub min_level: AcrLevel,
+    /// A public client with a redirect URI that is not `https` (RFC 8252 §8.6): the user
+    /// must sign in or consent in this request before a code is issued.
+    #[serde(default)]
+    pub requires_interaction: bool,
+    /// The `sub` of a verified `id_token_hint` (OIDC Core §3.1.2.1): the user the client
+    /// expects. Set by the caller, which verifies the token.
+    #[serde(default)]
+    pub hint_sub: Option<String>,
 }
 
 // ---- Stage 1: errors the user sees ------------------------------------------------------
@@ -125,7 +133,8 @@ fn check_client<'c>(
 
 /// OIDC Core §3.1.2.1: `redirect_uri` is REQUIRED and "MUST exactly match one of the
 /// Redirection URI values for the Client pre-registered at the OpenID Provider"; RFC 9700
-/// §4.1.1: exact string matching, no patterns.
+/// §4.1.1: exact string matching, no patterns; the one exception is the port of a loopback
+/// IP redirect URI (RFC 8252 §7.3).
 fn check_redirect_uri(client: &Client, redirect_uri: Option<&str>) -> Result<String, PageError> {
     let uri = redirect_uri
         .ok_or_else(|| page(OAuthError::invalid_request("redirect_uri is required")))?;
@@ -205,6 +214,8 @@ fn check_fields(
         resource: check_resource(params.get("resource"), client)?,
         min_level: required_level(&acr_values, client.require_mfa),
         acr_values,
+        requires_interaction: client.needs_interaction_for(redirect_uri),
+        hint_sub: None,
     })
 }
 
@@ -239,15 +250,16 @@ fn check_bounded(
 }
 
 /// OIDC Core §6: request objects are not supported (`request_parameter_supported` and
-/// `request_uri_parameter_supported` are false in discovery).
+/// `request_uri_parameter_supported` are false in discovery); §3.1.2.6 names the errors:
+/// `request_not_supported` and `request_uri_not_supported`.
 fn check_no_request_object(params: &Params) -> Result<(), OAuthError> {
     if params.contains("request") {
-        return Err(OAuthError::invalid_request(
+        return Err(OAuthError::request_not_supported(
             "the request parameter is not supported",
         ));
     }
     if params.contains("request_uri") {
-        return Err(OAuthError::invalid_request(
+        return Err(OAuthError::request_uri_not_supported(
             "the request_uri parameter is not supported",
         ));
     }

@@ -63,6 +63,12 @@ pub enum ErrorCode {
     /// RFC 7009 §2.2.1: "The authorization server does not support the revocation of the
     /// presented token type."
     UnsupportedTokenType,
+    /// OIDC Core §3.1.2.6: "The OP does not support use of the request parameter defined in
+    /// Section 6."
+    RequestNotSupported,
+    /// OIDC Core §3.1.2.6: "The OP does not support use of the request_uri parameter defined
+    /// in Section 6."
+    RequestUriNotSupported,
 }
 
 impl ErrorCode {
@@ -88,6 +94,8 @@ impl ErrorCode {
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
             Self::UnsupportedTokenType => "unsupported_token_type",
+            Self::RequestNotSupported => "request_not_supported",
+            Self::RequestUriNotSupported => "request_uri_not_supported",
         }
     }
 }
@@ -99,7 +107,8 @@ impl fmt::Display for ErrorCode {
 }
 
 /// An OAuth error: the code plus a human-readable `error_description` (RFC 6749 §5.2).
-/// Descriptions never contain secrets, tokens or codes.
+/// Descriptions never contain secrets, tokens or codes, and only the characters RFC 6749
+/// allows (see [`sanitize_description`]): every constructor goes through [`OAuthError::new`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {description}")]
 pub struct OAuthError {
@@ -114,7 +123,7 @@ macro_rules! constructors {
         impl OAuthError {
             /// An error with any code.
             pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
-                Self { code, description: description.into() }
+                Self { code, description: sanitize_description(description.into()) }
             }
             $(
                 $(#[$doc])*
@@ -124,6 +133,30 @@ macro_rules! constructors {
             )*
         }
     };
+}
+
+/// RFC 6749 §4.1.2.1, §5.2: "Values for the "error_description" parameter MUST NOT include
+/// characters outside the set %x20-21 / %x23-5B / %x5D-7E." A description that quotes a
+/// request value (a parameter name, say) may carry anything: `"` and `\` become `'` and `/`,
+/// every other character outside the set becomes `?`. The one place this is enforced.
+pub fn sanitize_description(description: Cow<'static, str>) -> Cow<'static, str> {
+    if description.chars().all(allowed_in_description) {
+        return description;
+    }
+    description
+        .chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c if allowed_in_description(c) => c,
+            _ => '?',
+        })
+        .collect::<String>()
+        .into()
+}
+
+fn allowed_in_description(c: char) -> bool {
+    matches!(c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')
 }
 
 constructors! {
@@ -166,13 +199,17 @@ constructors! {
     insufficient_scope => InsufficientScope;
     /// `unsupported_token_type` (RFC 7009 §2.2.1).
     unsupported_token_type => UnsupportedTokenType;
+    /// `request_not_supported` (OIDC Core §3.1.2.6).
+    request_not_supported => RequestNotSupported;
+    /// `request_uri_not_supported` (OIDC Core §3.1.2.6).
+    request_uri_not_supported => RequestUriNotSupported;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const ALL: [(ErrorCode, &str); 19] = [
+    const ALL: [(ErrorCode, &str); 21] = [
         (ErrorCode::InvalidRequest, "invalid_request"),
         (ErrorCode::InvalidClient, "invalid_client"),
         (ErrorCode::InvalidGrant, "invalid_grant"),
@@ -201,7 +238,40 @@ mod tests {
         (ErrorCode::InvalidToken, "invalid_token"),
         (ErrorCode::InsufficientScope, "insufficient_scope"),
         (ErrorCode::UnsupportedTokenType, "unsupported_token_type"),
+        (ErrorCode::RequestNotSupported, "request_not_supported"),
+        (
+            ErrorCode::RequestUriNotSupported,
+            "request_uri_not_supported",
+        ),
     ];
+
+    fn in_rfc6749_set(s: &str) -> bool {
+        s.bytes()
+            .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+    }
+
+    #[test]
+    fn descriptions_stay_in_the_rfc6749_set() {
+        // A parameter name quoted with {:?} brings `"`; user input may bring anything.
+        for raw in [
+            "parameter \"scope\" given more than once",
+            "back\\slash",
+            "tab\there\nnewline",
+            "caf\u{e9} \u{1F600}",
+            "\u{7f}\u{0}",
+        ] {
+            let e = OAuthError::invalid_request(raw.to_owned());
+            assert!(in_rfc6749_set(&e.description), "{:?}", e.description);
+            assert_eq!(e.description.chars().count(), raw.chars().count());
+        }
+        assert_eq!(
+            OAuthError::invalid_request("parameter \"x\" repeated").description,
+            "parameter 'x' repeated"
+        );
+        // Clean text is kept as is (and borrowed).
+        let clean = OAuthError::invalid_grant("code expired");
+        assert!(matches!(clean.description, Cow::Borrowed("code expired")));
+    }
 
     #[test]
     fn wire_strings() {

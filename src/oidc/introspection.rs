@@ -3,6 +3,24 @@
 use serde_json::{json, Value};
 
 use super::AccessTokenClaims;
+use crate::clock::UnixTime;
+use crate::domain::Client;
+
+/// RFC 7662 §4: "the authorization server SHOULD ... determine whether the protected resource
+/// is allowed to introspect this particular token" (need-to-know). `caller` may see an access
+/// token issued to it (`client_id`) or naming it in `aud`, or any token when an admin
+/// registered it as a resource server (`introspect_any`).
+pub fn may_introspect(caller: &Client, token_client_id: &str, token_aud: &[String]) -> bool {
+    let id = caller.id.as_str();
+    caller.introspect_any || token_client_id == id || token_aud.iter().any(|a| a == id)
+}
+
+/// A token stays good only while the client it was issued to exists and has not revoked
+/// its tokens since (`client rotate-secret --revoke-tokens`): tokens issued at or before
+/// `tokens_revoked_at` are inactive.
+pub fn issued_to_live_client(owner: Option<&Client>, iat: UnixTime) -> bool {
+    owner.is_some_and(|c| iat > c.tokens_revoked_at)
+}
 
 /// RFC 7662 §2.2: the response for an active token. `username` is the user's login name,
 /// when there is a user; `token_type` is the RFC 7662 hint value (e.g. `Bearer`,
@@ -90,6 +108,39 @@ mod tests {
         let v = active_response(&claims(), "Bearer", None);
         assert!(v.get("username").is_none());
         assert_eq!(v["active"], true);
+    }
+
+    #[test]
+    fn need_to_know() {
+        let mut rs = crate::oidc::test_support::client();
+        let id = rs.id.as_str().to_owned();
+        let aud = vec!["https://api.example/".to_owned()];
+        assert!(may_introspect(&rs, &id, &aud), "issued to it");
+        assert!(!may_introspect(&rs, "other", &aud), "someone else's");
+        assert!(
+            may_introspect(&rs, "other", std::slice::from_ref(&id)),
+            "names it in aud"
+        );
+        assert!(!may_introspect(&rs, "other", &[]));
+        rs.introspect_any = true;
+        assert!(
+            may_introspect(&rs, "other", &aud),
+            "registered resource server"
+        );
+    }
+
+    #[test]
+    fn tokens_of_deleted_or_revoking_clients_are_dead() {
+        let mut c = crate::oidc::test_support::client();
+        assert!(issued_to_live_client(Some(&c), 1000));
+        assert!(!issued_to_live_client(None, 1000));
+        c.tokens_revoked_at = 1000;
+        assert!(!issued_to_live_client(Some(&c), 999));
+        assert!(
+            !issued_to_live_client(Some(&c), 1000),
+            "the rotation second counts"
+        );
+        assert!(issued_to_live_client(Some(&c), 1001));
     }
 
     #[test]

@@ -36,7 +36,9 @@ pub use grants::{
     choose_audience, client_credentials_scope, issues_refresh_token, narrow_scope,
     parse_token_request, CodeGrantView, FamilyView, TokenRequest, CODE_TTL,
 };
-pub use introspection::{active_response, inactive_response};
+pub use introspection::{
+    active_response, inactive_response, issued_to_live_client, may_introspect,
+};
 pub use logout::{hint_matches_client, post_logout_redirect};
 pub use params::{Params, MAX_PARAMS, MAX_VALUE_BYTES};
 pub use pkce::{verify_code_verifier, CodeChallenge};

@@ -35,6 +35,9 @@ pub(crate) fn client() -> Client {
         access_token_ttl: None,
         first_party: false,
         require_mfa: false,
+        end_offline_on_logout: false,
+        introspect_any: false,
+        tokens_revoked_at: 0,
         created_at: 0,
     }
 }

@@ -35,6 +35,10 @@ pub struct NewClient {
     pub first_party: bool,
     /// Every sign-in for this client must be multi-factor.
     pub require_mfa: bool,
+    /// Logout also revokes this client's `offline_access` refresh families.
+    pub end_offline_on_logout: bool,
+    /// A resource server: may introspect every access token (RFC 7662 §4).
+    pub introspect: bool,
 }
 
 /// A registered client and, for confidential clients, its secret (shown once).
@@ -129,6 +133,9 @@ fn build_client(
         access_token_ttl: ttl,
         first_party: input.first_party,
         require_mfa: input.require_mfa,
+        end_offline_on_logout: input.end_offline_on_logout,
+        introspect_any: input.introspect,
+        tokens_revoked_at: 0,
         created_at: now,
     })
 }
@@ -189,6 +196,7 @@ fn parse_uris(field: &'static str, uris: &[String]) -> Result<Vec<RedirectUri>, 
     let mut out: Vec<RedirectUri> = Vec::with_capacity(uris.len());
     for u in uris {
         let uri = RedirectUri::parse(field, u)?;
+        uri.check_registrable(field)?;
         if !out.contains(&uri) {
             out.push(uri);
         }
@@ -216,11 +224,14 @@ pub async fn delete_client(store: &dyn Store, id: &str) -> Result<(), ServiceErr
 }
 
 /// Issues a new secret for a confidential client; running servers drop the old one
-/// within `clients.cache_refresh_secs`.
+/// within `clients.cache_refresh_secs`. With `revoke_tokens`, every token issued to the
+/// client until now becomes inactive and its refresh families are revoked.
 pub async fn rotate_client_secret(
     store: &dyn Store,
     hasher: &SecretHasher,
     id: &str,
+    revoke_tokens: bool,
+    now: UnixTime,
 ) -> Result<SecretString, ServiceError> {
     let client = get_client(store, id).await?;
     if client.kind == ClientKind::Public {
@@ -231,7 +242,11 @@ pub async fn rotate_client_secret(
     }
     let secret = random_token()?;
     if !store
-        .set_client_secret(&client.id, &hasher.hash(&secret))
+        .set_client_secret(
+            &client.id,
+            &hasher.hash(&secret),
+            revoke_tokens.then_some(now),
+        )
         .await?
     {
         return Err(ServiceError::NotFound(format!("client {}", client.id)));

@@ -87,10 +87,14 @@ pub async fn authorize(
     step: Step,
     now: UnixTime,
 ) -> Result<Outcome, ServiceError> {
-    let (params, client, request) = match validate(state, pairs).await? {
+    let (params, client, mut request) = match validate(state, pairs).await? {
         Ok(valid) => valid,
         Err(outcome) => return Ok(outcome),
     };
+    match super::logout::verified_hint_sub(state, params.get("id_token_hint"), now) {
+        Ok(sub) => request.hint_sub = sub,
+        Err(e) => return Ok(Outcome::Redirect(deny(state, &request, e))),
+    }
     if step == (Step::Consented { allow: false }) {
         let denied = OAuthError::access_denied("the user denied the request");
         return Ok(Outcome::Redirect(deny(state, &request, denied)));
@@ -335,7 +339,8 @@ fn carried_pairs(params: &Params, step: Step) -> Vec<(String, String)> {
     if step != Step::AfterLogin {
         return pairs;
     }
-    pairs.retain(|(k, _)| k != "max_age");
+    // The login also answered `id_token_hint`: the user chose whom to sign in as.
+    pairs.retain(|(k, _)| k != "max_age" && k != "id_token_hint");
     for (k, v) in &mut pairs {
         if k == "prompt" {
             *v = v

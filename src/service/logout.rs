@@ -1,5 +1,7 @@
-//! RP-Initiated Logout 1.0: end the session, revoke its refresh families, and send the
-//! user back only to a registered post-logout redirect URI.
+//! RP-Initiated Logout 1.0: end the session of the browser that asked (and the refresh
+//! families bound to it), and send the user back only to a registered post-logout redirect
+//! URI. The `id_token_hint` identifies; it never authorizes (§2, §3): it cannot end a
+//! session other than the one whose cookie came with the request.
 
 use crate::clock::UnixTime;
 use crate::crypto::jwt::{verify, Expected};
@@ -8,9 +10,13 @@ use crate::oidc::{hint_matches_client, post_logout_redirect, IdTokenClaims, OAut
 use super::session::{self, ActiveSession};
 use super::{AppState, ServiceError};
 
-/// An expired ID token is still a good hint (RP-Initiated Logout §2): accept ones up to
-/// this old.
-const HINT_MAX_AGE_SECS: i64 = 30 * 24 * 3600;
+/// An expired ID token is still a good hint (RP-Initiated Logout §2: "the OP SHOULD accept
+/// ID Tokens ... when the ID Token's exp ... has already passed"): accept ones expired up to
+/// this long ago. One day covers an RP that logs out a session opened this morning with the
+/// ID token it got then; since the hint only spares the browser's own user a confirmation
+/// click, and a session lives at most `sessions.absolute_lifetime_secs` (10 h by default),
+/// an older hint vouches for nothing worth skipping that click for.
+pub const HINT_MAX_AGE_SECS: i64 = 24 * 3600;
 
 /// What the browser gets.
 pub enum LogoutOutcome {
@@ -61,24 +67,54 @@ pub async fn logout(
             )));
         }
     }
-    // The hint vouches only for its own user's session.
-    let vouched = match (&hint, session) {
-        (Some(h), Some(s)) => h.sub == s.user.id.as_str(),
-        (Some(_), None) => true,
-        (None, _) => false,
+    // The hint vouches only for the session of its own user in this browser (§2: the OP
+    // confirms "that the End-User wants to be logged out" unless the hint names the
+    // logged-in user). Without a session here there is nothing to end.
+    let Some(current) = session else {
+        return finish(state, &params, client_id, hint.as_ref()).await;
     };
-    if session.is_some() && !vouched && !confirmed {
+    let vouched = hint
+        .as_ref()
+        .is_some_and(|h| h.sub == current.user.id.as_str());
+    if !vouched && !confirmed {
         return Ok(LogoutOutcome::Confirm);
     }
-    end_sessions(state, hint.as_ref(), session, now).await?;
-    let client =
-        super::clients::named(state, client_id.or(hint.as_ref().map(|h| h.aud.as_str()))).await?;
+    session::logout(state, &current.session.sid, now).await?;
+    finish(state, &params, client_id, hint.as_ref()).await
+}
+
+/// Where the browser goes once the logout is done (or there was nothing to end): the
+/// registered post-logout redirect URI, or the signed-out page.
+async fn finish(
+    state: &AppState,
+    params: &Params,
+    client_id: Option<&str>,
+    hint: Option<&IdTokenClaims>,
+) -> Result<LogoutOutcome, ServiceError> {
+    let client = super::clients::named(state, client_id.or(hint.map(|h| h.aud.as_str()))).await?;
     let target = post_logout_redirect(
         client.as_ref(),
         params.get("post_logout_redirect_uri"),
         params.get("state"),
     );
     Ok(target.map_or(LogoutOutcome::SignedOut, LogoutOutcome::Redirect))
+}
+
+/// The `sub` of an `id_token_hint` at /authorize (OIDC Core §3.1.2.1): `None` without one;
+/// `invalid_request` when it is not an ID token we issued (expired ones within
+/// `HINT_MAX_AGE_SECS` are fine: the hint names a user, it grants nothing).
+pub(crate) fn verified_hint_sub(
+    state: &AppState,
+    hint: Option<&str>,
+    now: UnixTime,
+) -> Result<Option<String>, OAuthError> {
+    let Some(token) = hint else { return Ok(None) };
+    match check_hint(state, token, now) {
+        Some(claims) => Ok(Some(claims.sub)),
+        None => Err(OAuthError::invalid_request(
+            "id_token_hint is not a valid ID token from this issuer",
+        )),
+    }
 }
 
 /// Verifies an ID token we issued (signature via the allowlist, issuer), accepting expired
@@ -94,23 +130,4 @@ fn check_hint(state: &AppState, token: &str, now: UnixTime) -> Option<IdTokenCla
         leeway_secs: HINT_MAX_AGE_SECS,
     };
     verify::<IdTokenClaims>(token, &published.verifying, &expected).ok()
-}
-
-async fn end_sessions(
-    state: &AppState,
-    hint: Option<&IdTokenClaims>,
-    session: Option<&ActiveSession>,
-    now: UnixTime,
-) -> Result<(), ServiceError> {
-    if let Some(s) = session {
-        session::end(state, &s.session.sid, now).await?;
-    }
-    // The session the hint names, if it is another one of the same user (another browser).
-    if let Some(sid) = hint.and_then(|h| h.sid.as_deref()) {
-        let other = state.store.get_session_by_sid(sid).await?;
-        if let Some(other) = other.filter(|o| hint.is_some_and(|h| h.sub == o.user_id.as_str())) {
-            session::end(state, &other.sid, now).await?;
-        }
-    }
-    Ok(())
 }

@@ -7,9 +7,10 @@ use serde_json::{Map, Value};
 use crate::clock::UnixTime;
 use crate::crypto::jwt::{verify, Expected};
 use crate::crypto::token::hash_token;
-use crate::domain::{Client, ClientKind, RefreshToken, Scope, User};
+use crate::domain::{Client, ClientId, ClientKind, RefreshToken, Scope, User};
 use crate::oidc::{
-    active_response, inactive_response, userinfo_claims, AccessTokenClaims, OAuthError, Params,
+    active_response, inactive_response, issued_to_live_client, may_introspect, userinfo_claims,
+    AccessTokenClaims, OAuthError, Params,
 };
 
 use super::session::secs;
@@ -60,6 +61,15 @@ async fn live_access_token(
     if state.store.is_jti_revoked(&claims.jti).await? {
         return Ok(None);
     }
+    // The client must still exist and not have revoked its tokens since (from the client
+    // cache: a change is seen within `clients.cache_refresh_secs`).
+    let owner = match ClientId::parse(&claims.client_id) {
+        Ok(id) => state.clients.get(state.store.as_ref(), &id).await?,
+        Err(_) => None,
+    };
+    if !issued_to_live_client(owner.as_deref(), claims.iat) {
+        return Ok(None);
+    }
     let user = match grant_of_jti(&claims.jti) {
         None => None,
         Some(grant_id) => {
@@ -107,7 +117,8 @@ pub async fn userinfo(
 }
 
 /// `/introspect` (RFC 7662 §2): confidential clients only; `active: false` for anything
-/// revoked, expired, foreign or garbage.
+/// revoked, expired, garbage, or not the caller's business (§4: issued to another client,
+/// not naming the caller in `aud`, unless the caller is a registered resource server).
 pub async fn introspect(
     state: &AppState,
     req: ClientRequest,
@@ -131,11 +142,12 @@ pub async fn introspect(
         return Ok(refresh_status(state, &refresh, now).await?);
     }
     Ok(match live_access_token(state, token, None, now).await? {
-        Some(live) => {
+        // RFC 7662 §4: need-to-know; a token the caller may not see is just inactive.
+        Some(live) if may_introspect(&client, &live.claims.client_id, &live.claims.aud) => {
             let username = live.user.as_ref().map(|u| u.username.as_str());
             active_response(&live.claims, "Bearer", username)
         }
-        None => inactive_response(),
+        _ => inactive_response(),
     })
 }
 

@@ -83,15 +83,35 @@ pub async fn create(
     Ok((cookie, session))
 }
 
-/// Ends a session and revokes the refresh families issued under it (RP-Initiated Logout;
-/// `sessions.keep_offline_on_logout` keeps `offline_access` families).
+/// Ends a session from the account page ("sign out this device", "sign out all other
+/// devices"): a security action, so every grant bound to the session ends with it,
+/// `offline_access` families included.
 pub async fn end(state: &AppState, sid: &str, now: UnixTime) -> Result<(), ServiceError> {
+    end_keeping(state, sid, false, now).await
+}
+
+/// Ends a session at RP-initiated logout. OIDC Core §11: offline access is for when the user
+/// is not logged in, so `offline_access` families survive (`sessions.keep_offline_on_logout`,
+/// default true) unless their client was registered with `end_offline_on_logout`.
+pub async fn logout(state: &AppState, sid: &str, now: UnixTime) -> Result<(), ServiceError> {
+    let keep = state.settings.sessions.keep_offline_on_logout;
+    end_keeping(state, sid, keep, now).await
+}
+
+async fn end_keeping(
+    state: &AppState,
+    sid: &str,
+    keep_offline: bool,
+    now: UnixTime,
+) -> Result<(), ServiceError> {
     // Order matters: end the session, spend its codes, then revoke its grants, so a code
     // redemption racing the logout either fails or creates a grant that is then revoked.
     state.store.end_session(sid, now).await?;
     state.store.consume_session_codes(sid, now).await?;
-    let keep = state.settings.sessions.keep_offline_on_logout;
-    state.store.revoke_session_grants(sid, keep, now).await?;
+    state
+        .store
+        .revoke_session_grants(sid, keep_offline, now)
+        .await?;
     Ok(())
 }
 

@@ -44,8 +44,15 @@ pub trait ClientStore: Send + Sync {
     async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
     /// Deletes a client; false if there was none.
     async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError>;
-    /// Replaces a confidential client's secret hash; false if there was no such client.
-    async fn set_client_secret(&self, id: &ClientId, hash: &[u8]) -> Result<bool, StoreError>;
+    /// Replaces a confidential client's secret hash; false if there was no such client. With
+    /// `revoke_tokens_at`, also makes every token of the client issued at or before that
+    /// time inactive (`tokens_revoked_at`) and revokes its grants, in the same transaction.
+    async fn set_client_secret(
+        &self,
+        id: &ClientId,
+        hash: &[u8],
+        revoke_tokens_at: Option<i64>,
+    ) -> Result<bool, StoreError>;
     /// A counter that every insert, delete and secret change above increments, in the same
     /// transaction: a cache holding clients is stale when it moved.
     async fn clients_generation(&self) -> Result<i64, StoreError>;
@@ -334,7 +341,8 @@ pub trait GrantStore: Send + Sync {
     /// `jti` names it, stops working. False if already revoked or unknown.
     async fn revoke_grant(&self, id: &str, now: UnixTime) -> Result<bool, StoreError>;
     /// Revokes the grants issued under a browser session (logout); with `keep_offline`,
-    /// grants whose scope holds `offline_access` survive. Returns how many were revoked.
+    /// grants whose scope holds `offline_access` survive unless their client was registered
+    /// with `end_offline_on_logout`. Returns how many were revoked.
     async fn revoke_session_grants(
         &self,
         sid: &str,

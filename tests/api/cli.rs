@@ -76,7 +76,7 @@ async fn public_clients_have_no_secret(backend: Backend) {
         "SPA",
         "--public",
         "--redirect-uri",
-        "http://localhost:3000/cb",
+        "http://127.0.0.1:3000/cb",
         "--json",
     ]);
     assert!(out.status.success(), "{}", out.stderr);

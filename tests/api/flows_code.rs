@@ -192,8 +192,19 @@ async fn bad_redirect_uri_gets_an_error_page_not_a_redirect(backend: Backend) {
 async fn authorize_errors_redirect_with_state_and_iss(backend: Backend) {
     let app = spawn_app(backend).await;
     let client = confidential_client(&app).await;
-    let cases: [(&str, Option<&str>, &str); 5] = [
+    let cases: [(&str, Option<&str>, &str); 7] = [
         ("response_type", Some("token"), "unsupported_response_type"),
+        // OIDC Core §3.1.2.6, §6: request objects are not supported, and say so.
+        (
+            "request",
+            Some("eyJhbGciOiJub25lIn0.e30."),
+            "request_not_supported",
+        ),
+        (
+            "request_uri",
+            Some("https://client.example/request.jwt"),
+            "request_uri_not_supported",
+        ),
         ("code_challenge", None, "invalid_request"),
         ("code_challenge_method", Some("plain"), "invalid_request"),
         ("scope", Some("openid admin.everything"), "invalid_scope"),

@@ -10,7 +10,13 @@ crate::both_stores!(
     logout_to_an_unregistered_uri_shows_a_page,
     logout_accepts_an_expired_id_token_hint,
     logout_without_hint_needs_confirmation,
-    keep_offline_on_logout_spares_offline_families,
+    offline_families_survive_logout_by_default,
+    a_client_registered_to_end_offline_access_loses_it_at_logout,
+    keep_offline_on_logout_false_ends_offline_families,
+    session_bound_grants_end_with_the_session,
+    a_cookieless_logout_with_a_users_id_token_ends_nothing,
+    a_hint_for_another_user_does_not_end_this_browsers_session,
+    a_hint_older_than_the_leeway_asks_for_confirmation,
 );
 
 /// Asserts a session cookie value no longer opens a session, even replayed from a new
@@ -61,8 +67,8 @@ async fn logout_with_hint_redirects_to_a_registered_uri(backend: Backend) {
 
     assert_logged_out(&app, &browser, &client).await;
     assert_session_dead(&app, &client, &session).await;
-    // Default settings: even offline_access families end with the session.
-    assert_refresh_dead(&app, &client, rt).await;
+    // OIDC Core §11: the offline_access family outlives the login.
+    assert_tokens(refresh(&app, &client, rt).await).await;
 }
 
 async fn logout_to_an_unregistered_uri_shows_a_page(backend: Backend) {
@@ -94,7 +100,6 @@ async fn logout_to_an_unregistered_uri_shows_a_page(backend: Backend) {
 
     assert_logged_out(&app, &browser, &client).await;
     assert_session_dead(&app, &client, &session).await;
-    assert_refresh_dead(&app, &client, s(&t, "refresh_token")).await;
 }
 
 async fn logout_accepts_an_expired_id_token_hint(backend: Backend) {
@@ -130,7 +135,7 @@ async fn logout_accepts_an_expired_id_token_hint(backend: Backend) {
 
     assert_logged_out(&app, &browser, &client).await;
     assert_session_dead(&app, &client, &session).await;
-    assert_refresh_dead(&app, &client, rt1).await;
+    assert_tokens(refresh(&app, &client, rt1).await).await;
 }
 
 async fn logout_without_hint_needs_confirmation(backend: Backend) {
@@ -204,17 +209,14 @@ async fn logout_without_hint_needs_confirmation(backend: Backend) {
     assert_session_dead(&app, &client, &session).await;
 }
 
-async fn keep_offline_on_logout_spares_offline_families(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.sessions.keep_offline_on_logout = true).await;
-    let client = confidential_client(&app).await;
-    alice(&app).await;
-    let (browser, _, t) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+/// A logout with a valid hint from the browser that holds the session.
+async fn logout_with_hint(app: &TestApp, browser: &Browser, id_token: &str) {
     let res = browser
         .http
         .get(logout_url(
-            &app,
+            app,
             &[
-                ("id_token_hint", s(&t, "id_token")),
+                ("id_token_hint", id_token),
                 ("post_logout_redirect_uri", POST_LOGOUT_URI),
             ],
         ))
@@ -224,6 +226,164 @@ async fn keep_offline_on_logout_spares_offline_families(backend: Backend) {
     let to = location(&res);
     assert_eq!(target(&to), POST_LOGOUT_URI);
     assert!(query(&to, "state").is_none());
+}
+
+/// OIDC Core §11: refresh tokens granted with `offline_access` are for when the user is not
+/// logged in; logging out does not end them.
+async fn offline_families_survive_logout_by_default(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let (browser, _, t) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+    logout_with_hint(&app, &browser, s(&t, "id_token")).await;
     assert_logged_out(&app, &browser, &client).await;
+    let t1 = assert_tokens(refresh(&app, &client, s(&t, "refresh_token")).await).await;
+    assert_active(&app, &client, s(&t1, "access_token")).await;
+}
+
+async fn a_client_registered_to_end_offline_access_loses_it_at_logout(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = register(
+        &app,
+        latchkey::service::admin::NewClient {
+            end_offline_on_logout: true,
+            ..confidential_input("Kiosk")
+        },
+    )
+    .await;
+    let other = confidential_client(&app).await;
+    alice(&app).await;
+    let (browser, _, t) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+    // The same browser session also serves a client that keeps its offline access.
+    let req = AuthRequest::new(&other, FULL_SCOPE);
+    let code = code_with_session(&app, &browser, &req).await;
+    let t_other = assert_tokens(exchange_code(&app, &other, &code, &req).await).await;
+    logout_with_hint(&app, &browser, s(&t, "id_token")).await;
+    assert_refresh_dead(&app, &client, s(&t, "refresh_token")).await;
+    assert_inactive(&app, &client, s(&t, "access_token")).await;
+    assert_tokens(refresh(&app, &other, s(&t_other, "refresh_token")).await).await;
+}
+
+async fn keep_offline_on_logout_false_ends_offline_families(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.sessions.keep_offline_on_logout = false).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let (browser, _, t) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+    logout_with_hint(&app, &browser, s(&t, "id_token")).await;
+    assert_logged_out(&app, &browser, &client).await;
+    assert_refresh_dead(&app, &client, s(&t, "refresh_token")).await;
+}
+
+/// Without `offline_access` the grant lives with the session: its access tokens stop
+/// working at logout.
+async fn session_bound_grants_end_with_the_session(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let (browser, _, t) = full_flow(&app, &client, USERNAME, "openid profile").await;
+    assert!(t.get("refresh_token").is_none());
+    let at = s(&t, "access_token");
+    assert_active(&app, &client, at).await;
+    logout_with_hint(&app, &browser, s(&t, "id_token")).await;
+    assert_inactive(&app, &client, at).await;
+}
+
+/// RP-Initiated Logout §2-3: the hint identifies, it does not authorize. Anyone holding a
+/// user's ID token (any RP, a log line) used to sign them out everywhere with one GET.
+async fn a_cookieless_logout_with_a_users_id_token_ends_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let (browser, _, t) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+    // A session-bound grant too: it would die with the session.
+    let req = AuthRequest::new(&client, "openid");
+    let code = code_with_session(&app, &browser, &req).await;
+    let bound = assert_tokens(exchange_code(&app, &client, &code, &req).await).await;
+    let session = session_of(&browser).await;
+
+    let stranger = Browser::new(&app);
+    let res = stranger
+        .http
+        .get(logout_url(
+            &app,
+            &[
+                ("id_token_hint", s(&t, "id_token")),
+                ("post_logout_redirect_uri", POST_LOGOUT_URI),
+                ("state", "s"),
+            ],
+        ))
+        .send()
+        .await
+        .unwrap();
+    // The redirect to the registered URI may still happen; nothing ended.
+    let to = location(&res);
+    assert_eq!(target(&to), POST_LOGOUT_URI);
+    // Without a redirect target: the signed-out page, still ending nothing.
+    let res = stranger
+        .http
+        .get(logout_url(&app, &[("id_token_hint", s(&t, "id_token"))]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    code_with_session(&app, &browser, &AuthRequest::new(&client, "openid")).await;
+    let replay = Browser::new(&app);
+    replay.plant_cookie("latchkey_session", &session);
+    code_with_session(&app, &replay, &AuthRequest::new(&client, "openid")).await;
+    assert_active(&app, &client, s(&bound, "access_token")).await;
     assert_tokens(refresh(&app, &client, s(&t, "refresh_token")).await).await;
+}
+
+async fn a_hint_for_another_user_does_not_end_this_browsers_session(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    crate::oauth::create_user(&app, "bob", &[]).await;
+    let (_, _, alice_tokens) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+    let (bob_browser, _, bob_tokens) = full_flow(&app, &client, "bob", "openid").await;
+
+    let res = bob_browser
+        .http
+        .get(logout_url(
+            &app,
+            &[
+                ("id_token_hint", s(&alice_tokens, "id_token")),
+                ("post_logout_redirect_uri", POST_LOGOUT_URI),
+            ],
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "a confirmation page, not a logout");
+    assert!(res.headers().get(LOCATION).is_none());
+    assert!(res.text().await.unwrap().contains("name=\"confirm\""));
+    code_with_session(&app, &bob_browser, &AuthRequest::new(&client, "openid")).await;
+    assert_active(&app, &client, s(&bob_tokens, "access_token")).await;
+    assert_tokens(refresh(&app, &client, s(&alice_tokens, "refresh_token")).await).await;
+}
+
+/// The leeway for expired hints is one day (`HINT_MAX_AGE_SECS`), no longer 30: an older
+/// hint vouches for nothing and the user is asked.
+async fn a_hint_older_than_the_leeway_asks_for_confirmation(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.tokens.id_token_ttl_secs = 60;
+        s.sessions.idle_timeout_secs = 3 * 24 * 3600;
+        s.sessions.absolute_lifetime_secs = 3 * 24 * 3600;
+    })
+    .await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let (browser, _, t) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+    app.clock
+        .advance(60 + latchkey::service::logout::HINT_MAX_AGE_SECS + 1);
+    let res = browser
+        .http
+        .get(logout_url(&app, &[("id_token_hint", s(&t, "id_token"))]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("name=\"confirm\""));
+    code_with_session(&app, &browser, &AuthRequest::new(&client, "openid")).await;
 }

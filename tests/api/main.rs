@@ -10,6 +10,7 @@ mod oauth;
 mod account_page;
 mod cli;
 mod config_errors;
+mod conformance;
 mod flows_code;
 mod flows_concurrency;
 mod flows_logout;

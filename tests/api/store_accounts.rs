@@ -69,6 +69,9 @@ fn client(id: &str, require_mfa: bool) -> Client {
         access_token_ttl: None,
         first_party: false,
         require_mfa,
+        end_offline_on_logout: false,
+        introspect_any: false,
+        tokens_revoked_at: 0,
         created_at: 0,
     }
 }

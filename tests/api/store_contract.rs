@@ -33,6 +33,9 @@ fn client(id: &str) -> Client {
         access_token_ttl: Some(300),
         first_party: true,
         require_mfa: false,
+        end_offline_on_logout: false,
+        introspect_any: false,
+        tokens_revoked_at: 0,
         created_at: 1_700_000_000,
     }
 }
@@ -58,7 +61,7 @@ async fn clients_round_trip(backend: Backend) {
     store.insert_client(&c).await.unwrap();
     assert_eq!(store.get_client(&c.id).await.unwrap(), Some(c.clone()));
     assert_eq!(store.list_clients().await.unwrap(), vec![c.clone()]);
-    assert!(store.set_client_secret(&c.id, &[9, 9]).await.unwrap());
+    assert!(store.set_client_secret(&c.id, &[9, 9], None).await.unwrap());
     assert_eq!(
         store.get_client(&c.id).await.unwrap().unwrap().secret_hash,
         Some(vec![9, 9])
@@ -209,7 +212,7 @@ async fn every_client_mutation_bumps_the_generation(backend: Backend) {
     store.insert_client(&c).await.unwrap();
     let g1 = store.clients_generation().await.unwrap();
     assert!(g1 > g0);
-    store.set_client_secret(&c.id, &[7]).await.unwrap();
+    store.set_client_secret(&c.id, &[7], None).await.unwrap();
     let g2 = store.clients_generation().await.unwrap();
     assert!(g2 > g1);
     store.delete_client(&c.id).await.unwrap();

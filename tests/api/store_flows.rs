@@ -53,6 +53,9 @@ async fn seeded(backend: Backend) -> (Arc<dyn Store>, tempfile::TempDir, User, C
         access_token_ttl: None,
         first_party: false,
         require_mfa: false,
+        end_offline_on_logout: false,
+        introspect_any: false,
+        tokens_revoked_at: 0,
         created_at: 0,
     };
     store.insert_user(&user).await.unwrap();

@@ -69,16 +69,26 @@ pub fn decide(
         // Server MUST attempt to authenticate the End-User."
         return Decision::Login;
     };
-    if needs_login(request, session, now) && !fresh_login {
+    if (needs_login(request, session, now) || hint_names_another_user(request, session))
+        && !fresh_login
+    {
         return Decision::Login;
     }
     if session.level < request.min_level {
         return Decision::StepUp;
     }
-    if needs_consent(request, consent) {
+    if needs_consent(request, consent) || needs_interaction(request, consent, fresh_login) {
         return Decision::Consent;
     }
     Decision::Issue
+}
+
+/// RFC 8252 §8.6: "the authorization server SHOULD NOT process authorization requests
+/// automatically without user consent or interaction" for a public client whose redirect
+/// URI another app could claim; RFC 6749 §10.2 likewise. Like `prompt=consent`, unless the
+/// user just signed in or consented.
+fn needs_interaction(request: &AuthorizationRequest, consent: ConsentState, fresh: bool) -> bool {
+    request.requires_interaction && !fresh && consent != ConsentState::GrantedNow
 }
 
 /// `prompt=none`: "The Authorization Server MUST NOT display any authentication or consent
@@ -95,12 +105,21 @@ fn decide_silently(
         Some(s) if max_age_exceeded(request, s, now) => Decision::Error(
             OAuthError::login_required("the authentication is older than max_age"),
         ),
+        Some(s) if hint_names_another_user(request, s) => Decision::Error(
+            OAuthError::login_required("the user in id_token_hint is not logged in"),
+        ),
         // The caller turns this into `interaction_required`, or into
         // `unmet_authentication_requirements` when the user has no second factor.
         Some(s) if s.level < request.min_level => Decision::StepUp,
         Some(_) if consent == ConsentState::Missing => Decision::Error(
             OAuthError::consent_required("the user has not consented to this client"),
         ),
+        // RFC 8252 §8.6: never a silent code for a redirect URI another app could claim.
+        Some(_) if request.requires_interaction => {
+            Decision::Error(OAuthError::interaction_required(
+                "this client's redirect URI needs the user to confirm each sign-in",
+            ))
+        }
         Some(_) => Decision::Issue,
     }
 }
@@ -109,6 +128,16 @@ fn decide_silently(
 /// browser, selecting an account means logging in as it); so does an expired `max_age`.
 fn needs_login(request: &AuthorizationRequest, session: &SessionView, now: UnixTime) -> bool {
     request.prompt.login || request.prompt.select_account || max_age_exceeded(request, session, now)
+}
+
+/// OIDC Core §3.1.2.1 `id_token_hint`: "If the End-User identified by the ID Token is not
+/// logged in or is logged in as a different user, the Authorization Server MUST return an
+/// error" with `prompt=none`; otherwise the user signs in again (as the expected user).
+fn hint_names_another_user(request: &AuthorizationRequest, session: &SessionView) -> bool {
+    request
+        .hint_sub
+        .as_deref()
+        .is_some_and(|sub| sub != session.user_id.as_str())
 }
 
 /// OIDC Core §3.1.2.1 `max_age`: "If the elapsed time is greater than this value, the OP MUST

@@ -147,10 +147,13 @@ fn stage2_overlong_state_is_not_echoed() {
 
 #[test]
 fn stage2_request_objects_rejected() {
-    assert_eq!(code_of(&[("request", "eyJ...")]), ErrorCode::InvalidRequest);
+    assert_eq!(
+        code_of(&[("request", "eyJ...")]),
+        ErrorCode::RequestNotSupported
+    );
     assert_eq!(
         code_of(&[("request_uri", "https://x.example/r")]),
-        ErrorCode::InvalidRequest
+        ErrorCode::RequestUriNotSupported
     );
 }
 
@@ -578,4 +581,108 @@ fn consent_covers_narrower_or_equal() {
     assert!(consent_covers(&granted, &scope("openid profile")));
     assert!(consent_covers(&granted, &granted));
     assert!(!consent_covers(&granted, &scope("openid offline_access")));
+}
+
+// ---- RFC 8252: native apps -----------------------------------------------------------------
+
+const LOOPBACK: &str = "http://127.0.0.1:8000/cb";
+
+fn native_client() -> crate::domain::Client {
+    let mut c = crate::oidc::test_support::public_client();
+    c.redirect_uris = vec![
+        crate::domain::RedirectUri::parse("redirect_uri", LOOPBACK).unwrap(),
+        crate::domain::RedirectUri::parse("redirect_uri", REDIRECT).unwrap(),
+    ];
+    c
+}
+
+fn native_req(redirect_uri: &str, changes: &[(&str, &str)]) -> AuthorizationRequest {
+    let c = native_client();
+    let uri = check_client_and_redirect(Some(&c), Some("spa"), Some(redirect_uri)).unwrap();
+    check_request(&with(changes), &c, uri).unwrap()
+}
+
+#[test]
+fn stage1_loopback_ip_redirect_accepts_any_port() {
+    let c = native_client();
+    assert_eq!(
+        check_client_and_redirect(Some(&c), Some("spa"), Some("http://127.0.0.1:49152/cb")),
+        Ok("http://127.0.0.1:49152/cb".to_owned())
+    );
+    assert!(
+        check_client_and_redirect(Some(&c), Some("spa"), Some("http://127.0.0.1:49152/other"))
+            .is_err()
+    );
+    assert!(
+        check_client_and_redirect(Some(&c), Some("spa"), Some("https://app.example:444/cb"))
+            .is_err()
+    );
+}
+
+#[test]
+fn a_public_client_on_a_loopback_redirect_never_gets_a_silent_code() {
+    let r = native_req("http://127.0.0.1:49152/cb", &[]);
+    assert!(r.requires_interaction);
+    let s = session(NOW - 5);
+    for consent in [ConsentState::Granted, ConsentState::NotRequired] {
+        assert_eq!(d(&r, Some(&s), consent, false), Decision::Consent);
+        // Signing in or consenting in this request is the interaction.
+        assert_eq!(d(&r, Some(&s), consent, true), Decision::Issue);
+    }
+    assert_eq!(
+        d(&r, Some(&s), ConsentState::GrantedNow, false),
+        Decision::Issue
+    );
+    let silent = native_req("http://127.0.0.1:49152/cb", &[("prompt", "none")]);
+    assert_eq!(
+        err_code(d(&silent, Some(&s), ConsentState::Granted, false)),
+        Some(ErrorCode::InteractionRequired)
+    );
+}
+
+#[test]
+fn https_redirects_and_confidential_clients_stay_silent() {
+    let s = session(NOW - 5);
+    let r = native_req(REDIRECT, &[]);
+    assert!(!r.requires_interaction);
+    assert_eq!(
+        d(&r, Some(&s), ConsentState::Granted, false),
+        Decision::Issue
+    );
+    let mut c = native_client();
+    c.kind = crate::domain::ClientKind::Confidential;
+    let uri = check_client_and_redirect(Some(&c), Some("spa"), Some(LOOPBACK)).unwrap();
+    assert!(
+        !check_request(&with(&[]), &c, uri)
+            .unwrap()
+            .requires_interaction
+    );
+}
+
+// ---- OIDC Core §3.1.2.1: id_token_hint ------------------------------------------------------
+
+#[test]
+fn a_hint_for_another_user_needs_a_login() {
+    let s = session(NOW - 5);
+    let mut r = req(&[]);
+    r.hint_sub = Some(s.user_id.as_str().to_owned());
+    assert_eq!(
+        d(&r, Some(&s), ConsentState::Granted, false),
+        Decision::Issue
+    );
+    r.hint_sub = Some("someone-else".to_owned());
+    assert_eq!(
+        d(&r, Some(&s), ConsentState::Granted, false),
+        Decision::Login
+    );
+    assert_eq!(
+        d(&r, Some(&s), ConsentState::Granted, true),
+        Decision::Issue
+    );
+    let mut silent = req(&[("prompt", "none")]);
+    silent.hint_sub = Some("someone-else".to_owned());
+    assert_eq!(
+        err_code(d(&silent, Some(&s), ConsentState::Granted, false)),
+        Some(ErrorCode::LoginRequired)
+    );
 }

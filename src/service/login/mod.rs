@@ -95,6 +95,8 @@ pub struct Browser {
     pub device_cookie: Option<String>,
     /// The WebAuthn ceremony cookie, if any.
     pub ceremony_cookie: Option<String>,
+    /// The session cookie the browser sent, if any: a new sign-in ends that session.
+    pub session_cookie: Option<String>,
 }
 
 /// What a password form is for.
@@ -378,6 +380,25 @@ fn prompt(
     })
 }
 
+/// A new sign-in replaces the browser's previous session (whoever it belonged to): one
+/// browser, one session, and no orphan left behind that the old cookie could still open.
+async fn end_previous_session(
+    state: &AppState,
+    browser: &Browser,
+    now: UnixTime,
+) -> Result<(), ServiceError> {
+    let Some(cookie) = browser.session_cookie.as_deref().filter(|c| c.len() == 43) else {
+        return Ok(());
+    };
+    let hash = crate::crypto::token::hash_token(cookie);
+    if let Some(previous) = state.store.get_session(&hash).await? {
+        if previous.ended_at.is_none() {
+            session::logout(state, &previous.sid, now).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates the session (or upgrades the one being stepped up or re-authenticated, under
 /// a new id) and audits the sign-in.
 async fn complete(
@@ -389,7 +410,10 @@ async fn complete(
 ) -> Result<Step, ServiceError> {
     let amr = amr_of(&done.factors);
     let (session_cookie, session) = match &done.session_sid {
-        None => session::create(state, user, &done.factors, &browser.info, now).await?,
+        None => {
+            end_previous_session(state, browser, now).await?;
+            session::create(state, user, &done.factors, &browser.info, now).await?
+        }
         Some(sid) => match upgrade(state, sid, user, &done, &amr, now).await? {
             Some(upgraded) => upgraded,
             None => {

@@ -20,6 +20,9 @@ struct ClientRow {
     access_token_ttl: Option<i64>,
     first_party: bool,
     require_mfa: bool,
+    end_offline_on_logout: bool,
+    introspect_any: bool,
+    tokens_revoked_at: i64,
     created_at: i64,
 }
 
@@ -56,17 +59,22 @@ impl TryFrom<ClientRow> for Client {
             access_token_ttl: r.access_token_ttl,
             first_party: r.first_party,
             require_mfa: r.require_mfa,
+            end_offline_on_logout: r.end_offline_on_logout,
+            introspect_any: r.introspect_any,
+            tokens_revoked_at: r.tokens_revoked_at,
             created_at: r.created_at,
         })
     }
 }
 
 const COLUMNS: &str = "id, name, kind, secret_hash, redirect_uris, post_logout_redirect_uris, \
-     grant_types, scope, resources, access_token_ttl, first_party, require_mfa, created_at";
+     grant_types, scope, resources, access_token_ttl, first_party, require_mfa, \
+     end_offline_on_logout, introspect_any, tokens_revoked_at, created_at";
 
 const INSERT: &str = "INSERT INTO clients (id, name, kind, secret_hash, redirect_uris, \
      post_logout_redirect_uris, grant_types, scope, resources, access_token_ttl, first_party, \
-     require_mfa, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+     require_mfa, end_offline_on_logout, introspect_any, tokens_revoked_at, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 
 fn grant_list(c: &Client) -> String {
     c.grant_types
@@ -108,6 +116,9 @@ macro_rules! client_store {
                     .bind(c.access_token_ttl)
                     .bind(c.first_party)
                     .bind(c.require_mfa)
+                    .bind(c.end_offline_on_logout)
+                    .bind(c.introspect_any)
+                    .bind(c.tokens_revoked_at)
                     .bind(c.created_at)
                     .execute(&mut *tx)
                     .await
@@ -161,16 +172,32 @@ macro_rules! client_store {
                 &self,
                 id: &ClientId,
                 hash: &[u8],
+                revoke_tokens_at: Option<i64>,
             ) -> Result<bool, StoreError> {
                 let mut tx = self.begin().await?;
                 let done = sqlx::query(
-                    "UPDATE clients SET secret_hash = $1 WHERE id = $2 AND kind = 'confidential'",
+                    "UPDATE clients SET secret_hash = $1, \
+                     tokens_revoked_at = COALESCE($3, tokens_revoked_at) \
+                     WHERE id = $2 AND kind = 'confidential'",
                 )
                 .bind(hash)
                 .bind(id.as_str())
+                .bind(revoke_tokens_at)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
+                if let Some(at) = revoke_tokens_at.filter(|_| done.rows_affected() > 0) {
+                    // The refresh families too: their tokens were issued before `at`.
+                    sqlx::query(
+                        "UPDATE grants SET revoked_at = $1 WHERE client_id = $2 \
+                         AND revoked_at IS NULL",
+                    )
+                    .bind(at)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                }
                 bump_generation!(&mut *tx);
                 tx.commit().await.map_err(backend)?;
                 Ok(done.rows_affected() > 0)

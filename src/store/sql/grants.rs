@@ -277,7 +277,9 @@ macro_rules! grant_store {
             ) -> Result<u64, StoreError> {
                 let done = sqlx::query(
                     "UPDATE grants SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL \
-                     AND NOT ($3 AND (' ' || scope || ' ') LIKE '% offline\\_access %' ESCAPE '\\')",
+                     AND NOT ($3 AND (' ' || scope || ' ') LIKE '% offline\\_access %' ESCAPE '\\' \
+                     AND NOT EXISTS (SELECT 1 FROM clients c WHERE c.id = grants.client_id \
+                     AND c.end_offline_on_logout))",
                 )
                 .bind(now)
                 .bind(sid)
