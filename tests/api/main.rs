@@ -7,6 +7,7 @@ mod hardening;
 mod helpers;
 mod oauth;
 
+mod abuse;
 mod account_page;
 mod cli;
 mod config_errors;
