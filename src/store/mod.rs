@@ -346,6 +346,8 @@ pub trait RevocationStore: Send + Sync {
 pub trait Housekeeping: Send + Sync {
     /// Deletes up to `batch` expired rows from each table; returns how many went.
     async fn purge_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError>;
+    /// Deletes up to `batch` audit events recorded before `before`; returns how many went.
+    async fn purge_audit_events(&self, before: UnixTime, batch: u32) -> Result<u64, StoreError>;
 }
 
 /// Everything the services need from storage.

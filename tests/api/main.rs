@@ -22,6 +22,7 @@ mod mfa;
 mod store_accounts;
 mod store_contract;
 mod store_flows;
+mod store_upkeep;
 mod throttle;
 mod two_nodes;
 mod wellknown;
