@@ -31,6 +31,10 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database cannot be reached (down, restarting, pool exhausted for its timeout):
+    /// the same request may succeed in a moment.
+    #[error("database unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Registered clients.
@@ -369,6 +373,9 @@ pub trait Store:
     fn backend(&self) -> &'static str;
     /// Round-trips to the database (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Closes the connection pool: every later call fails as `Unavailable` (shutdown, and
+    /// tests of a database outage).
+    async fn close(&self);
 }
 
 /// Connects to the database named by `url` and applies pending migrations.

@@ -9,11 +9,13 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{spawn_app_with, Backend};
+use crate::helpers::{spawn_app, spawn_app_with, Backend};
+use crate::oauth::*;
 
 crate::both_stores!(
     a_body_sent_one_byte_at_a_time_is_cut_off_at_its_deadline,
     connections_past_the_limit_wait_until_one_closes,
+    a_database_outage_is_503_with_retry_after_never_500,
 );
 
 /// The longest any of these tests waits for the server.
@@ -83,4 +85,54 @@ async fn connections_past_the_limit_wait_until_one_closes(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(status, 200);
+}
+
+fn assert_retry_after(res: &reqwest::Response, what: &str) {
+    assert_eq!(res.status().as_u16(), 503, "{what}");
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap());
+    assert!(
+        retry.is_some_and(|v| v.parse::<u32>().is_ok()),
+        "{what}: Retry-After {retry:?}"
+    );
+}
+
+async fn a_database_outage_is_503_with_retry_after_never_500(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let (browser, req, tokens) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
+
+    // The database goes away under the running server.
+    app.state.store.close().await;
+
+    // A page: the session lookup of /authorize.
+    let res = authorize(&app, &browser, &req).await;
+    assert_retry_after(&res, "/authorize");
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("temporarily_unavailable"));
+
+    // The token endpoint: an OAuth error body, never cached.
+    let res = refresh(&app, &client, s(&tokens, "refresh_token")).await;
+    assert_retry_after(&res, "/token");
+    assert_no_store(res.headers());
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+
+    // A bearer endpoint.
+    let res = app
+        .http
+        .get(app.url("/userinfo"))
+        .bearer_auth(s(&tokens, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_retry_after(&res, "/userinfo");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
 }
