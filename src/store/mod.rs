@@ -111,6 +111,8 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// next -> current, current -> previous, new next; atomically.
     async fn rotate_keys(&self, rotation: &Rotation<'_>) -> Result<(), StoreError>;
+    /// Replaces a key's sealed private key, only if it is still `old`; false otherwise.
+    async fn reseal_key(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError>;
     /// Moves a key to `retired` and erases its private key; false if it was not in `from`.
     async fn retire_key(&self, kid: &str, from: KeyState) -> Result<bool, StoreError>;
 }

@@ -16,6 +16,7 @@ mod flows_concurrency;
 mod flows_logout;
 mod flows_sessions;
 mod flows_tokens;
+mod key_binding;
 mod keys;
 mod logs;
 mod mfa;
