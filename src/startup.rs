@@ -135,6 +135,7 @@ impl Application {
             devices: KnownDevices::new(&ctx.master, ctx.settings.login.known_device_days)?,
             factors: Factors::new(ctx.master.clone(), &ctx.settings.issuer)?,
             account_csrf: SecretHasher::for_purpose(&ctx.master, b"account-csrf")?,
+            refresh_successors: MasterKey::from_bytes(ctx.master.derive_key(b"refresh-successor")?),
         });
         background.push(crate::service::housekeeping::spawn(
             state.clone().into_inner(),

@@ -73,6 +73,11 @@ pub struct CreateArgs {
     /// Every sign-in for this client must be multi-factor, whatever `acr_values` says.
     #[arg(long)]
     require_mfa: bool,
+    /// Seconds after a refresh token's first use during which presenting it again returns
+    /// the same successor instead of revoking the family (browser tabs refreshing at once;
+    /// RFC 9700 §4.14.2). 0, the default, is strict rotation; at most 60.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    refresh_grace_secs: u64,
     /// Print {"client_id": ..., "client_secret": ...} as JSON.
     #[arg(long)]
     json: bool,
@@ -130,6 +135,7 @@ async fn create(a: CreateArgs, ctx: &Context) -> anyhow::Result<()> {
         public: a.public,
         first_party: a.first_party,
         require_mfa: a.require_mfa,
+        refresh_grace_secs: a.refresh_grace_secs,
     };
     let now = ctx.clock.now();
     let created =
@@ -172,6 +178,7 @@ fn client_json(c: &Client) -> serde_json::Value {
         "access_token_ttl": c.access_token_ttl,
         "first_party": c.first_party,
         "require_mfa": c.require_mfa,
+        "refresh_grace_secs": c.refresh_grace_secs,
         "created_at": super::time(Some(c.created_at)),
     })
 }

@@ -210,6 +210,10 @@ pub struct Client {
     pub first_party: bool,
     /// Every sign-in for this client must be multi-factor, whatever `acr_values` says.
     pub require_mfa: bool,
+    /// Seconds after a refresh token's first use during which presenting it again (by this
+    /// client) returns the same successor instead of revoking the family; 0 is strict
+    /// rotation (RFC 9700 §4.14.2).
+    pub refresh_grace_secs: i64,
     /// When the client was registered.
     pub created_at: UnixTime,
 }

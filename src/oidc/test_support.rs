@@ -35,6 +35,7 @@ pub(crate) fn client() -> Client {
         access_token_ttl: None,
         first_party: false,
         require_mfa: false,
+        refresh_grace_secs: 0,
         created_at: 0,
     }
 }

@@ -35,7 +35,14 @@ pub struct NewClient {
     pub first_party: bool,
     /// Every sign-in for this client must be multi-factor.
     pub require_mfa: bool,
+    /// Refresh grace window in seconds (0: strict rotation); at most
+    /// [`MAX_REFRESH_GRACE_SECS`].
+    pub refresh_grace_secs: u64,
 }
+
+/// The longest refresh grace window a client may be registered with: long enough for
+/// browser tabs refreshing at once, short enough to keep the replay window small.
+pub const MAX_REFRESH_GRACE_SECS: u64 = 60;
 
 /// A registered client and, for confidential clients, its secret (shown once).
 #[derive(Debug)]
@@ -109,6 +116,12 @@ fn build_client(
         }
         Some(t) => Some(i64::try_from(t).unwrap_or(i64::MAX)),
     };
+    if input.refresh_grace_secs > MAX_REFRESH_GRACE_SECS {
+        return Err(ParseError::new(
+            "refresh-grace-secs",
+            format!("must be 0..={MAX_REFRESH_GRACE_SECS} seconds"),
+        ));
+    }
     Ok(Client {
         id: ClientId::parse(&uuid::Uuid::new_v4().simple().to_string())?,
         name: name.to_owned(),
@@ -129,6 +142,7 @@ fn build_client(
         access_token_ttl: ttl,
         first_party: input.first_party,
         require_mfa: input.require_mfa,
+        refresh_grace_secs: i64::try_from(input.refresh_grace_secs).unwrap_or(0),
         created_at: now,
     })
 }

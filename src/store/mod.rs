@@ -326,12 +326,17 @@ pub trait GrantStore: Send + Sync {
     /// In one transaction: marks the presented token spent only if it was unspent
     /// (`UPDATE ... WHERE spent_at IS NULL RETURNING`), inserts its successor and touches
     /// the grant, only if the grant is not revoked. False (and nothing changed) otherwise.
+    /// `successor_sealed` (the successor, sealed) is kept on the spent token's row for a
+    /// client with a refresh grace window.
     async fn rotate_refresh_token(
         &self,
         presented_hash: &[u8],
         successor: &RefreshToken,
+        successor_sealed: Option<&[u8]>,
         now: UnixTime,
     ) -> Result<bool, StoreError>;
+    /// The sealed successor kept on a spent token's row, if any.
+    async fn sealed_successor(&self, token_hash: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// Revoked access-token ids and the audit trail.

@@ -20,6 +20,7 @@ mod key_binding;
 mod keys;
 mod logs;
 mod mfa;
+mod refresh_grace;
 mod store_accounts;
 mod store_contract;
 mod store_flows;

@@ -69,6 +69,7 @@ fn client(id: &str, require_mfa: bool) -> Client {
         access_token_ttl: None,
         first_party: false,
         require_mfa,
+        refresh_grace_secs: 0,
         created_at: 0,
     }
 }

@@ -33,6 +33,7 @@ fn client(id: &str) -> Client {
         access_token_ttl: Some(300),
         first_party: true,
         require_mfa: false,
+        refresh_grace_secs: 0,
         created_at: 1_700_000_000,
     }
 }

@@ -53,6 +53,7 @@ async fn seeded(backend: Backend) -> (Arc<dyn Store>, tempfile::TempDir, User, C
         access_token_ttl: None,
         first_party: false,
         require_mfa: false,
+        refresh_grace_secs: 0,
         created_at: 0,
     };
     store.insert_user(&user).await.unwrap();
@@ -249,7 +250,7 @@ async fn rotation_spends_once_and_keeps_the_family_scope(backend: Backend) {
         .unwrap();
     let next = refresh(&client, b"rt2", "g1");
     assert!(store
-        .rotate_refresh_token(b"rt1", &next, 200)
+        .rotate_refresh_token(b"rt1", &next, None, 200)
         .await
         .unwrap());
     assert_eq!(
@@ -268,7 +269,7 @@ async fn rotation_spends_once_and_keeps_the_family_scope(backend: Backend) {
     let again = refresh(&client, b"rt3", "g1");
     assert!(
         !store
-            .rotate_refresh_token(b"rt1", &again, 201)
+            .rotate_refresh_token(b"rt1", &again, None, 201)
             .await
             .unwrap(),
         "a spent token never rotates"
@@ -290,7 +291,7 @@ async fn rotation_on_a_revoked_family_changes_nothing(backend: Backend) {
     assert!(store.revoke_grant("g1", 150).await.unwrap());
     assert!(!store.revoke_grant("g1", 151).await.unwrap());
     assert!(!store
-        .rotate_refresh_token(b"rt1", &refresh(&client, b"rt2", "g1"), 200)
+        .rotate_refresh_token(b"rt1", &refresh(&client, b"rt2", "g1"), None, 200)
         .await
         .unwrap());
     assert_eq!(
@@ -323,7 +324,7 @@ async fn thirty_two_concurrent_rotations_have_one_winner(backend: Backend) {
             let next = refresh(&client, format!("next-{i}").as_bytes(), "g1");
             tokio::spawn(async move {
                 store
-                    .rotate_refresh_token(b"rt1", &next, 200)
+                    .rotate_refresh_token(b"rt1", &next, None, 200)
                     .await
                     .unwrap()
             })

@@ -20,6 +20,7 @@ struct ClientRow {
     access_token_ttl: Option<i64>,
     first_party: bool,
     require_mfa: bool,
+    refresh_grace_secs: i64,
     created_at: i64,
 }
 
@@ -56,17 +57,20 @@ impl TryFrom<ClientRow> for Client {
             access_token_ttl: r.access_token_ttl,
             first_party: r.first_party,
             require_mfa: r.require_mfa,
+            refresh_grace_secs: r.refresh_grace_secs,
             created_at: r.created_at,
         })
     }
 }
 
 const COLUMNS: &str = "id, name, kind, secret_hash, redirect_uris, post_logout_redirect_uris, \
-     grant_types, scope, resources, access_token_ttl, first_party, require_mfa, created_at";
+     grant_types, scope, resources, access_token_ttl, first_party, require_mfa, refresh_grace_secs, \
+     created_at";
 
 const INSERT: &str = "INSERT INTO clients (id, name, kind, secret_hash, redirect_uris, \
      post_logout_redirect_uris, grant_types, scope, resources, access_token_ttl, first_party, \
-     require_mfa, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+     require_mfa, created_at, refresh_grace_secs) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
 fn grant_list(c: &Client) -> String {
     c.grant_types
@@ -109,6 +113,7 @@ macro_rules! client_store {
                     .bind(c.first_party)
                     .bind(c.require_mfa)
                     .bind(c.created_at)
+                    .bind(c.refresh_grace_secs)
                     .execute(&mut *tx)
                     .await
                     .map_err(write_error("client"))?;
