@@ -68,6 +68,10 @@ pub struct Settings {
     pub proxy: ProxySettings,
     /// Passkeys (WebAuthn).
     pub webauthn: WebauthnSettings,
+    /// Connection and request-body limits.
+    pub server: ServerSettings,
+    /// The audit trail's retention.
+    pub audit: AuditSettings,
 }
 
 impl Default for Settings {
@@ -87,6 +91,8 @@ impl Default for Settings {
             login: LoginSettings::default(),
             proxy: ProxySettings::default(),
             webauthn: WebauthnSettings::default(),
+            server: ServerSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -151,7 +157,27 @@ impl Settings {
         if self.housekeeping.batch_size == 0 {
             return Err(invalid("housekeeping.batch_size", "must be greater than 0"));
         }
+        self.validate_server_and_audit()?;
         self.validate_clients_and_login()
+    }
+
+    fn validate_server_and_audit(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be greater than 0"));
+        }
+        if s.backlog == 0 {
+            return Err(invalid("server.backlog", "must be greater than 0"));
+        }
+        positive("server.body_timeout_secs", s.body_timeout_secs)?;
+        if s.body_timeout_secs > 300 {
+            return Err(invalid("server.body_timeout_secs", "must be at most 300"));
+        }
+        positive(
+            "audit.retention_days",
+            self.audit.retention_days.saturating_mul(86_400),
+        )
+        .map_err(|_| invalid("audit.retention_days", "must be between 1 and 3650"))
     }
 
     fn validate_clients_and_login(&self) -> Result<(), ConfigError> {

@@ -136,6 +136,7 @@ impl Application {
             factors: Factors::new(ctx.master.clone(), &ctx.settings.issuer)?,
             passkeys: crate::service::passkeys::Passkeys::new(&ctx.settings)?,
             account_csrf: SecretHasher::for_purpose(&ctx.master, b"account-csrf")?,
+            refresh_successors: MasterKey::from_bytes(ctx.master.derive_key(b"refresh-successor")?),
         });
         background.push(crate::service::housekeeping::spawn(
             state.clone().into_inner(),
@@ -143,15 +144,25 @@ impl Application {
         let port = listener.local_addr()?.port();
         let https = ctx.settings.is_https();
         let data = state.clone();
-        let server = HttpServer::new(move || {
+        let limits = &ctx.settings.server;
+        // The kernel queue in front of a full server: `listen(2)` again on the bound
+        // socket sets its backlog (the std listener was created with 128).
+        socket2::SockRef::from(&listener)
+            .listen(i32::try_from(limits.backlog).unwrap_or(i32::MAX))?;
+        let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .wrap(http::security_headers(https))
                 .wrap(middleware::from_fn(http::log_requests))
                 .configure(http::configure)
         })
-        .listen(listener)?
-        .run();
+        // Past this many open connections a worker stops accepting until one closes.
+        .max_connections(limits.max_connections)
+        .backlog(limits.backlog);
+        if limits.workers > 0 {
+            server = server.workers(limits.workers);
+        }
+        let server = server.listen(listener)?.run();
         Ok(Self {
             port,
             server,

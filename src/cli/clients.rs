@@ -85,6 +85,11 @@ pub struct CreateArgs {
     /// or naming it in their audience (RFC 7662 §4).
     #[arg(long)]
     introspect: bool,
+    /// Seconds after a refresh token's first use during which presenting it again returns
+    /// the same successor instead of revoking the family (browser tabs refreshing at once;
+    /// RFC 9700 §4.14.2). 0, the default, is strict rotation; at most 60.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    refresh_grace_secs: u64,
     /// Print {"client_id": ..., "client_secret": ...} as JSON.
     #[arg(long)]
     json: bool,
@@ -150,6 +155,7 @@ async fn create(a: CreateArgs, ctx: &Context) -> anyhow::Result<()> {
         require_mfa: a.require_mfa,
         end_offline_on_logout: a.end_offline_on_logout,
         introspect: a.introspect,
+        refresh_grace_secs: a.refresh_grace_secs,
     };
     let now = ctx.clock.now();
     let created =
@@ -195,6 +201,7 @@ fn client_json(c: &Client) -> serde_json::Value {
         "end_offline_on_logout": c.end_offline_on_logout,
         "introspect": c.introspect_any,
         "tokens_revoked_at": (c.tokens_revoked_at > 0).then(|| super::time(Some(c.tokens_revoked_at))),
+        "refresh_grace_secs": c.refresh_grace_secs,
         "created_at": super::time(Some(c.created_at)),
     })
 }

@@ -340,6 +340,56 @@ pub struct ProxySettings {
     pub trusted: Vec<std::net::IpAddr>,
 }
 
+/// Bounds on what one client can hold: connections, and time to send a body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// Open connections per worker; past it the server stops accepting until one closes
+    /// (the total is `workers x max_connections`).
+    pub max_connections: usize,
+    /// Connections the kernel queues while every worker is full (`listen(2)` backlog).
+    pub backlog: u32,
+    /// A request body must arrive completely within this many seconds of the request
+    /// head, so that a client sending one byte a second cannot hold a socket and a buffer.
+    pub body_timeout_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            max_connections: 4096,
+            backlog: 1024,
+            body_timeout_secs: 10,
+        }
+    }
+}
+
+/// The audit trail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Events older than this many days are deleted by housekeeping.
+    pub retention_days: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            retention_days: 365,
+        }
+    }
+}
+
+impl AuditSettings {
+    /// The retention in seconds.
+    pub fn retention_secs(&self) -> i64 {
+        secs(self.retention_days.saturating_mul(86_400))
+    }
+}
+
 fn secs(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }

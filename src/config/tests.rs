@@ -159,6 +159,21 @@ fn bad_settings_name_the_setting() {
             "`login.max_code_attempts`",
         ),
         (
+            Some("[server]\nmax_connections = 0\n"),
+            &[],
+            "`server.max_connections`",
+        ),
+        (
+            Some("[server]\nbody_timeout_secs = 0\n"),
+            &[],
+            "`server.body_timeout_secs`",
+        ),
+        (
+            Some("[audit]\nretention_days = 0\n"),
+            &[],
+            "`audit.retention_days`",
+        ),
+        (
             Some("[housekeeping]\ninterval_secs = 0\n"),
             &[],
             "`housekeeping.interval_secs`",

@@ -271,6 +271,10 @@ pub struct Client {
     /// Tokens of this client issued at or before this time are inactive (a secret rotation
     /// with `--revoke-tokens`); 0 when none were revoked.
     pub tokens_revoked_at: UnixTime,
+    /// Seconds after a refresh token's first use during which presenting it again (by this
+    /// client) returns the same successor instead of revoking the family; 0 is strict
+    /// rotation (RFC 9700 §4.14.2).
+    pub refresh_grace_secs: i64,
     /// When the client was registered.
     pub created_at: UnixTime,
 }

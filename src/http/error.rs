@@ -8,9 +8,45 @@ use crate::oidc::{ClientAuthError, ErrorCode, OAuthError};
 use crate::service::resource::BearerError;
 use crate::service::token::TokenError;
 use crate::service::ServiceError;
+use crate::store::StoreError;
 
-/// An unexpected failure: log the whole cause chain, answer with an opaque message.
+/// Seconds a client is asked to wait when the database is unreachable.
+const OUTAGE_RETRY_AFTER: &str = "5";
+
+/// True when `e` or one of its causes is a database outage (`StoreError::Unavailable`).
+fn is_outage(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if matches!(
+            c.downcast_ref::<StoreError>(),
+            Some(StoreError::Unavailable(_))
+        ) {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+fn retry_after(mut res: HttpResponse, secs: &'static str) -> HttpResponse {
+    res.headers_mut().insert(
+        actix_web::http::header::RETRY_AFTER,
+        actix_web::http::header::HeaderValue::from_static(secs),
+    );
+    res
+}
+
+/// An unexpected failure: log the whole cause chain, answer with an opaque message. A
+/// database outage is `503 temporarily_unavailable` with `Retry-After` (RFC 9110 §15.6.4),
+/// still an OAuth error body: nothing was changed, and the client may try again.
 pub fn internal(e: &(dyn std::error::Error + 'static)) -> HttpResponse {
+    if is_outage(e) {
+        tracing::warn!(error = %chain(e), "database unavailable");
+        let res = oauth_json(&OAuthError::temporarily_unavailable(
+            "the service is temporarily unavailable; try again shortly",
+        ));
+        return retry_after(res, OUTAGE_RETRY_AFTER);
+    }
     tracing::error!(error = %chain(e), "request failed");
     HttpResponse::InternalServerError()
         .json(serde_json::json!({"error": "server_error", "error_description": "internal error"}))
@@ -123,18 +159,26 @@ pub fn service(e: &ServiceError) -> HttpResponse {
             &OAuthError::invalid_request(p.to_string()),
         ),
         // The password-hashing queue is full: come back in a moment (RFC 9110 §15.6.4).
-        ServiceError::Crypto(CryptoError::Busy) => {
-            let mut res = page(
+        ServiceError::Crypto(CryptoError::Busy) => retry_after(
+            page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &OAuthError::temporarily_unavailable(
                     "too many sign-ins at once; try again in a moment",
                 ),
-            );
-            res.headers_mut().insert(
-                actix_web::http::header::RETRY_AFTER,
-                actix_web::http::header::HeaderValue::from_static("1"),
-            );
-            res
+            ),
+            "1",
+        ),
+        other if is_outage(other) => {
+            tracing::warn!(error = %chain(other), "database unavailable");
+            retry_after(
+                page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &OAuthError::temporarily_unavailable(
+                        "the service is temporarily unavailable; try again shortly",
+                    ),
+                ),
+                OUTAGE_RETRY_AFTER,
+            )
         }
         other => internal(other),
     }

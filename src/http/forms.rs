@@ -2,13 +2,16 @@
 //! bodies of bounded size. Anything else is `invalid_request`, never a 500.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest};
 use futures_util::StreamExt;
 
+use crate::config::ServerSettings;
 use crate::oidc::OAuthError;
 use crate::service::token::ClientRequest;
+use crate::service::AppState;
 
 /// The largest form body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -39,6 +42,28 @@ where
             "the body must be application/x-www-form-urlencoded",
         ));
     }
+    // actix bounds the wait for the request head only; the body gets a deadline here, so a
+    // client sending one byte a second cannot hold the socket and the buffer.
+    let deadline = body_timeout(req);
+    let body = tokio::time::timeout(deadline, read_body(&mut payload))
+        .await
+        .map_err(|_| OAuthError::invalid_request("the body did not arrive in time"))??;
+    Ok(url::form_urlencoded::parse(&body).into_owned().collect())
+}
+
+/// `server.body_timeout_secs`, or its default when the app has no settings (unit tests).
+fn body_timeout(req: &HttpRequest) -> Duration {
+    let secs = req.app_data::<web::Data<AppState>>().map_or_else(
+        || ServerSettings::default().body_timeout_secs,
+        |state| state.settings.server.body_timeout_secs,
+    );
+    Duration::from_secs(secs)
+}
+
+async fn read_body<S>(payload: &mut S) -> Result<web::BytesMut, OAuthError>
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>> + Unpin,
+{
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| OAuthError::invalid_request("the body could not be read"))?;
@@ -47,7 +72,7 @@ where
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(url::form_urlencoded::parse(&body).into_owned().collect())
+    Ok(body)
 }
 
 /// The first value of `name`.

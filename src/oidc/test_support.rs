@@ -38,6 +38,7 @@ pub(crate) fn client() -> Client {
         end_offline_on_logout: false,
         introspect_any: false,
         tokens_revoked_at: 0,
+        refresh_grace_secs: 0,
         created_at: 0,
     }
 }

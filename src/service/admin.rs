@@ -39,7 +39,14 @@ pub struct NewClient {
     pub end_offline_on_logout: bool,
     /// A resource server: may introspect every access token (RFC 7662 §4).
     pub introspect: bool,
+    /// Refresh grace window in seconds (0: strict rotation); at most
+    /// [`MAX_REFRESH_GRACE_SECS`].
+    pub refresh_grace_secs: u64,
 }
+
+/// The longest refresh grace window a client may be registered with: long enough for
+/// browser tabs refreshing at once, short enough to keep the replay window small.
+pub const MAX_REFRESH_GRACE_SECS: u64 = 60;
 
 /// A registered client and, for confidential clients, its secret (shown once).
 #[derive(Debug)]
@@ -113,6 +120,12 @@ fn build_client(
         }
         Some(t) => Some(i64::try_from(t).unwrap_or(i64::MAX)),
     };
+    if input.refresh_grace_secs > MAX_REFRESH_GRACE_SECS {
+        return Err(ParseError::new(
+            "refresh-grace-secs",
+            format!("must be 0..={MAX_REFRESH_GRACE_SECS} seconds"),
+        ));
+    }
     Ok(Client {
         id: ClientId::parse(&uuid::Uuid::new_v4().simple().to_string())?,
         name: name.to_owned(),
@@ -136,6 +149,7 @@ fn build_client(
         end_offline_on_logout: input.end_offline_on_logout,
         introspect_any: input.introspect,
         tokens_revoked_at: 0,
+        refresh_grace_secs: i64::try_from(input.refresh_grace_secs).unwrap_or(0),
         created_at: now,
     })
 }

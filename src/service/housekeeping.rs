@@ -1,5 +1,5 @@
-//! Deletes expired codes, sessions, refresh tokens, grants and revoked `jti` records in
-//! bounded batches. Each statement deletes by primary key from a bounded sub-select
+//! Deletes expired codes, sessions, refresh tokens, grants and revoked `jti` records, and
+//! audit events older than `audit.retention_days`, in bounded batches. Each statement deletes by primary key from a bounded sub-select
 //! (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so several nodes running it at once split
 //! the rows between them.
 
@@ -33,9 +33,11 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
 pub async fn run_once(state: &AppState) -> Result<u64, StoreError> {
     let now = state.clock.now();
     let batch = state.settings.housekeeping.batch_size;
+    let audit_before = now - state.settings.audit.retention_secs();
     let mut total = 0;
     for _ in 0..MAX_BATCHES_PER_RUN {
-        let deleted = state.store.purge_expired(now, batch).await?;
+        let deleted = state.store.purge_expired(now, batch).await?
+            + state.store.purge_audit_events(audit_before, batch).await?;
         total += deleted;
         if deleted == 0 {
             break;

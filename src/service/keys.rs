@@ -24,6 +24,10 @@ use crate::store::{Rotation, Store};
 
 use super::ServiceError;
 
+mod binding;
+
+pub use binding::key_aad;
+
 /// What every request reads: built once per key change, served from memory.
 pub struct Published {
     /// The `current` key's id.
@@ -38,7 +42,17 @@ pub struct Published {
     pub openid_configuration: Document,
     /// The RFC 8414 metadata document.
     pub oauth_metadata: Document,
-    fingerprint: Vec<(String, KeyState)>,
+    fingerprint: Fingerprint,
+}
+
+/// What decides whether the key set changed: each row's id, state and public key.
+type Fingerprint = Vec<(String, KeyState, String, String)>;
+
+/// A legacy-sealed key to re-seal under [`key_aad`]: kid, old and new sealed bytes.
+struct Reseal {
+    kid: String,
+    old: Vec<u8>,
+    new: Vec<u8>,
 }
 
 /// A serialised JSON document and its strong ETag, built once and served from memory.
@@ -78,7 +92,8 @@ impl KeyRing {
     ) -> Result<Arc<Self>, ServiceError> {
         ensure_initial_keys(store.as_ref(), &master, settings, now).await?;
         let records = store.list_published_keys().await?;
-        let published = build_published(&records, &master, &settings.issuer)?;
+        let (published, reseal) = build_published(&records, &master, &settings.issuer)?;
+        reseal_legacy(store.as_ref(), reseal).await;
         Ok(Arc::new(Self {
             store,
             master,
@@ -104,7 +119,8 @@ impl KeyRing {
         if fingerprint(&records) == self.published.load().fingerprint {
             return Ok(false);
         }
-        let published = build_published(&records, &self.master, &self.issuer)?;
+        let (published, reseal) = build_published(&records, &self.master, &self.issuer)?;
+        reseal_legacy(self.store.as_ref(), reseal).await;
         tracing::info!(signing_kid = %published.signing_kid, keys = records.len(), "key set changed");
         self.published.store(Arc::new(published));
         Ok(true)
@@ -126,33 +142,77 @@ impl KeyRing {
     }
 }
 
-fn fingerprint(records: &[SigningKeyRecord]) -> Vec<(String, KeyState)> {
-    records.iter().map(|r| (r.kid.clone(), r.state)).collect()
+fn fingerprint(records: &[SigningKeyRecord]) -> Fingerprint {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r.kid.clone(),
+                r.state,
+                r.public_n.clone(),
+                r.public_e.clone(),
+            )
+        })
+        .collect()
 }
 
+/// Builds what is served from the rows that pass [`binding::open_checked`]; a row that
+/// fails is logged and left out, never published nor used. Without a usable `current` key
+/// nothing is built.
 fn build_published(
     records: &[SigningKeyRecord],
     master: &MasterKey,
     issuer: &str,
+) -> Result<(Published, Vec<Reseal>), ServiceError> {
+    let mut signer = None;
+    let mut jwks = Vec::new();
+    let mut reseal = Vec::new();
+    for r in records.iter().filter(|r| r.state.is_published()) {
+        let opened = match binding::open_checked(r, master) {
+            Ok(opened) => opened,
+            Err(why) => {
+                tracing::error!(kid = %r.kid, state = r.state.as_str(),
+                    "signing key rejected, neither published nor used: {why}");
+                continue;
+            }
+        };
+        if opened.legacy {
+            let aad = key_aad(&r.kid, &r.alg, &r.public_n, &r.public_e);
+            let new = master.seal(&opened.der, &aad)?;
+            let (kid, old) = (r.kid.clone(), r.private_key_sealed.clone());
+            reseal.push(Reseal { kid, old, new });
+        }
+        if r.state == KeyState::Current {
+            signer = Some((r.kid.clone(), default_signer(&opened.der)?));
+        }
+        jwks.push(PublicJwk::rsa(&r.kid, &r.public_n, &r.public_e, &r.alg));
+    }
+    let Some((signing_kid, signer)) = signer else {
+        return Err(ServiceError::Conflict(
+            "no usable current signing key: it is missing or failed verification (see the \
+             error logged above); restore the signing_keys row from a backup or run \
+             `latchkey keys rotate --force`"
+                .into(),
+        ));
+    };
+    let published = publish(signing_kid, signer, jwks, records, issuer)?;
+    Ok((published, reseal))
+}
+
+fn publish(
+    signing_kid: String,
+    signer: Arc<dyn JwsSigner>,
+    jwks: Vec<PublicJwk>,
+    records: &[SigningKeyRecord],
+    issuer: &str,
 ) -> Result<Published, ServiceError> {
-    let current = records
-        .iter()
-        .find(|r| r.state == KeyState::Current)
-        .ok_or_else(|| ServiceError::Conflict("no current signing key".into()))?;
-    let der = master.open(&current.private_key_sealed, current.kid.as_bytes())?;
-    let signer = default_signer(&der)?;
-    let jwks: Vec<PublicJwk> = records
-        .iter()
-        .filter(|r| r.state.is_published())
-        .map(|r| PublicJwk::rsa(&r.kid, &r.public_n, &r.public_e, &r.alg))
-        .collect();
     let verifying = VerifyingKeys::from_jwks(&jwks)?;
     let algs: Vec<&str> = alg::ALLOWED_ALGORITHMS
         .iter()
         .map(|a| alg::name(*a))
         .collect();
     Ok(Published {
-        signing_kid: current.kid.clone(),
+        signing_kid,
         signer,
         verifying,
         jwks: Document::json(&JwkSet { keys: jwks })?,
@@ -160,6 +220,20 @@ fn build_published(
         oauth_metadata: Document::json(&crate::oidc::authorization_server_metadata(issuer))?,
         fingerprint: fingerprint(records),
     })
+}
+
+/// Re-seals keys sealed before their public key was bound; only if the row is unchanged.
+async fn reseal_legacy(store: &dyn Store, keys: Vec<Reseal>) {
+    for k in keys {
+        match store.reseal_key(&k.kid, &k.old, &k.new).await {
+            Ok(_) => {
+                tracing::info!(kid = %k.kid, "signing key re-sealed with its public key bound")
+            }
+            Err(e) => {
+                tracing::warn!(kid = %k.kid, error = %e, "re-sealing a signing key failed; will retry")
+            }
+        }
+    }
 }
 
 /// Generates a key and seals its private half under the key-encryption key.
@@ -172,11 +246,13 @@ pub async fn new_key_record(
     let generated = tokio::task::spawn_blocking(move || generate_rsa_key(bits))
         .await
         .map_err(|e| CryptoError::TaskJoin(e.to_string()))??;
-    let sealed = master.seal(&generated.pkcs8_der, generated.kid.as_bytes())?;
+    let alg = alg::name(alg::DEFAULT_ALGORITHM).to_owned();
+    let aad = key_aad(&generated.kid, &alg, &generated.n, &generated.e);
+    let sealed = master.seal(&generated.pkcs8_der, &aad)?;
     Ok(SigningKeyRecord {
         kid: generated.kid.clone(),
         state,
-        alg: alg::name(alg::DEFAULT_ALGORITHM).to_owned(),
+        alg,
         bits: i64::try_from(bits).unwrap_or(2048),
         private_key_sealed: sealed,
         public_n: generated.n.clone(),
@@ -244,6 +320,10 @@ pub async fn rotate(
         .iter()
         .find(|k| k.state == KeyState::Current)
         .map(|k| k.kid.clone());
+    // A row someone replaced in the database never signs.
+    binding::open_checked(next, master).map_err(|why| {
+        ServiceError::Refused(format!("key {} cannot be promoted: {why}", next.kid))
+    })?;
     let ready_at = next.created_at + settings.keys.publication_delay_secs();
     if now < ready_at && !force {
         return Err(ServiceError::Refused(format!(

@@ -56,6 +56,9 @@ pub struct AppState {
     pub passkeys: passkeys::Passkeys,
     /// Keyed hash for the account pages' CSRF tokens (bound to the session).
     pub account_csrf: SecretHasher,
+    /// Seals the successor of a spent refresh token for clients with a refresh grace
+    /// window (a sub-key of the key-encryption key).
+    pub refresh_successors: crate::crypto::kek::MasterKey,
 }
 
 /// Why a use case failed. `http::error` and the CLI map these, each in one place.

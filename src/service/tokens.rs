@@ -46,16 +46,20 @@ pub fn grant_of_jti(jti: &str) -> Option<&str> {
         .map(|(grant, _)| grant)
 }
 
+/// The lifetime of `client`'s access tokens, in seconds: its own, or the default.
+pub fn access_token_ttl(state: &AppState, client: &Client) -> i64 {
+    client
+        .access_token_ttl
+        .unwrap_or_else(|| secs(state.settings.tokens.access_token_ttl_secs))
+}
+
 /// Signs an access token.
 pub fn access_token(
     state: &AppState,
     spec: AccessTokenSpec<'_>,
     now: UnixTime,
 ) -> Result<AccessToken, ServiceError> {
-    let ttl = spec
-        .client
-        .access_token_ttl
-        .unwrap_or_else(|| secs(state.settings.tokens.access_token_ttl_secs));
+    let ttl = access_token_ttl(state, spec.client);
     let random = random_token()?;
     let jti = match spec.grant_id {
         Some(g) => format!("g.{g}.{random}"),

@@ -31,6 +31,10 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database cannot be reached (down, restarting, pool exhausted for its timeout):
+    /// the same request may succeed in a moment.
+    #[error("database unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Registered clients.
@@ -114,6 +118,8 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// next -> current, current -> previous, new next; atomically.
     async fn rotate_keys(&self, rotation: &Rotation<'_>) -> Result<(), StoreError>;
+    /// Replaces a key's sealed private key, only if it is still `old`; false otherwise.
+    async fn reseal_key(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError>;
     /// Moves a key to `retired` and erases its private key; false if it was not in `from`.
     async fn retire_key(&self, kid: &str, from: KeyState) -> Result<bool, StoreError>;
 }
@@ -371,12 +377,17 @@ pub trait GrantStore: Send + Sync {
     /// In one transaction: marks the presented token spent only if it was unspent
     /// (`UPDATE ... WHERE spent_at IS NULL RETURNING`), inserts its successor and touches
     /// the grant, only if the grant is not revoked. False (and nothing changed) otherwise.
+    /// `successor_sealed` (the successor, sealed) is kept on the spent token's row for a
+    /// client with a refresh grace window.
     async fn rotate_refresh_token(
         &self,
         presented_hash: &[u8],
         successor: &RefreshToken,
+        successor_sealed: Option<&[u8]>,
         now: UnixTime,
     ) -> Result<bool, StoreError>;
+    /// The sealed successor kept on a spent token's row, if any.
+    async fn sealed_successor(&self, token_hash: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// Revoked access-token ids and the audit trail.
@@ -397,6 +408,8 @@ pub trait RevocationStore: Send + Sync {
 pub trait Housekeeping: Send + Sync {
     /// Deletes up to `batch` expired rows from each table; returns how many went.
     async fn purge_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError>;
+    /// Deletes up to `batch` audit events recorded before `before`; returns how many went.
+    async fn purge_audit_events(&self, before: UnixTime, batch: u32) -> Result<u64, StoreError>;
 }
 
 /// Everything the services need from storage.
@@ -419,6 +432,9 @@ pub trait Store:
     fn backend(&self) -> &'static str;
     /// Round-trips to the database (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Closes the connection pool: every later call fails as `Unavailable` (shutdown, and
+    /// tests of a database outage).
+    async fn close(&self);
 }
 
 /// Connects to the database named by `url` and applies pending migrations.

@@ -451,9 +451,13 @@ async fn secrets_are_stored_only_hashed_or_sealed() {
         std::path::Path::new("/x"),
     )
     .unwrap();
-    let der = master
-        .open(&current.private_key_sealed, current.kid.as_bytes())
-        .unwrap();
+    let aad = latchkey::service::keys::key_aad(
+        &current.kid,
+        &current.alg,
+        &current.public_n,
+        &current.public_e,
+    );
+    let der = master.open(&current.private_key_sealed, &aad).unwrap();
     secrets.push(("private key".into(), der[der.len() - 64..].to_vec()));
     let mut stored = Vec::new();
     for entry in std::fs::read_dir(app.dir.path()).unwrap() {

@@ -52,7 +52,7 @@ macro_rules! both_stores {
 /// test (RSA generation is the slowest thing a test would otherwise do).
 pub const TEST_MASTER_KEY: &str = "bGF0Y2hrZXktdGVzdC1tYXN0ZXIta2V5LTMyYnl0ZXM";
 
-fn test_master_key() -> MasterKey {
+pub fn test_master_key() -> MasterKey {
     MasterKey::load(Some(TEST_MASTER_KEY), std::path::Path::new("/nonexistent"))
         .expect("test master key")
 }
@@ -287,12 +287,22 @@ pub async fn spawn_app_on(
     host: &str,
     tweak: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    spawn_app_seeded(backend, host, fixture_keys().await, tweak).await
+}
+
+/// Starts an app whose database holds `keys` (current, next) before it starts.
+pub async fn spawn_app_seeded(
+    backend: Backend,
+    host: &str,
+    keys: (SigningKeyRecord, SigningKeyRecord),
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = fresh_database_url(backend, dir.path()).await;
     write_master_key(dir.path());
     {
         let store = store::connect(&url, 2).await.expect("connect store");
-        let (current, next) = fixture_keys().await;
+        let (current, next) = keys;
         store
             .insert_initial_keys(&current, &next)
             .await

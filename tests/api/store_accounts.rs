@@ -72,6 +72,7 @@ fn client(id: &str, require_mfa: bool) -> Client {
         end_offline_on_logout: false,
         introspect_any: false,
         tokens_revoked_at: 0,
+        refresh_grace_secs: 0,
         created_at: 0,
     }
 }

@@ -36,6 +36,7 @@ fn client(id: &str) -> Client {
         end_offline_on_logout: false,
         introspect_any: false,
         tokens_revoked_at: 0,
+        refresh_grace_secs: 0,
         created_at: 1_700_000_000,
     }
 }

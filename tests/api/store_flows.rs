@@ -56,6 +56,7 @@ async fn seeded(backend: Backend) -> (Arc<dyn Store>, tempfile::TempDir, User, C
         end_offline_on_logout: false,
         introspect_any: false,
         tokens_revoked_at: 0,
+        refresh_grace_secs: 0,
         created_at: 0,
     };
     store.insert_user(&user).await.unwrap();
@@ -252,7 +253,7 @@ async fn rotation_spends_once_and_keeps_the_family_scope(backend: Backend) {
         .unwrap();
     let next = refresh(&client, b"rt2", "g1");
     assert!(store
-        .rotate_refresh_token(b"rt1", &next, 200)
+        .rotate_refresh_token(b"rt1", &next, None, 200)
         .await
         .unwrap());
     assert_eq!(
@@ -271,7 +272,7 @@ async fn rotation_spends_once_and_keeps_the_family_scope(backend: Backend) {
     let again = refresh(&client, b"rt3", "g1");
     assert!(
         !store
-            .rotate_refresh_token(b"rt1", &again, 201)
+            .rotate_refresh_token(b"rt1", &again, None, 201)
             .await
             .unwrap(),
         "a spent token never rotates"
@@ -293,7 +294,7 @@ async fn rotation_on_a_revoked_family_changes_nothing(backend: Backend) {
     assert!(store.revoke_grant("g1", 150).await.unwrap());
     assert!(!store.revoke_grant("g1", 151).await.unwrap());
     assert!(!store
-        .rotate_refresh_token(b"rt1", &refresh(&client, b"rt2", "g1"), 200)
+        .rotate_refresh_token(b"rt1", &refresh(&client, b"rt2", "g1"), None, 200)
         .await
         .unwrap());
     assert_eq!(
@@ -326,7 +327,7 @@ async fn thirty_two_concurrent_rotations_have_one_winner(backend: Backend) {
             let next = refresh(&client, format!("next-{i}").as_bytes(), "g1");
             tokio::spawn(async move {
                 store
-                    .rotate_refresh_token(b"rt1", &next, 200)
+                    .rotate_refresh_token(b"rt1", &next, None, 200)
                     .await
                     .unwrap()
             })

@@ -8,6 +8,7 @@ use crate::oidc::{
     CodeChallenge, CodeGrantView, OAuthError,
 };
 use crate::service::session::secs;
+use crate::service::tokens::access_token_ttl;
 use crate::service::{AppState, ServiceError};
 
 use super::{
@@ -38,12 +39,14 @@ pub(super) async fn redeem_code(
     }
     check_binding(state, client, &input, &code, now).await?;
     let user = enabled_user(state, code.user_id.as_str(), code.auth_time).await?;
-    let grant = grant_from(
-        &code,
-        &user,
-        state.settings.tokens.refresh_absolute_ttl_secs,
-        now,
-    );
+    // A family lives as long as its refresh tokens may; a grant without one needs to
+    // outlive only the access token issued now (its `jti` names the grant).
+    let lifetime = if issues_refresh_token(client, &code.scope) {
+        secs(state.settings.tokens.refresh_absolute_ttl_secs)
+    } else {
+        access_token_ttl(state, client)
+    };
+    let grant = grant_from(&code, &user, lifetime, now);
     let audience = choose_audience(
         client,
         input.resource.or(code.resource.as_deref()),
@@ -109,7 +112,7 @@ async fn check_binding(
 }
 
 /// The grant (refresh family) a redemption creates; it carries the code's grant id.
-fn grant_from(code: &AuthorizationCode, user: &User, absolute_ttl: u64, now: UnixTime) -> Grant {
+fn grant_from(code: &AuthorizationCode, user: &User, lifetime: i64, now: UnixTime) -> Grant {
     Grant {
         id: code.grant_id.clone(),
         client_id: code.client_id.clone(),
@@ -121,7 +124,7 @@ fn grant_from(code: &AuthorizationCode, user: &User, absolute_ttl: u64, now: Uni
         amr: code.amr.clone(),
         created_at: now,
         last_used_at: now,
-        expires_at: now + secs(absolute_ttl),
+        expires_at: now + lifetime,
         revoked_at: None,
     }
 }

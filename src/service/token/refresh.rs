@@ -1,8 +1,9 @@
-//! The refresh_token grant with rotation and reuse detection (RFC 6749 §6, RFC 9700 §4.14.2).
+//! The refresh_token grant with rotation and reuse detection (RFC 6749 §6, RFC 9700 §4.14.2),
+//! and the opt-in grace window for clients that present a token twice at once.
 
 use crate::clock::UnixTime;
 use crate::crypto::token::{hash_token, random_token};
-use crate::domain::{Client, Grant, RefreshToken, ResourceUri, Scope};
+use crate::domain::{Client, Grant, RefreshToken, ResourceUri, Scope, User};
 use crate::oidc::{
     check_family_alive, check_resource_within_grant, choose_audience, narrow_scope, FamilyView,
     OAuthError,
@@ -19,8 +20,18 @@ pub(super) struct RefreshInput<'a> {
     pub(super) resource: Option<&'a str>,
 }
 
+/// What the checks of a refresh request established.
+struct Checked {
+    grant: Grant,
+    user: User,
+    scope: Scope,
+    audience: Vec<String>,
+}
+
 /// RFC 6749 §6 with rotation (RFC 9700 §4.14.2): every use spends the token and issues its
-/// successor; presenting a spent token revokes the whole family.
+/// successor; presenting a spent token revokes the whole family, unless the client has a
+/// refresh grace window and the same client presents it again within it: then it gets the
+/// same successor (see `docs/architecture.md`).
 pub(super) async fn refresh(
     state: &AppState,
     client: &Client,
@@ -37,9 +48,61 @@ pub(super) async fn refresh(
         return Err(OAuthError::invalid_grant("refresh token was issued to another client").into());
     }
     if token.spent_at.is_some() {
+        return match grace_successor(state, client, &token, now).await? {
+            Some(successor) => respond(state, client, &input, &token, successor, now).await,
+            None => Err(reuse(state, &token, ip, now).await),
+        };
+    }
+    let checked = check(state, client, &input, &token, now).await?;
+    let successor_token = random_token().map_err(ServiceError::from)?;
+    let successor = RefreshToken {
+        token_hash: hash_token(&successor_token),
+        grant_id: checked.grant.id.clone(),
+        client_id: client.id.clone(),
+        scope: token.scope.clone(),
+        created_at: now,
+        expires_at: checked.grant.expires_at,
+        spent_at: None,
+    };
+    // Kept only for a client with a grace window: bound to the token it succeeds.
+    let sealed = if client.refresh_grace_secs > 0 {
+        Some(
+            state
+                .refresh_successors
+                .seal(successor_token.as_bytes(), &hash)
+                .map_err(ServiceError::from)?,
+        )
+    } else {
+        None
+    };
+    if !state
+        .store
+        .rotate_refresh_token(&hash, &successor, sealed.as_deref(), now)
+        .await?
+    {
+        // Spent meanwhile by a concurrent request, or the family was revoked: reuse, unless
+        // the concurrent request was this client's own within its grace window.
+        let spent = state.store.get_refresh_token(&hash).await?;
+        if let Some(spent) = spent.filter(|t| t.spent_at.is_some()) {
+            if let Some(successor) = grace_successor(state, client, &spent, now).await? {
+                return issue(state, client, checked, successor, now);
+            }
+        }
         return Err(reuse(state, &token, ip, now).await);
     }
-    let grant = live_grant(state, &token, now).await?;
+    issue(state, client, checked, successor_token, now)
+}
+
+/// The checks every refresh passes: a live family, an enabled user, a scope within the
+/// token's (RFC 6749 §6), a resource within the grant (RFC 8707 §2.2).
+async fn check(
+    state: &AppState,
+    client: &Client,
+    input: &RefreshInput<'_>,
+    token: &RefreshToken,
+    now: UnixTime,
+) -> Result<Checked, TokenError> {
+    let grant = live_grant(state, token, now).await?;
     let user = enabled_user(state, grant.user_id.as_str(), grant.auth_time).await?;
     // The access token may narrow; the refresh token keeps its scope (RFC 6749 §6).
     let scope = narrow_scope(&token.scope, input.scope)?;
@@ -55,27 +118,77 @@ pub(super) async fn refresh(
         input.resource.or(grant.resource.as_deref()),
         state.settings.default_audience(),
     )?;
-    let successor_token = random_token().map_err(ServiceError::from)?;
-    let successor = RefreshToken {
-        token_hash: hash_token(&successor_token),
-        grant_id: grant.id.clone(),
-        client_id: client.id.clone(),
-        scope: token.scope.clone(),
-        created_at: now,
-        expires_at: grant.expires_at,
-        spent_at: None,
-    };
-    if !state
-        .store
-        .rotate_refresh_token(&hash, &successor, now)
-        .await?
-    {
-        // Spent meanwhile by a concurrent request, or the family was revoked: reuse.
-        return Err(reuse(state, &token, ip, now).await);
-    }
-    let mut response = user_tokens(state, client, &user, &grant, &scope, audience, None, now)?;
-    response.refresh_token = Some(successor_token);
+    Ok(Checked {
+        grant,
+        user,
+        scope,
+        audience,
+    })
+}
+
+/// Freshly signed access and ID tokens, with `refresh_token` as the successor.
+fn issue(
+    state: &AppState,
+    client: &Client,
+    c: Checked,
+    refresh_token: String,
+    now: UnixTime,
+) -> Result<TokenResponse, TokenError> {
+    let mut response = user_tokens(
+        state, client, &c.user, &c.grant, &c.scope, c.audience, None, now,
+    )?;
+    response.refresh_token = Some(refresh_token);
     Ok(response)
+}
+
+/// A spent token presented again within the grace window: the same successor again.
+async fn respond(
+    state: &AppState,
+    client: &Client,
+    input: &RefreshInput<'_>,
+    spent: &RefreshToken,
+    successor: String,
+    now: UnixTime,
+) -> Result<TokenResponse, TokenError> {
+    let checked = check(state, client, input, spent, now).await?;
+    tracing::info!(client_id = %client.id, grant_id = %spent.grant_id,
+        "refresh token presented again within the client's grace window; same successor");
+    issue(state, client, checked, successor, now)
+}
+
+/// The successor of `spent`, if the client has a grace window, the token was first used
+/// at most that many seconds ago, and the successor is unspent in the same family. `None`
+/// means the presentation is a reuse.
+async fn grace_successor(
+    state: &AppState,
+    client: &Client,
+    spent: &RefreshToken,
+    now: UnixTime,
+) -> Result<Option<String>, TokenError> {
+    let within = spent
+        .spent_at
+        .is_some_and(|at| client.refresh_grace_secs > 0 && now <= at + client.refresh_grace_secs);
+    if !within || spent.client_id != client.id {
+        return Ok(None);
+    }
+    let Some(sealed) = state.store.sealed_successor(&spent.token_hash).await? else {
+        return Ok(None);
+    };
+    let Ok(raw) = state.refresh_successors.open(&sealed, &spent.token_hash) else {
+        tracing::error!(grant_id = %spent.grant_id, "a sealed refresh successor does not open");
+        return Ok(None);
+    };
+    let Ok(successor) = String::from_utf8(raw) else {
+        return Ok(None);
+    };
+    let record = state
+        .store
+        .get_refresh_token(&hash_token(&successor))
+        .await?;
+    let usable = record.is_some_and(|r| {
+        r.spent_at.is_none() && r.grant_id == spent.grant_id && r.client_id == client.id
+    });
+    Ok(usable.then_some(successor))
 }
 
 async fn live_grant(

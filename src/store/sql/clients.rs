@@ -23,6 +23,7 @@ struct ClientRow {
     end_offline_on_logout: bool,
     introspect_any: bool,
     tokens_revoked_at: i64,
+    refresh_grace_secs: i64,
     created_at: i64,
 }
 
@@ -62,6 +63,7 @@ impl TryFrom<ClientRow> for Client {
             end_offline_on_logout: r.end_offline_on_logout,
             introspect_any: r.introspect_any,
             tokens_revoked_at: r.tokens_revoked_at,
+            refresh_grace_secs: r.refresh_grace_secs,
             created_at: r.created_at,
         })
     }
@@ -69,12 +71,13 @@ impl TryFrom<ClientRow> for Client {
 
 const COLUMNS: &str = "id, name, kind, secret_hash, redirect_uris, post_logout_redirect_uris, \
      grant_types, scope, resources, access_token_ttl, first_party, require_mfa, \
-     end_offline_on_logout, introspect_any, tokens_revoked_at, created_at";
+     end_offline_on_logout, introspect_any, tokens_revoked_at, refresh_grace_secs, created_at";
 
 const INSERT: &str = "INSERT INTO clients (id, name, kind, secret_hash, redirect_uris, \
      post_logout_redirect_uris, grant_types, scope, resources, access_token_ttl, first_party, \
-     require_mfa, end_offline_on_logout, introspect_any, tokens_revoked_at, created_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+     require_mfa, end_offline_on_logout, introspect_any, tokens_revoked_at, created_at, \
+     refresh_grace_secs) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
 fn grant_list(c: &Client) -> String {
     c.grant_types
@@ -120,6 +123,7 @@ macro_rules! client_store {
                     .bind(c.introspect_any)
                     .bind(c.tokens_revoked_at)
                     .bind(c.created_at)
+                    .bind(c.refresh_grace_secs)
                     .execute(&mut *tx)
                     .await
                     .map_err(write_error("client"))?;

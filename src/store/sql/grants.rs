@@ -290,6 +290,16 @@ macro_rules! grant_store {
                 Ok(done.rows_affected())
             }
 
+            async fn sealed_successor(&self, token_hash: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+                let sealed: Option<Option<Vec<u8>>> =
+                    sqlx::query_scalar("SELECT successor_sealed FROM refresh_tokens WHERE token_hash = $1")
+                        .bind(token_hash)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(backend)?;
+                Ok(sealed.flatten())
+            }
+
             async fn get_refresh_token(&self, token_hash: &[u8]) -> Result<Option<RefreshToken>, StoreError> {
                 let row: Option<RefreshRow> = sqlx::query_as(SELECT_REFRESH)
                     .bind(token_hash)
@@ -303,16 +313,18 @@ macro_rules! grant_store {
                 &self,
                 presented_hash: &[u8],
                 successor: &RefreshToken,
+                successor_sealed: Option<&[u8]>,
                 now: UnixTime,
             ) -> Result<bool, StoreError> {
                 let mut tx = self.begin().await?;
                 // Spend the presented token only if it is unspent.
                 let spent: Option<String> = sqlx::query_scalar(
-                    "UPDATE refresh_tokens SET spent_at = $1 WHERE token_hash = $2 AND spent_at IS NULL \
-                     RETURNING grant_id",
+                    "UPDATE refresh_tokens SET spent_at = $1, successor_sealed = $3 \
+                     WHERE token_hash = $2 AND spent_at IS NULL RETURNING grant_id",
                 )
                 .bind(now)
                 .bind(presented_hash)
+                .bind(successor_sealed)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(backend)?;

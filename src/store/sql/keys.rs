@@ -150,6 +150,20 @@ macro_rules! key_store {
                 tx.commit().await.map_err(backend)
             }
 
+            async fn reseal_key(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE signing_keys SET private_key_sealed = $1 \
+                     WHERE kid = $2 AND private_key_sealed = $3 AND state <> 'retired'",
+                )
+                .bind(new)
+                .bind(kid)
+                .bind(old)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn retire_key(&self, kid: &str, from: KeyState) -> Result<bool, StoreError> {
                 let done = sqlx::query(
                     "UPDATE signing_keys SET state = 'retired', private_key_sealed = $1 \

@@ -31,9 +31,34 @@ use async_trait::async_trait;
 
 use super::{PgStore, SqliteStore, StoreError};
 
-/// Wraps a driver error.
+/// Wraps a driver error: `Unavailable` when the database cannot be reached, `Backend`
+/// otherwise.
 pub(super) fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
-    StoreError::Backend(Box::new(e))
+    if is_outage(&e) {
+        StoreError::Unavailable(Box::new(e))
+    } else {
+        StoreError::Backend(Box::new(e))
+    }
+}
+
+/// The database is down, restarting, unreachable or saturated, as opposed to a statement
+/// that failed: the request may succeed if repeated in a moment.
+fn is_outage(e: &(dyn std::error::Error + 'static)) -> bool {
+    match e.downcast_ref::<sqlx::Error>() {
+        Some(
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed,
+        ) => true,
+        // PostgreSQL SQLSTATE class 08 (connection exception), 57P01-57P03 (the server is
+        // shutting down, crashed or starting), 53300 (too many connections).
+        Some(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
 }
 
 /// Maps a unique-constraint violation to `Conflict`, anything else to `Backend`.
@@ -76,9 +101,36 @@ macro_rules! store_impl {
                     .map_err(backend)?;
                 Ok(())
             }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
         }
     };
 }
 
 store_impl!(PgStore, "postgres");
 store_impl!(SqliteStore, "sqlite");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_failures_are_outages_and_statement_failures_are_not() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(refused),
+        ] {
+            assert!(matches!(backend(e), StoreError::Unavailable(_)));
+        }
+        for e in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("x".into()),
+        ] {
+            assert!(matches!(backend(e), StoreError::Backend(_)));
+        }
+    }
+}

@@ -61,6 +61,9 @@ const PURGES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Audit events past their retention (`audit.retention_days`): `$1` is the cut-off.
+const AUDIT_EXPIRED: &str = "at < $1";
+
 /// The audit query for `filter`: only constant fragments, numbered in bind order
 /// (user id, since, limit).
 fn events_sql(filter: &AuditFilter) -> String {
@@ -169,6 +172,18 @@ macro_rules! revocation_store {
                     total += done.rows_affected();
                 }
                 Ok(total)
+            }
+
+            async fn purge_audit_events(&self, before: UnixTime, batch: u32) -> Result<u64, StoreError> {
+                // `audit_events_at` serves the sub-select; the cut-off is the retention's.
+                let sql = sqlx::AssertSqlSafe(purge_sql("audit_events", "id", AUDIT_EXPIRED, $lock));
+                let done = sqlx::query(sql)
+                    .bind(before)
+                    .bind(i64::from(batch))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                Ok(done.rows_affected())
             }
         }
     };
