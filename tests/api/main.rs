@@ -9,6 +9,7 @@ mod oauth;
 
 mod abuse;
 mod account_page;
+mod browser;
 mod cli;
 mod config_errors;
 mod conformance;
