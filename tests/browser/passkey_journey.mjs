@@ -315,6 +315,10 @@ async function journey(browser, opts) {
     await settled(page);
     await shot(page, out, "login.png");
     await shot(page, out, "login-360.png", NARROW);
+    await page.setViewportSize(NARROW);
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    await page.setViewportSize(WIDE);
+    check(width <= NARROW.width, `the page is ${width} px wide at ${NARROW.width} px`);
     await submitPassword(page, opts);
     await page.waitForURL(`${base}/account`);
     await page.locator("#passkey-register-form").waitFor({ state: "visible" });
