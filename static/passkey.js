@@ -118,13 +118,20 @@
     if (!supported) return;
     box.hidden = false;
     var pending = null;
+    // Ceremony starts run one after the other: each sets this browser's ceremony cookie,
+    // so the newest request must also be the last one answered.
+    var starts = Promise.resolve();
 
     function run(mediation) {
       if (pending) pending.abort();
       var controller = new AbortController();
       pending = controller;
       var fields = { csrf: field(form, "csrf"), request: field(form, "request") };
-      return startCeremony("/login/passkey/start", fields)
+      var started = starts.then(function () {
+        return startCeremony("/login/passkey/start", fields);
+      });
+      starts = started.catch(function () {});
+      return started
         .then(function (json) {
           var options = { publicKey: requestOptions(json), signal: controller.signal };
           if (mediation) options.mediation = mediation;
