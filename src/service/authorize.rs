@@ -275,6 +275,7 @@ async fn issue_code(
         code_challenge: request.code_challenge.as_str().to_owned(),
         resource: request.resource.as_ref().map(|r| r.as_str().to_owned()),
         auth_time: session.session.auth_time,
+        credentials_epoch: session.session.credentials_epoch,
         amr: session.session.amr.clone(),
         created_at: now,
         expires_at: now + secs(state.settings.tokens.code_ttl_secs),
