@@ -12,6 +12,7 @@ mod account_page;
 mod cli;
 mod config_errors;
 mod conformance;
+mod csp;
 mod flows_code;
 mod flows_concurrency;
 mod flows_logout;

@@ -75,6 +75,8 @@ pub struct SecondFactorPrompt {
     pub username: String,
     /// Why the last code was refused.
     pub error: Option<&'static str>,
+    /// What the login resumes (the page's CSP names the client it returns to).
+    pub resume: Resume,
 }
 
 impl std::fmt::Debug for SecondFactorPrompt {
@@ -381,6 +383,7 @@ fn prompt(
         offered: pending.enrolled.clone(),
         username: user.username.as_str().to_owned(),
         error,
+        resume: pending.resume.clone(),
     })
 }
 
