@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
-use crate::domain::{FactorKind, FactorUse};
+use crate::domain::{CredentialsEpoch, FactorKind, FactorUse};
 
 /// How long a login may stay pending, in seconds.
 pub const PENDING_TTL: i64 = 600;
@@ -70,6 +70,9 @@ pub struct PendingLogin {
     pub started_at: UnixTime,
     /// Failed attempts at the current stage.
     pub attempts: u32,
+    /// The user's credentials epoch when their password or passkey was checked (or the
+    /// stepped-up session's): a password change in between ends this login.
+    pub credentials_epoch: CredentialsEpoch,
 }
 
 /// What happened at the current stage.
@@ -81,12 +84,16 @@ pub enum Event {
         user_id: String,
         /// Their enrolled second factors.
         enrolled: Vec<FactorKind>,
+        /// Their credentials epoch, read with the password hash that matched.
+        credentials_epoch: CredentialsEpoch,
     },
     /// A passkey signed this user in on its own (discoverable credential, user verified):
     /// multi-factor by itself, so no password or second factor follows.
     PasskeyVerified {
         /// The user the passkey's user handle names.
         user_id: String,
+        /// Their credentials epoch, read before the assertion was checked.
+        credentials_epoch: CredentialsEpoch,
     },
     /// A second factor of this kind was verified.
     SecondFactorVerified(FactorKind),
@@ -105,6 +112,8 @@ pub struct Completed {
     pub session_sid: Option<String>,
     /// What to do next.
     pub resume: Resume,
+    /// The credentials epoch the login was made under, for the session.
+    pub credentials_epoch: CredentialsEpoch,
 }
 
 /// The next step.
@@ -154,6 +163,7 @@ impl PendingLogin {
             resume,
             started_at: now,
             attempts: 0,
+            credentials_epoch: 0,
         }
     }
 
@@ -168,10 +178,11 @@ impl PendingLogin {
     }
 
     /// A step-up of a single-factor session to multi-factor: only the second factor is
-    /// asked; the session's earlier factors count.
+    /// asked; the session's earlier factors (made under `epoch`) count.
     pub fn step_up(
         user_id: &str,
         sid: &str,
+        epoch: CredentialsEpoch,
         earlier: &[FactorUse],
         enrolled: Vec<FactorKind>,
         resume: Resume,
@@ -194,6 +205,7 @@ impl PendingLogin {
             resume,
             started_at: now,
             attempts: 0,
+            credentials_epoch: epoch,
         })
     }
 
@@ -213,7 +225,14 @@ impl PendingLogin {
             return Err(LoginError::Expired);
         }
         match (self.stage, event) {
-            (Stage::Password, Event::PasswordVerified { user_id, enrolled }) => {
+            (
+                Stage::Password,
+                Event::PasswordVerified {
+                    user_id,
+                    enrolled,
+                    credentials_epoch,
+                },
+            ) => {
                 if self.user_id.as_ref().is_some_and(|u| *u != user_id) {
                     return Err(LoginError::WrongUser);
                 }
@@ -222,13 +241,20 @@ impl PendingLogin {
                     at: now,
                 });
                 self.user_id = Some(user_id);
+                self.credentials_epoch = credentials_epoch;
                 self.enrolled = enrolled
                     .into_iter()
                     .filter(|k| k.is_second_factor())
                     .collect();
                 Ok(self.after_password())
             }
-            (Stage::Password, Event::PasskeyVerified { user_id }) => {
+            (
+                Stage::Password,
+                Event::PasskeyVerified {
+                    user_id,
+                    credentials_epoch,
+                },
+            ) => {
                 if self.user_id.as_ref().is_some_and(|u| *u != user_id) {
                     return Err(LoginError::WrongUser);
                 }
@@ -237,6 +263,7 @@ impl PendingLogin {
                     at: now,
                 });
                 self.user_id = Some(user_id);
+                self.credentials_epoch = credentials_epoch;
                 Ok(self.finish())
             }
             (Stage::SecondFactor, Event::SecondFactorVerified(kind)) => {
@@ -279,6 +306,7 @@ impl PendingLogin {
             factors: self.passed,
             session_sid: self.session_sid,
             resume: self.resume,
+            credentials_epoch: self.credentials_epoch,
         })
     }
 }

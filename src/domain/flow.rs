@@ -1,7 +1,7 @@
 //! Records of the login and token flows, as stored. Secrets (session ids, codes, refresh
 //! tokens) appear here only as SHA-256 hashes.
 
-use super::{ClientId, FactorUse, Scope, UserId};
+use super::{ClientId, CredentialsEpoch, FactorUse, Scope, UserId};
 use crate::clock::UnixTime;
 
 /// A browser session at Latchkey (the cookie holds the secret whose hash is `id_hash`).
@@ -19,6 +19,8 @@ pub struct Session {
     pub ip: String,
     /// When the user authenticated (`auth_time`).
     pub auth_time: UnixTime,
+    /// The user's credentials epoch that authentication was made under.
+    pub credentials_epoch: CredentialsEpoch,
     /// Authentication methods used (`amr`, RFC 8176).
     pub amr: Vec<String>,
     /// The factors presented, each with its time (the newest sign-in or step-up).
@@ -66,6 +68,8 @@ pub struct AuthorizationCode {
     pub resource: Option<String>,
     /// When the user authenticated.
     pub auth_time: UnixTime,
+    /// The user's credentials epoch that authentication was made under.
+    pub credentials_epoch: CredentialsEpoch,
     /// Authentication methods.
     pub amr: Vec<String>,
     /// Issue time.
@@ -94,6 +98,8 @@ pub struct Grant {
     pub resource: Option<String>,
     /// When the user authenticated.
     pub auth_time: UnixTime,
+    /// The user's credentials epoch that authentication was made under.
+    pub credentials_epoch: CredentialsEpoch,
     /// Authentication methods.
     pub amr: Vec<String>,
     /// Creation (the code redemption).

@@ -20,7 +20,7 @@ pub use flow::{AuditEvent, AuthorizationCode, Grant, RefreshToken, Session};
 pub use key::{KeyState, SigningKeyRecord};
 pub use scope::Scope;
 pub use secret::{Password, SecretString};
-pub use user::{Email, Role, User, UserId, Username};
+pub use user::{CredentialsEpoch, Email, Role, User, UserId, Username};
 
 /// Why an input was refused. The message names the field and the rule it broke.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -139,21 +139,53 @@ pub struct User {
     pub created_at: UnixTime,
     /// Last change.
     pub updated_at: UnixTime,
-    /// When the password last changed or the account was last disabled: sessions and
-    /// grants authenticated before this no longer count.
+    /// When the password last changed or the account was last disabled (unix seconds, for
+    /// information: what decides is `credentials_epoch`).
     pub credentials_changed_at: UnixTime,
+    /// Bumped by the same `UPDATE` that changes the password or disables the account.
+    /// Sessions, codes and grants record the epoch they were authenticated under.
+    pub credentials_epoch: CredentialsEpoch,
 }
 
+/// A count of a user's credential changes. Unlike a timestamp it orders a login and a
+/// password change that happen within the same second (or millisecond): a login that read
+/// the user before the change carries the old epoch, whenever it finishes.
+pub type CredentialsEpoch = i64;
+
 impl User {
-    /// True when an authentication made at `auth_time` still stands for this user.
-    pub fn accepts_auth_from(&self, auth_time: UnixTime) -> bool {
-        !self.disabled && auth_time >= self.credentials_changed_at
+    /// True when an authentication made under `epoch` (read together with the password
+    /// hash it verified) still stands: the account is enabled and its credentials have not
+    /// changed since.
+    pub fn accepts_auth_under(&self, epoch: CredentialsEpoch) -> bool {
+        !self.disabled && epoch == self.credentials_epoch
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_authentication_stands_only_under_the_current_epoch_of_an_enabled_user() {
+        let mut u = User {
+            id: UserId::from_stored("u-1".into()),
+            username: Username::parse("alice").unwrap(),
+            email: Email::parse("alice@example.com").unwrap(),
+            email_verified: false,
+            password_hash: None,
+            disabled: false,
+            roles: Vec::new(),
+            created_at: 5,
+            updated_at: 5,
+            credentials_changed_at: 5,
+            credentials_epoch: 2,
+        };
+        assert!(u.accepts_auth_under(2));
+        assert!(!u.accepts_auth_under(1), "made before the change");
+        assert!(!u.accepts_auth_under(3), "an epoch the user never had");
+        u.disabled = true;
+        assert!(!u.accepts_auth_under(2));
+    }
 
     #[test]
     fn usernames() {

@@ -52,7 +52,7 @@ async fn overview(
     MaybeSession(me): MaybeSession,
 ) -> HttpResponse {
     let Some(me) = me else {
-        return login_page(&req, &state, "", None, None);
+        return login_page(&req, &state, "", None, None, None);
     };
     let done = forms::query_pairs(&req)
         .into_iter()
@@ -87,11 +87,7 @@ pub(super) async fn account_page(
         passkeys_available => state.passkeys.available(),
     };
     let page = ui::page(status, "account.html", ctx);
-    if state.passkeys.available() {
-        ui::with_script(page)
-    } else {
-        page
-    }
+    ui::with_csp(page, state.passkeys.available(), None)
 }
 
 /// A change the form asked for did not apply (not the user's, already gone): the page
@@ -207,14 +203,8 @@ fn totp_page(
         secret => enrolment.secret,
         error,
     };
-    let mut res = ui::page(status, "totp_setup.html", ctx);
-    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    ) {
-        res.headers_mut()
-            .insert(actix_web::http::header::CONTENT_SECURITY_POLICY, v);
-    }
-    res
+    let res = ui::page(status, "totp_setup.html", ctx);
+    super::csp::with_policy(res, super::csp::Page::DataImages, &[])
 }
 
 /// Starts (or restarts) enrolment: a new secret, shown once on the page that answers. A
@@ -244,7 +234,7 @@ async fn totp_pending(
     MaybeSession(me): MaybeSession,
 ) -> HttpResponse {
     let Some(me) = me else {
-        return login_page(&req, &state, "", None, None);
+        return login_page(&req, &state, "", None, None, None);
     };
     match state
         .factors
@@ -335,7 +325,7 @@ async fn reauth_get(
     MaybeSession(me): MaybeSession,
 ) -> HttpResponse {
     let Some(me) = me else {
-        return login_page(&req, &state, "", None, None);
+        return login_page(&req, &state, "", None, None, None);
     };
     let next = forms::query_pairs(&req)
         .into_iter()

@@ -76,8 +76,16 @@ fn render(req: &HttpRequest, state: &AppState, outcome: Outcome) -> HttpResponse
         Outcome::Redirect(url) => see_other(&url),
         Outcome::Login {
             request,
+            redirect_uri,
             login_hint,
-        } => login_page(req, state, &request, login_hint.as_deref(), None),
+        } => login_page(
+            req,
+            state,
+            &request,
+            Some(&redirect_uri),
+            login_hint.as_deref(),
+            None,
+        ),
         // Handled by `respond`, which has the session; without one there is nothing to
         // step up.
         Outcome::StepUp { .. } => error::page(
@@ -86,13 +94,16 @@ fn render(req: &HttpRequest, state: &AppState, outcome: Outcome) -> HttpResponse
         ),
         Outcome::Consent {
             request,
+            redirect_uri,
             client_name,
             scopes,
         } => {
             let (csrf, cookie) = cookies::csrf_token(req, https);
             let scopes: Vec<String> = scopes.iter().map(|s| ui::describe_scope(s)).collect();
             let ctx = minijinja::context! { csrf, request, client_name, scopes };
-            cookies::with_cookie(ui::page(StatusCode::OK, "consent.html", ctx), cookie)
+            let page = ui::page(StatusCode::OK, "consent.html", ctx);
+            let page = ui::with_csp(page, false, Some(&redirect_uri));
+            cookies::with_cookie(page, cookie)
         }
     }
 }

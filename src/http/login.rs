@@ -9,7 +9,9 @@ use super::{authorize, cookies, error, forms, ui, AppState};
 use crate::authn::login::Resume;
 use crate::domain::FactorKind;
 use crate::oidc::OAuthError;
-use crate::service::authorize::{client_name_of, decode_request, Step as AuthorizeStep};
+use crate::service::authorize::{
+    client_name_of, decode_request, redirect_uri_of, Step as AuthorizeStep,
+};
 use crate::service::login::{self, Purpose, SignedIn, Step};
 use crate::service::passkeys;
 
@@ -124,11 +126,13 @@ pub(super) enum Form<'a> {
     },
 }
 
-/// The login page.
+/// The login page; `redirect_uri` is the validated redirect URI of `request`, where a
+/// successful sign-in ends (its CSP lets the form's redirect go there).
 pub(super) fn login_page(
     req: &HttpRequest,
     state: &AppState,
     request: &str,
+    redirect_uri: Option<&str>,
     login_hint: Option<&str>,
     failure: Option<(StatusCode, &str)>,
 ) -> HttpResponse {
@@ -137,18 +141,13 @@ pub(super) fn login_page(
     let error = (!error.is_empty()).then_some(error);
     let passkeys = state.passkeys.available();
     let ctx = minijinja::context! { csrf, request, login_hint, error, passkeys };
-    let page = ui::page(status, "login.html", ctx);
-    let page = if passkeys {
-        ui::with_script(page)
-    } else {
-        page
-    };
+    let page = ui::with_csp(ui::page(status, "login.html", ctx), passkeys, redirect_uri);
     cookies::with_cookie(page, cookie)
 }
 
 /// The account area's own sign-in page.
 async fn login_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    login_page(&req, &state, "", None, None)
+    login_page(&req, &state, "", None, None, None)
 }
 
 async fn login_post(
@@ -231,8 +230,12 @@ pub(super) async fn render_step(
                 passkey,
             };
             let pending = p.pending_cookie.map(|c| cookies::pending(c, https));
+            let redirect_uri = match &p.resume {
+                Resume::Authorize { request } => validated_redirect(state, request).await,
+                Resume::Account { .. } => None,
+            };
             let page = ui::page(status, "mfa.html", ctx);
-            let page = if passkey { ui::with_script(page) } else { page };
+            let page = ui::with_csp(page, passkey, redirect_uri.as_deref());
             cookies::with_cookies(page, csrf_cookie.into_iter().chain(pending))
         }
         Step::MfaUnavailable { resume } => {
@@ -249,7 +252,7 @@ pub(super) async fn render_step(
             );
             cookies::with_cookie(page, Some(cookies::clear_pending(https)))
         }
-        Step::Failed => failed(req, state, form),
+        Step::Failed => failed(req, state, form).await,
         Step::Throttled { retry_after } => throttled(retry_after),
         Step::PasskeyRefused(refusal) => {
             let message = refusal.to_string();
@@ -258,6 +261,7 @@ pub(super) async fn render_step(
                     req,
                     state,
                     request,
+                    validated_redirect(state, request).await.as_deref(),
                     None,
                     Some((StatusCode::UNAUTHORIZED, &message)),
                 ),
@@ -278,14 +282,24 @@ pub(super) async fn render_step(
     }
 }
 
+/// The redirect URI of a stored (or posted) request, only if it passes the `/authorize`
+/// checks; `None` for the account area's own sign-in (an empty request) and on any error.
+async fn validated_redirect(state: &AppState, request: &str) -> Option<String> {
+    if request.is_empty() {
+        return None;
+    }
+    redirect_uri_of(state, request).await.ok().flatten()
+}
+
 /// The same page and status for an unknown user, a wrong password and a disabled account.
-fn failed(req: &HttpRequest, state: &AppState, form: Form<'_>) -> HttpResponse {
+async fn failed(req: &HttpRequest, state: &AppState, form: Form<'_>) -> HttpResponse {
     const MESSAGE: &str = "Invalid username or password.";
     match form {
         Form::Login { request } => login_page(
             req,
             state,
             request,
+            validated_redirect(state, request).await.as_deref(),
             None,
             Some((StatusCode::UNAUTHORIZED, MESSAGE)),
         ),

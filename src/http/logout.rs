@@ -59,13 +59,13 @@ async fn respond(
     };
     let res = match outcome {
         LogoutOutcome::Invalid(e) => return error::page(StatusCode::BAD_REQUEST, &e),
-        LogoutOutcome::Confirm => {
+        LogoutOutcome::Confirm { redirect_uri } => {
             let (csrf, cookie) = cookies::csrf_token(req, https);
             let ctx = minijinja::context! { csrf, params => pairs };
-            return cookies::with_cookie(
-                ui::page(StatusCode::OK, "logout_confirm.html", ctx),
-                cookie,
-            );
+            let page = ui::page(StatusCode::OK, "logout_confirm.html", ctx);
+            // The confirmation posts here and is redirected to the client's URI.
+            let page = ui::with_csp(page, false, redirect_uri.as_deref());
+            return cookies::with_cookie(page, cookie);
         }
         LogoutOutcome::Redirect(url) => see_other(&url),
         LogoutOutcome::SignedOut => {

@@ -15,9 +15,11 @@ pub fn security_headers(https: bool) -> DefaultHeaders {
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("Referrer-Policy", "no-referrer"))
         .add(("X-Frame-Options", "DENY"))
+        // Pages that post to a client, run the passkey script or show a QR code set their
+        // own (`csp.rs`).
         .add((
             "Content-Security-Policy",
-            "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+            super::csp::policy(super::csp::Page::Plain, &[]),
         ))
         .add(("Cache-Control", "no-store"));
     if https {

@@ -5,6 +5,7 @@ mod account;
 mod account_passkeys;
 mod authorize;
 mod cookies;
+mod csp;
 pub mod error;
 mod extract;
 mod forms;

@@ -7,6 +7,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use minijinja::Environment;
 
+use super::csp::{self, Page};
+
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("login.html", include_str!("../../templates/login.html")),
@@ -44,23 +46,16 @@ const TEMPLATES: &[(&str, &str)] = &[
 const STYLESHEET: &str = include_str!("../../static/latchkey.css");
 const PASSKEY_SCRIPT: &str = include_str!("../../static/passkey.js");
 
-/// The Content-Security-Policy of pages that run the passkey script: the default policy
-/// plus `script-src 'self'` (the script file, never inline code) and `connect-src 'self'`
-/// (its requests for ceremony options).
-///
-/// No `form-action` here: these pages' forms end in a redirect to the client, and browsers
-/// apply `form-action` to that redirect too.
-const CSP_WITH_SCRIPT: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
-     style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-/// `res` with the policy that lets it load the passkey script (only pages that offer
-/// passkeys get it).
-pub fn with_script(mut res: HttpResponse) -> HttpResponse {
-    res.headers_mut().insert(
-        actix_web::http::header::CONTENT_SECURITY_POLICY,
-        actix_web::http::header::HeaderValue::from_static(CSP_WITH_SCRIPT),
-    );
-    res
+/// The policy of a page that offers passkeys when they are available (it loads the passkey
+/// script), a plain one otherwise; its forms may end at `redirect_uri` (validated).
+pub fn with_csp(res: HttpResponse, passkeys: bool, redirect_uri: Option<&str>) -> HttpResponse {
+    let page = if passkeys {
+        Page::PasskeyScript
+    } else {
+        Page::Plain
+    };
+    let targets: Vec<&str> = redirect_uri.into_iter().collect();
+    csp::with_policy(res, page, &targets)
 }
 
 fn env() -> &'static Environment<'static> {

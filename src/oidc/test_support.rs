@@ -79,5 +79,6 @@ pub(crate) fn user() -> User {
         created_at: 100,
         updated_at: 200,
         credentials_changed_at: 0,
+        credentials_epoch: 1,
     }
 }

@@ -282,7 +282,7 @@ pub async fn change_password(
         return Ok(PasswordChange::WrongCurrent);
     };
     state.login_throttle.succeeded(store, &ticket, now).await?;
-    admin::set_password(store, &state.passwords, username, &new, now).await?;
+    let epoch = admin::set_password(store, &state.passwords, username, &new, now).await?;
     // Every session ended with the change; this browser carries on in a new one that
     // keeps its factors, the password proven just now.
     let mut factors: Vec<FactorUse> = me
@@ -299,7 +299,8 @@ pub async fn change_password(
             at: now,
         },
     );
-    let (cookie, _) = session::create(state, &user, &factors, &browser.info, now).await?;
+    let info = &browser.info;
+    let (cookie, _) = session::create(state, &user, epoch, &factors, info, now).await?;
     audit::record(
         store,
         "password_changed",

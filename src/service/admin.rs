@@ -5,8 +5,9 @@ use crate::config::Settings;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::token::{random_token, SecretHasher};
 use crate::domain::{
-    AuditEvent, AuditFilter, Client, ClientId, ClientKind, Email, GrantType, ParseError, Password,
-    RedirectUri, ResourceUri, Role, Scope, SecretString, User, UserId, Username,
+    AuditEvent, AuditFilter, Client, ClientId, ClientKind, CredentialsEpoch, Email, GrantType,
+    ParseError, Password, RedirectUri, ResourceUri, Role, Scope, SecretString, User, UserId,
+    Username,
 };
 use crate::store::Store;
 
@@ -306,6 +307,7 @@ pub async fn create_user(
         created_at: now,
         updated_at: now,
         credentials_changed_at: now,
+        credentials_epoch: 1,
     };
     store.insert_user(&user).await?;
     Ok(user)
@@ -372,19 +374,21 @@ pub(crate) async fn cut_off(
 }
 
 /// Replaces a user's password, and ends everything the old password let anyone start.
+/// Returns the user's new credentials epoch (a session created under it survives).
 pub async fn set_password(
     store: &dyn Store,
     hasher: &PasswordHasher,
     username: &str,
     password: &Password,
     now: UnixTime,
-) -> Result<(), ServiceError> {
+) -> Result<CredentialsEpoch, ServiceError> {
     let user = user_by_name(store, username).await?;
     let hash = hasher.hash(password).await?;
-    if !store.set_password_hash(&user.username, &hash, now).await? {
+    let Some(epoch) = store.set_password_hash(&user.username, &hash, now).await? else {
         return Err(ServiceError::NotFound(format!("user {}", user.username)));
-    }
-    cut_off(store, &user, now).await
+    };
+    cut_off(store, &user, now).await?;
+    Ok(epoch)
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub enum Outcome {
     Login {
         /// The original request as a query string.
         request: String,
+        /// Its validated redirect URI, where the sign-in ends (for the page's CSP).
+        redirect_uri: String,
         /// A username to pre-fill (`login_hint`).
         login_hint: Option<String>,
     },
@@ -43,6 +45,8 @@ pub enum Outcome {
     Consent {
         /// The original request as a query string.
         request: String,
+        /// Its validated redirect URI, where the answer goes (for the page's CSP).
+        redirect_uri: String,
         /// The client's display name.
         client_name: String,
         /// The scopes asked for.
@@ -114,10 +118,12 @@ pub async fn authorize(
     ) {
         Decision::Login => Ok(Outcome::Login {
             request: encode(&params_pairs(&params)),
+            redirect_uri: request.redirect_uri.clone(),
             login_hint: request.login_hint.clone(),
         }),
         Decision::Consent => Ok(Outcome::Consent {
             request: encode(&carried_pairs(&params, step)),
+            redirect_uri: request.redirect_uri.clone(),
             client_name: client.name.clone(),
             scopes: request.scope.iter().map(str::to_owned).collect(),
         }),
@@ -178,6 +184,25 @@ pub async fn client_name_of(state: &AppState, request: &str) -> Result<String, S
         .await?
         .map(|c| c.name)
         .unwrap_or_default())
+}
+
+/// The redirect URI of a stored request, if its client and redirect URI pass the same
+/// checks as at `/authorize` (for the CSP of pages shown mid-login; never an unchecked
+/// parameter).
+pub async fn redirect_uri_of(
+    state: &AppState,
+    request: &str,
+) -> Result<Option<String>, ServiceError> {
+    let Ok(params) = Params::from_pairs(decode_request(request)) else {
+        return Ok(None);
+    };
+    let client = super::clients::named(state, params.get("client_id")).await?;
+    let checked = check_client_and_redirect(
+        client.as_ref(),
+        params.get("client_id"),
+        params.get("redirect_uri"),
+    );
+    Ok(checked.ok())
 }
 
 /// The two validation stages: the client and redirect URI first (an error page when they
@@ -275,6 +300,7 @@ async fn issue_code(
         code_challenge: request.code_challenge.as_str().to_owned(),
         resource: request.resource.as_ref().map(|r| r.as_str().to_owned()),
         auth_time: session.session.auth_time,
+        credentials_epoch: session.session.credentials_epoch,
         amr: session.session.amr.clone(),
         created_at: now,
         expires_at: now + secs(state.settings.tokens.code_ttl_secs),

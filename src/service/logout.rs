@@ -21,7 +21,11 @@ pub const HINT_MAX_AGE_SECS: i64 = 24 * 3600;
 /// What the browser gets.
 pub enum LogoutOutcome {
     /// No trustworthy hint: ask the user to confirm (protects against logout CSRF).
-    Confirm,
+    Confirm {
+        /// The registered post-logout redirect URI the request names, once validated: the
+        /// confirmation ends there (for the page's CSP).
+        redirect_uri: Option<String>,
+    },
     /// Logged out; back to the client.
     Redirect(String),
     /// Logged out; no (valid) redirect target, so a page says so.
@@ -33,7 +37,7 @@ pub enum LogoutOutcome {
 impl std::fmt::Debug for LogoutOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Confirm => f.write_str("Confirm"),
+            Self::Confirm { .. } => f.write_str("Confirm"),
             Self::Redirect(_) => f.write_str("Redirect([redacted])"),
             Self::SignedOut => f.write_str("SignedOut"),
             Self::Invalid(e) => f.debug_tuple("Invalid").field(e).finish(),
@@ -77,7 +81,12 @@ pub async fn logout(
         .as_ref()
         .is_some_and(|h| h.sub == current.user.id.as_str());
     if !vouched && !confirmed {
-        return Ok(LogoutOutcome::Confirm);
+        let redirect_uri = match finish(state, &params, client_id, hint.as_ref()).await? {
+            // The same check, without `state`: the registered URI itself.
+            LogoutOutcome::Redirect(_) => params.get("post_logout_redirect_uri").map(str::to_owned),
+            _ => None,
+        };
+        return Ok(LogoutOutcome::Confirm { redirect_uri });
     }
     session::logout(state, &current.session.sid, now).await?;
     finish(state, &params, client_id, hint.as_ref()).await

@@ -78,7 +78,10 @@ async fn live_access_token(
                 return Ok(None);
             };
             match state.store.get_user(grant.user_id.as_str()).await? {
-                Some(u) if u.accepts_auth_from(grant.auth_time) && u.id.as_str() == claims.sub => {
+                Some(u)
+                    if u.accepts_auth_under(grant.credentials_epoch)
+                        && u.id.as_str() == claims.sub =>
+                {
                     Some(u)
                 }
                 _ => return Ok(None),
@@ -168,7 +171,7 @@ async fn refresh_status(
         return Ok(inactive_response());
     }
     let user = match state.store.get_user(grant.user_id.as_str()).await? {
-        Some(u) if u.accepts_auth_from(grant.auth_time) => u,
+        Some(u) if u.accepts_auth_under(grant.credentials_epoch) => u,
         _ => return Ok(inactive_response()),
     };
     Ok(serde_json::json!({

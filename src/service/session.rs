@@ -2,7 +2,7 @@
 
 use crate::clock::UnixTime;
 use crate::crypto::token::{hash_token, random_token};
-use crate::domain::{FactorUse, Session, User};
+use crate::domain::{CredentialsEpoch, FactorUse, Session, User};
 use crate::oidc::acr::amr_of;
 
 use super::{AppState, ServiceError};
@@ -38,7 +38,7 @@ pub async fn resolve(
         return Ok(None);
     };
     // Disabled, or the password changed (or the account was disabled) after this login.
-    if !user.accepts_auth_from(session.auth_time) {
+    if !user.accepts_auth_under(session.credentials_epoch) {
         return Ok(None);
     }
     state.store.touch_session(&id_hash, now).await?;
@@ -55,11 +55,12 @@ pub struct ClientInfo {
 }
 
 /// Creates a session for `user` with a fresh random id (never one the browser offered,
-/// so a planted cookie cannot fix the session), recording the factors used. Returns the
-/// cookie value.
+/// so a planted cookie cannot fix the session), recording the factors used and the
+/// credentials epoch they were checked under. Returns the cookie value.
 pub async fn create(
     state: &AppState,
     user: &User,
+    credentials_epoch: CredentialsEpoch,
     factors: &[FactorUse],
     info: &ClientInfo,
     now: UnixTime,
@@ -72,6 +73,7 @@ pub async fn create(
         user_agent: info.user_agent.chars().take(256).collect(),
         ip: info.ip.clone(),
         auth_time: now,
+        credentials_epoch,
         amr: amr_of(factors),
         factors: factors.to_vec(),
         created_at: now,

@@ -7,9 +7,9 @@ use async_trait::async_trait;
 
 use crate::clock::UnixTime;
 use crate::domain::{
-    AuditEvent, AuditFilter, AuthorizationCode, CeremonyRecord, Client, ClientId, FactorUse, Grant,
-    KeyState, PasskeyRecord, PasskeyUse, PendingLoginRecord, RefreshToken, Scope, Session,
-    SigningKeyRecord, ThrottleBucket, TotpCredential, User, Username,
+    AuditEvent, AuditFilter, AuthorizationCode, CeremonyRecord, Client, ClientId, CredentialsEpoch,
+    FactorUse, Grant, KeyState, PasskeyRecord, PasskeyUse, PendingLoginRecord, RefreshToken, Scope,
+    Session, SigningKeyRecord, ThrottleBucket, TotpCredential, User, Username,
 };
 
 mod postgres;
@@ -73,20 +73,22 @@ pub trait UserStore: Send + Sync {
     async fn get_user(&self, id: &str) -> Result<Option<User>, StoreError>;
     /// All users, by username.
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
-    /// Enables or disables a user; false if there was none.
+    /// Enables or disables a user (disabling bumps the credentials epoch); false if there
+    /// was none.
     async fn set_user_disabled(
         &self,
         name: &Username,
         disabled: bool,
         now: UnixTime,
     ) -> Result<bool, StoreError>;
-    /// Replaces a user's password hash; false if there was none.
+    /// Replaces a user's password hash and bumps their credentials epoch in the same
+    /// `UPDATE`; the new epoch, or `None` if there was no such user.
     async fn set_password_hash(
         &self,
         name: &Username,
         hash: &str,
         now: UnixTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<CredentialsEpoch>, StoreError>;
 }
 
 /// What a key rotation changes, applied in one transaction.
@@ -175,6 +177,8 @@ pub struct SessionUpgrade<'a> {
     pub amr: &'a [String],
     /// The new `auth_time`.
     pub auth_time: UnixTime,
+    /// The credentials epoch the upgrade's factors were checked under.
+    pub credentials_epoch: CredentialsEpoch,
 }
 
 /// Second factors: TOTP and backup codes.

@@ -25,6 +25,7 @@ crate::both_stores!(
     basic_with_a_body_secret_is_a_400_not_a_401,
     housekeeping_run_removes_the_whole_backlog,
     a_password_change_outranks_a_login_that_raced_it,
+    a_password_change_while_a_login_checks_the_old_password_ends_that_login,
     every_failed_login_costs_one_argon2_verification,
     rotated_secrets_and_deleted_clients_stop_working_within_the_refresh_interval,
 );
@@ -551,19 +552,83 @@ async fn a_password_change_outranks_a_login_that_raced_it(backend: Backend) {
     let (browser, _, tokens) = full_flow(&app, &client, USERNAME, FULL_SCOPE).await;
     // Only the stored password changes, as when a login in flight created its session and
     // grant just after the admin's cut-off ran: nothing was ended or revoked explicitly.
-    app.clock.advance(1);
+    // And it changes in the very second of the login (the clock has not moved).
     let name = latchkey::domain::Username::parse(USERNAME).unwrap();
     assert!(app
         .state
         .store
         .set_password_hash(&name, "$argon2id$v=19$m=8,t=1,p=1$x$y", app.clock.now())
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     assert_logged_out(&app, &browser, &client).await;
     assert_refresh_dead(&app, &client, s(&tokens, "refresh_token")).await;
     assert_inactive(&app, &client, s(&tokens, "access_token")).await;
     let res = userinfo(&app, s(&tokens, "access_token")).await;
     assert_eq!(res.status(), 401);
+}
+
+/// A real argon2id hash of `password`, slow enough to verify that a password change can
+/// land while a sign-in is checking it.
+async fn slow_hash_of(password: &str) -> String {
+    let params = latchkey::crypto::PasswordParams {
+        memory_kib: 1024,
+        iterations: 3000,
+        parallelism: 1,
+    };
+    let hasher = latchkey::crypto::PasswordHasher::new(params, 1).unwrap();
+    let password = latchkey::domain::Password::parse(password).unwrap();
+    hasher.hash(&password).await.unwrap()
+}
+
+/// True while the app's only argon2 place is taken.
+fn hasher_busy(app: &crate::helpers::TestApp) -> bool {
+    format!("{:?}", app.state.passwords).contains("available_permits: 0")
+}
+
+async fn a_password_change_while_a_login_checks_the_old_password_ends_that_login(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.passwords.max_concurrent = 1).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let store = app.state.store.as_ref();
+    let name = latchkey::domain::Username::parse(USERNAME).unwrap();
+    let slow = slow_hash_of(PASSWORD).await;
+    assert!(store
+        .set_password_hash(&name, &slow, app.clock.now())
+        .await
+        .unwrap()
+        .is_some());
+    let browser = Browser::new(&app);
+    let req = AuthRequest::new(&client, FULL_SCOPE);
+    let page = authorize(&app, &browser, &req).await.text().await.unwrap();
+    let login = submit_login(&app, &browser, &page, USERNAME, PASSWORD);
+    // The change lands while the login verifies the old password, in the same clock second.
+    let change = async {
+        while !hasher_busy(&app) {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        let new = "$argon2id$v=19$m=8,t=1,p=1$x$y";
+        let changed = store.set_password_hash(&name, new, app.clock.now()).await;
+        assert!(changed.unwrap().is_some());
+        hasher_busy(&app)
+    };
+    let (res, still_busy) = tokio::join!(login, change);
+    assert!(
+        still_busy,
+        "the verification ended too soon; raise the iterations"
+    );
+    // The old password matched when it was read, so the login goes on; nothing it made stands.
+    if res.status() == 200 {
+        let page = res.text().await.unwrap();
+        let res = submit_consent(&app, &browser, &page, "allow").await;
+        assert_eq!(res.status(), 200, "the consent post finds no session");
+        login_form(&res.text().await.unwrap());
+    } else {
+        let code = assert_code(&app, &res, &req);
+        let res = exchange_code(&app, &client, &code, &req).await;
+        assert_error(res, 400, "invalid_grant").await;
+    }
+    assert_logged_out(&app, &browser, &client).await;
 }
 
 async fn every_failed_login_costs_one_argon2_verification(backend: Backend) {

@@ -13,6 +13,7 @@ mod browser;
 mod cli;
 mod config_errors;
 mod conformance;
+mod csp;
 mod flows_code;
 mod flows_concurrency;
 mod flows_logout;

@@ -23,6 +23,7 @@ crate::both_stores!(
     amr_and_acr_record_a_password_only_sign_in,
     malformed_and_foreign_codes_change_nothing,
     a_pending_login_is_single_use_and_expires,
+    a_password_change_in_the_second_of_the_password_step_ends_the_pending_login,
 );
 
 const MFA: &str = "urn:latchkey:acr:mfa";
@@ -426,6 +427,31 @@ async fn malformed_and_foreign_codes_change_nothing(backend: Backend) {
     )
     .await;
     assert_eq!(res.status(), 400);
+}
+
+async fn a_password_change_in_the_second_of_the_password_step_ends_the_pending_login(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let (_, enrolled) = user_with_totp(&app, "carol").await;
+    let browser = Browser::new(&app);
+    let page = assert_mfa_page(sign_in(&app, &browser, "carol", PASSWORD).await).await;
+    // Between the password and the code, within the same clock second.
+    let new = latchkey::domain::Password::parse("a brand new password").unwrap();
+    let store = app.state.store.as_ref();
+    let now = app.clock.now();
+    latchkey::service::admin::set_password(store, &app.state.passwords, "carol", &new, now)
+        .await
+        .unwrap();
+    let code = code_now(&app, &enrolled.secret);
+    let res = submit_mfa(&app, &browser, &page, "totp", &code).await;
+    assert_eq!(res.status(), 400);
+    assert!(cookie_set(&res, "latchkey_session").is_none());
+    // The new password and the same code (still unused) sign in.
+    let page =
+        assert_mfa_page(sign_in(&app, &browser, "carol", "a brand new password").await).await;
+    let res = submit_mfa(&app, &browser, &page, "totp", &code).await;
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
 }
 
 async fn a_pending_login_is_single_use_and_expires(backend: Backend) {

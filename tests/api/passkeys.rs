@@ -582,6 +582,7 @@ async fn the_last_way_to_sign_in_cannot_be_deleted(backend: Backend) {
         created_at: now,
         updated_at: now,
         credentials_changed_at: 0,
+        credentials_epoch: 1,
     };
     app.state.store.insert_user(&user).await.unwrap();
     let passkey = |id: &str, cred: u8| PasskeyRecord {

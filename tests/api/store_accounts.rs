@@ -52,6 +52,7 @@ fn user(name: &str) -> User {
         created_at: 0,
         updated_at: 0,
         credentials_changed_at: 0,
+        credentials_epoch: 1,
     }
 }
 
@@ -85,6 +86,7 @@ fn session(user: &User, sid: &str, last_seen_at: i64) -> Session {
         user_agent: "test".into(),
         ip: "127.0.0.1".into(),
         auth_time: 100,
+        credentials_epoch: 1,
         amr: vec!["pwd".into()],
         factors: vec![FactorUse {
             kind: FactorKind::Password,
@@ -106,6 +108,7 @@ fn grant(user: &User, id: &str, last_used_at: i64) -> Grant {
         scope: Scope::parse("openid").unwrap(),
         resource: None,
         auth_time: 100,
+        credentials_epoch: 1,
         amr: vec!["pwd".into()],
         created_at: 100,
         last_used_at,
@@ -514,6 +517,7 @@ async fn an_upgrade_replaces_the_session_hash(backend: Backend) {
         factors: &factors,
         amr: &amr,
         auth_time: 150,
+        credentials_epoch: 1,
     };
     assert!(store.upgrade_session("s1", &upgrade).await.unwrap());
     assert_eq!(store.get_session(&s.id_hash).await.unwrap(), None);
@@ -616,6 +620,7 @@ fn code_for(g: &Grant, hash: &[u8]) -> latchkey::domain::AuthorizationCode {
         code_challenge: "c".repeat(43),
         resource: None,
         auth_time: 100,
+        credentials_epoch: 1,
         amr: vec!["pwd".into()],
         created_at: 100,
         expires_at: 160,

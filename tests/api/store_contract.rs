@@ -53,6 +53,7 @@ fn user(name: &str, email: &str) -> User {
         created_at: 1,
         updated_at: 1,
         credentials_changed_at: 0,
+        credentials_epoch: 1,
     }
 }
 
@@ -92,11 +93,40 @@ async fn users_round_trip(backend: Backend) {
         Some(u.clone())
     );
     assert!(store.set_user_disabled(&u.username, true, 5).await.unwrap());
-    assert!(store
+    // Every credential change bumps the epoch in its own UPDATE, even within one second.
+    let epoch = store
         .set_password_hash(&u.username, "$argon2id$new", 6)
         .await
-        .unwrap());
+        .unwrap();
+    assert_eq!(
+        epoch,
+        Some(u.credentials_epoch + 2),
+        "disabled, then a password"
+    );
+    assert_eq!(
+        store
+            .set_password_hash(&u.username, "$argon2id$new", 6)
+            .await
+            .unwrap(),
+        Some(u.credentials_epoch + 3),
+        "a second change in the same second still counts"
+    );
     let got = store.get_user(u.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(got.credentials_epoch, u.credentials_epoch + 3);
+    assert!(store
+        .set_user_disabled(&u.username, false, 7)
+        .await
+        .unwrap());
+    let enabled = store.get_user(u.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(
+        enabled.credentials_epoch, got.credentials_epoch,
+        "enabling revives nothing, so it changes no epoch"
+    );
+    let nobody_pw = Username::parse("nobody").unwrap();
+    assert_eq!(
+        store.set_password_hash(&nobody_pw, "x", 8).await.unwrap(),
+        None
+    );
     assert!(got.disabled);
     assert_eq!(got.password_hash.as_deref(), Some("$argon2id$new"));
     assert_eq!(got.updated_at, 6);

@@ -39,6 +39,7 @@ async fn seeded(backend: Backend) -> (Arc<dyn Store>, tempfile::TempDir, User, C
         created_at: 0,
         updated_at: 0,
         credentials_changed_at: 0,
+        credentials_epoch: 1,
     };
     let client = Client {
         id: ClientId::parse("web").unwrap(),
@@ -72,6 +73,7 @@ pub(crate) fn session(user: &User, sid: &str) -> Session {
         user_agent: "test".into(),
         ip: "127.0.0.1".into(),
         auth_time: 100,
+        credentials_epoch: 1,
         amr: vec!["pwd".into()],
         factors: vec![],
         created_at: 100,
@@ -94,6 +96,7 @@ fn code(user: &User, client: &Client, hash: &[u8], grant: &str) -> Authorization
         code_challenge: "c".repeat(43),
         resource: None,
         auth_time: 100,
+        credentials_epoch: 1,
         amr: vec!["pwd".into()],
         created_at: 100,
         expires_at: 160,
@@ -110,6 +113,7 @@ fn grant(user: &User, client: &Client, id: &str, sid: &str, scope: &str) -> Gran
         scope: Scope::parse(scope).unwrap(),
         resource: None,
         auth_time: 100,
+        credentials_epoch: 1,
         amr: vec!["pwd".into()],
         created_at: 110,
         last_used_at: 110,

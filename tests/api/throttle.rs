@@ -461,7 +461,8 @@ async fn a_full_argon2_queue_answers_503_with_retry_after(backend: Backend) {
         .store
         .set_password_hash(&name, &slow_hash, app.clock.now())
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     let slow = Browser::new(&app);
     let held = sign_in(&app, &slow, "slowpoke", PASSWORD);
     let meanwhile = async {

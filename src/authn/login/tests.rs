@@ -18,6 +18,7 @@ fn password_ok(user: &str, enrolled: &[FactorKind]) -> Event {
     Event::PasswordVerified {
         user_id: user.into(),
         enrolled: enrolled.to_vec(),
+        credentials_epoch: 7,
     }
 }
 
@@ -49,6 +50,10 @@ fn password_alone_is_done_without_a_second_factor() {
     );
     assert_eq!(c.resume, authorize());
     assert_eq!(c.session_sid, None);
+    assert_eq!(
+        c.credentials_epoch, 7,
+        "the epoch read with the password hash"
+    );
 }
 
 #[test]
@@ -195,6 +200,7 @@ fn a_step_up_asks_only_the_second_factor_and_keeps_the_earlier_ones() {
     let next = PendingLogin::step_up(
         "u1",
         "sid-1",
+        3,
         &earlier,
         vec![FactorKind::Totp],
         authorize(),
@@ -208,6 +214,7 @@ fn a_step_up_asks_only_the_second_factor_and_keeps_the_earlier_ones() {
             .unwrap(),
     );
     assert_eq!(c.session_sid.as_deref(), Some("sid-1"));
+    assert_eq!(c.credentials_epoch, 3, "the session's epoch carries over");
     assert_eq!(c.factors[0], earlier[0]);
     assert_eq!(c.factors[1].kind, FactorKind::Totp);
 }
@@ -215,7 +222,15 @@ fn a_step_up_asks_only_the_second_factor_and_keeps_the_earlier_ones() {
 #[test]
 fn a_step_up_without_a_second_factor_is_unavailable() {
     assert_eq!(
-        PendingLogin::step_up("u1", "sid", &[], vec![FactorKind::Password], account(), NOW),
+        PendingLogin::step_up(
+            "u1",
+            "sid",
+            3,
+            &[],
+            vec![FactorKind::Password],
+            account(),
+            NOW
+        ),
         Next::MfaUnavailable { resume: account() }
     );
 }
@@ -256,12 +271,14 @@ fn a_passkey_alone_signs_in_with_no_other_step() {
         p.apply(
             Event::PasskeyVerified {
                 user_id: "u1".into(),
+                credentials_epoch: 7,
             },
             NOW,
         )
         .unwrap(),
     );
     assert_eq!(c.user_id, "u1");
+    assert_eq!(c.credentials_epoch, 7);
     assert_eq!(
         c.factors.iter().map(|f| f.kind).collect::<Vec<_>>(),
         [FactorKind::Passkey]
@@ -291,7 +308,8 @@ fn a_passkey_is_offered_as_a_second_factor_only_when_enrolled() {
     assert_eq!(
         p.apply(
             Event::PasskeyVerified {
-                user_id: "u1".into()
+                user_id: "u1".into(),
+                credentials_epoch: 7,
             },
             NOW
         ),
@@ -305,7 +323,8 @@ fn reauthentication_with_another_users_passkey_is_refused() {
     assert_eq!(
         p.apply(
             Event::PasskeyVerified {
-                user_id: "u2".into()
+                user_id: "u2".into(),
+                credentials_epoch: 7,
             },
             NOW
         ),

@@ -3,10 +3,11 @@
 //! it down.
 //!
 //! Its value is `{device id}.{issued at}.{tag}`, where the tag is an HMAC, under a key
-//! derived from the master key, of the device id, the issue time, the user's id and the
-//! time their credentials last changed. So it cannot be forged, it is worth nothing for
-//! another account (or a re-created one with the same name), it dies with a password
-//! change, and it expires after `login.known_device_days` whatever the browser keeps.
+//! derived from the master key, of the device id, the issue time, the user's id and their
+//! credentials epoch (bumped by every password change or disabling). So it cannot be forged,
+//! it is worth nothing for another account (or a re-created one with the same name), it dies
+//! with a password change (even one in the same second as the sign-in that issued it), and
+//! it expires after `login.known_device_days` whatever the browser keeps.
 
 use crate::clock::UnixTime;
 use crate::crypto::kek::MasterKey;
@@ -31,9 +32,9 @@ impl KnownDevices {
 
     fn data(user: &User, device: &str, issued_at: UnixTime) -> String {
         format!(
-            "{}|{}|{device}|{issued_at}",
+            "{}|e{}|{device}|{issued_at}",
             user.id.as_str(),
-            user.credentials_changed_at
+            user.credentials_epoch
         )
     }
 
@@ -96,6 +97,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             credentials_changed_at: 0,
+            credentials_epoch: 1,
         }
     }
 
@@ -132,9 +134,10 @@ mod tests {
             None,
             "from the future"
         );
-        alice.credentials_changed_at = NOW + 1;
+        // A password change in the very second the cookie was issued: only the epoch moves.
+        alice.credentials_epoch += 1;
         assert_eq!(
-            d.recognise(&alice, Some(&cookie), NOW + 2),
+            d.recognise(&alice, Some(&cookie), NOW),
             None,
             "password changed"
         );

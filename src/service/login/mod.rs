@@ -75,6 +75,8 @@ pub struct SecondFactorPrompt {
     pub username: String,
     /// Why the last code was refused.
     pub error: Option<&'static str>,
+    /// What the login resumes (the page's CSP names the client it returns to).
+    pub resume: Resume,
 }
 
 impl std::fmt::Debug for SecondFactorPrompt {
@@ -187,9 +189,12 @@ pub async fn password(
         .factors
         .enrolled(state.store.as_ref(), user.id.as_str())
         .await?;
+    // The epoch read with the hash that matched: a password change since then (even
+    // within the same second) ends whatever this login creates.
     let event = Event::PasswordVerified {
         user_id: user.id.as_str().to_owned(),
         enrolled,
+        credentials_epoch: user.credentials_epoch,
     };
     match pending.apply(event, now) {
         Ok(next) => proceed(state, next, &user, browser, now).await,
@@ -324,6 +329,7 @@ pub async fn step_up(
     let next = PendingLogin::step_up(
         user.id.as_str(),
         &session.session.sid,
+        session.session.credentials_epoch,
         &session.session.factors,
         enrolled,
         resume,
@@ -377,6 +383,7 @@ fn prompt(
         offered: pending.enrolled.clone(),
         username: user.username.as_str().to_owned(),
         error,
+        resume: pending.resume.clone(),
     })
 }
 
@@ -412,7 +419,8 @@ async fn complete(
     let (session_cookie, session) = match &done.session_sid {
         None => {
             end_previous_session(state, browser, now).await?;
-            session::create(state, user, &done.factors, &browser.info, now).await?
+            let epoch = done.credentials_epoch;
+            session::create(state, user, epoch, &done.factors, &browser.info, now).await?
         }
         Some(sid) => match upgrade(state, sid, user, &done, &amr, now).await? {
             Some(upgraded) => upgraded,
@@ -474,6 +482,7 @@ async fn upgrade(
         factors: &done.factors,
         amr,
         auth_time: now,
+        credentials_epoch: done.credentials_epoch,
     };
     if !state.store.upgrade_session(sid, &upgrade).await? {
         return Ok(None);
@@ -483,6 +492,7 @@ async fn upgrade(
         factors: done.factors.clone(),
         amr: amr.to_vec(),
         auth_time: now,
+        credentials_epoch: done.credentials_epoch,
         last_seen_at: now,
         ..current
     };
@@ -527,7 +537,7 @@ async fn pending_user(
         return Ok(None);
     };
     let user = state.store.get_user(id).await?;
-    Ok(user.filter(|u| u.accepts_auth_from(pending.started_at)))
+    Ok(user.filter(|u| u.accepts_auth_under(pending.credentials_epoch)))
 }
 
 /// The account a sign-in names, if it exists.

@@ -59,6 +59,7 @@ pub async fn passkey(
     let pending = PendingLogin::start(signed_in.resume, false, now);
     let event = Event::PasskeyVerified {
         user_id: user.id.as_str().to_owned(),
+        credentials_epoch: user.credentials_epoch,
     };
     match pending.apply(event, now) {
         Ok(next) => proceed(state, next, &user, browser, now).await,

@@ -38,7 +38,7 @@ pub(super) async fn redeem_code(
         return Err(replay(state, &code, ip, now).await);
     }
     check_binding(state, client, &input, &code, now).await?;
-    let user = enabled_user(state, code.user_id.as_str(), code.auth_time).await?;
+    let user = enabled_user(state, code.user_id.as_str(), code.credentials_epoch).await?;
     // A family lives as long as its refresh tokens may; a grant without one needs to
     // outlive only the access token issued now (its `jti` names the grant).
     let lifetime = if issues_refresh_token(client, &code.scope) {
@@ -121,6 +121,7 @@ fn grant_from(code: &AuthorizationCode, user: &User, lifetime: i64, now: UnixTim
         scope: code.scope.clone(),
         resource: code.resource.clone(),
         auth_time: code.auth_time,
+        credentials_epoch: code.credentials_epoch,
         amr: code.amr.clone(),
         created_at: now,
         last_used_at: now,

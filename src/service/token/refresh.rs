@@ -103,7 +103,7 @@ async fn check(
     now: UnixTime,
 ) -> Result<Checked, TokenError> {
     let grant = live_grant(state, token, now).await?;
-    let user = enabled_user(state, grant.user_id.as_str(), grant.auth_time).await?;
+    let user = enabled_user(state, grant.user_id.as_str(), grant.credentials_epoch).await?;
     // The access token may narrow; the refresh token keeps its scope (RFC 6749 §6).
     let scope = narrow_scope(&token.scope, input.scope)?;
     let granted_resource = grant

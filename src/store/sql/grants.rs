@@ -22,6 +22,7 @@ struct CodeRow {
     code_challenge: String,
     resource: Option<String>,
     auth_time: i64,
+    credentials_epoch: i64,
     amr: String,
     created_at: i64,
     expires_at: i64,
@@ -43,6 +44,7 @@ impl TryFrom<CodeRow> for AuthorizationCode {
             code_challenge: r.code_challenge,
             resource: r.resource,
             auth_time: r.auth_time,
+            credentials_epoch: r.credentials_epoch,
             amr: split(&r.amr),
             created_at: r.created_at,
             expires_at: r.expires_at,
@@ -60,6 +62,7 @@ struct GrantRow {
     scope: String,
     resource: Option<String>,
     auth_time: i64,
+    credentials_epoch: i64,
     amr: String,
     created_at: i64,
     last_used_at: i64,
@@ -78,6 +81,7 @@ impl TryFrom<GrantRow> for Grant {
             scope: Scope::parse(&r.scope).map_err(corrupt)?,
             resource: r.resource,
             auth_time: r.auth_time,
+            credentials_epoch: r.credentials_epoch,
             amr: split(&r.amr),
             created_at: r.created_at,
             last_used_at: r.last_used_at,
@@ -119,12 +123,12 @@ fn split(v: &str) -> Vec<String> {
 
 const SELECT_CODE: &str =
     "SELECT code_hash, grant_id, client_id, user_id, sid, redirect_uri, scope, \
-     nonce, code_challenge, resource, auth_time, amr, created_at, expires_at, consumed_at \
-     FROM authorization_codes WHERE code_hash = $1";
-const SELECT_GRANT: &str = "SELECT id, client_id, user_id, sid, scope, resource, auth_time, amr, \
-     created_at, last_used_at, expires_at, revoked_at FROM grants WHERE id = $1";
+     nonce, code_challenge, resource, auth_time, credentials_epoch, amr, created_at, expires_at, \
+     consumed_at FROM authorization_codes WHERE code_hash = $1";
+const SELECT_GRANT: &str = "SELECT id, client_id, user_id, sid, scope, resource, auth_time, \
+     credentials_epoch, amr, created_at, last_used_at, expires_at, revoked_at FROM grants WHERE id = $1";
 const SELECT_USER_GRANTS: &str = "SELECT id, client_id, user_id, sid, scope, resource, auth_time, \
-     amr, created_at, last_used_at, expires_at, revoked_at FROM grants \
+     credentials_epoch, amr, created_at, last_used_at, expires_at, revoked_at FROM grants \
      WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY last_used_at DESC, id";
 const SELECT_REFRESH: &str =
     "SELECT token_hash, grant_id, client_id, scope, created_at, expires_at, \
@@ -156,8 +160,8 @@ macro_rules! grant_store {
                 sqlx::query(
                     "INSERT INTO authorization_codes (code_hash, grant_id, client_id, user_id, sid, \
                      redirect_uri, scope, nonce, code_challenge, resource, auth_time, amr, created_at, \
-                     expires_at, consumed_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                     expires_at, consumed_at, credentials_epoch) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                 )
                 .bind(&c.code_hash)
                 .bind(&c.grant_id)
@@ -174,6 +178,7 @@ macro_rules! grant_store {
                 .bind(c.created_at)
                 .bind(c.expires_at)
                 .bind(c.consumed_at)
+                .bind(c.credentials_epoch)
                 .execute(&self.pool)
                 .await
                 .map_err(write_error("authorization code"))?;
@@ -212,8 +217,8 @@ macro_rules! grant_store {
                 }
                 sqlx::query(
                     "INSERT INTO grants (id, client_id, user_id, sid, scope, resource, auth_time, amr, \
-                     created_at, last_used_at, expires_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     created_at, last_used_at, expires_at, revoked_at, credentials_epoch) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(&g.id)
                 .bind(g.client_id.as_str())
@@ -227,6 +232,7 @@ macro_rules! grant_store {
                 .bind(g.last_used_at)
                 .bind(g.expires_at)
                 .bind(g.revoked_at)
+                .bind(g.credentials_epoch)
                 .execute(&mut *tx)
                 .await
                 .map_err(write_error("grant"))?;

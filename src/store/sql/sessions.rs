@@ -15,6 +15,7 @@ struct SessionRow {
     user_agent: String,
     ip: String,
     auth_time: i64,
+    credentials_epoch: i64,
     amr: String,
     factors: String,
     created_at: i64,
@@ -34,6 +35,7 @@ impl TryFrom<SessionRow> for Session {
             user_agent: r.user_agent,
             ip: r.ip,
             auth_time: r.auth_time,
+            credentials_epoch: r.credentials_epoch,
             amr: r.amr.split_whitespace().map(str::to_owned).collect(),
             factors: serde_json::from_str(&r.factors)
                 .map_err(|e| StoreError::Corrupt(format!("factors: {e}")))?,
@@ -50,8 +52,8 @@ fn factors_json(factors: &[FactorUse]) -> Result<String, StoreError> {
     serde_json::to_string(factors).map_err(backend)
 }
 
-const SELECT: &str = "SELECT id_hash, sid, user_id, user_agent, ip, auth_time, amr, factors, \
-     created_at, last_seen_at, expires_at, ended_at FROM sessions";
+const SELECT: &str = "SELECT id_hash, sid, user_id, user_agent, ip, auth_time, credentials_epoch, \
+     amr, factors, created_at, last_seen_at, expires_at, ended_at FROM sessions";
 
 macro_rules! session_store {
     ($store:ty) => {
@@ -60,8 +62,8 @@ macro_rules! session_store {
             async fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO sessions (id_hash, sid, user_id, user_agent, ip, auth_time, amr, \
-                     factors, created_at, last_seen_at, expires_at, ended_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     factors, created_at, last_seen_at, expires_at, ended_at, credentials_epoch) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(&s.id_hash)
                 .bind(&s.sid)
@@ -75,6 +77,7 @@ macro_rules! session_store {
                 .bind(s.last_seen_at)
                 .bind(s.expires_at)
                 .bind(s.ended_at)
+                .bind(s.credentials_epoch)
                 .execute(&self.pool)
                 .await
                 .map_err(write_error("session"))?;
@@ -148,13 +151,14 @@ macro_rules! session_store {
 
             async fn upgrade_session(&self, sid: &str, u: &SessionUpgrade<'_>) -> Result<bool, StoreError> {
                 let done = sqlx::query(
-                    "UPDATE sessions SET id_hash = $1, factors = $2, amr = $3, auth_time = $4 \
-                     WHERE sid = $5 AND ended_at IS NULL",
+                    "UPDATE sessions SET id_hash = $1, factors = $2, amr = $3, auth_time = $4, \
+                     credentials_epoch = $5 WHERE sid = $6 AND ended_at IS NULL",
                 )
                 .bind(u.new_id_hash)
                 .bind(factors_json(u.factors)?)
                 .bind(u.amr.join(" "))
                 .bind(u.auth_time)
+                .bind(u.credentials_epoch)
                 .bind(sid)
                 .execute(&self.pool)
                 .await

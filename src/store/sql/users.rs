@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::{backend, corrupt, from_json_list, to_json_list, write_error};
 use crate::clock::UnixTime;
-use crate::domain::{Email, Role, User, UserId, Username};
+use crate::domain::{CredentialsEpoch, Email, Role, User, UserId, Username};
 use crate::store::{PgStore, SqliteStore, StoreError, UserStore};
 
 /// A `users` row as `COLUMNS` selects it; `passkeys.rs` looks users up by handle with it.
@@ -20,6 +20,7 @@ pub(super) struct UserRow {
     created_at: i64,
     updated_at: i64,
     credentials_changed_at: i64,
+    credentials_epoch: i64,
 }
 
 impl TryFrom<UserRow> for User {
@@ -40,6 +41,7 @@ impl TryFrom<UserRow> for User {
             created_at: r.created_at,
             updated_at: r.updated_at,
             credentials_changed_at: r.credentials_changed_at,
+            credentials_epoch: r.credentials_epoch,
         })
     }
 }
@@ -47,7 +49,7 @@ impl TryFrom<UserRow> for User {
 /// The columns `UserRow` reads, in its order.
 pub(super) const COLUMNS: &str =
     "id, username, email, email_verified, password_hash, disabled, roles, created_at, updated_at, \
-     credentials_changed_at";
+     credentials_changed_at, credentials_epoch";
 
 macro_rules! user_store {
     ($store:ty) => {
@@ -56,8 +58,8 @@ macro_rules! user_store {
             async fn insert_user(&self, u: &User) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO users (id, username, email, email_verified, password_hash, \
-                     disabled, roles, created_at, updated_at, credentials_changed_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     disabled, roles, created_at, updated_at, credentials_changed_at, \
+                     credentials_epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(u.id.as_str())
                 .bind(u.username.as_str())
@@ -69,6 +71,7 @@ macro_rules! user_store {
                 .bind(u.created_at)
                 .bind(u.updated_at)
                 .bind(u.credentials_changed_at)
+                .bind(u.credentials_epoch)
                 .execute(&self.pool)
                 .await
                 .map_err(write_error("a user with this username or e-mail"))?;
@@ -104,7 +107,8 @@ macro_rules! user_store {
             ) -> Result<bool, StoreError> {
                 let done = sqlx::query(
                     "UPDATE users SET disabled = $1, updated_at = $2, credentials_changed_at = \
-                     CASE WHEN $1 THEN $2 ELSE credentials_changed_at END WHERE username = $3",
+                     CASE WHEN $1 THEN $2 ELSE credentials_changed_at END, credentials_epoch = \
+                     credentials_epoch + CASE WHEN $1 THEN 1 ELSE 0 END WHERE username = $3",
                 )
                 .bind(disabled)
                 .bind(now)
@@ -120,18 +124,19 @@ macro_rules! user_store {
                 name: &Username,
                 hash: &str,
                 now: UnixTime,
-            ) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE users SET password_hash = $1, updated_at = $2, credentials_changed_at = $2 \
-                     WHERE username = $3",
+            ) -> Result<Option<CredentialsEpoch>, StoreError> {
+                // One statement: whoever read the old hash read the old epoch too.
+                sqlx::query_scalar(
+                    "UPDATE users SET password_hash = $1, updated_at = $2, credentials_changed_at = $2, \
+                     credentials_epoch = credentials_epoch + 1 WHERE username = $3 \
+                     RETURNING credentials_epoch",
                 )
                 .bind(hash)
                 .bind(now)
                 .bind(name.as_str())
-                .execute(&self.pool)
+                .fetch_optional(&self.pool)
                 .await
-                .map_err(backend)?;
-                Ok(done.rows_affected() > 0)
+                .map_err(backend)
             }
         }
 
