@@ -154,7 +154,12 @@ fn check_authorization_request(
     if request.requires_interaction != public_not_https {
         return Err("requires_interaction disagrees with RFC 8252 §8.6");
     }
-    Ok(())
+    // The checked request is stored between the login and consent pages.
+    let stored = serde_json::to_string(request).map_err(|_| "a request does not serialise")?;
+    match serde_json::from_str::<crate::oidc::AuthorizationRequest>(&stored) {
+        Ok(back) if back == *request => Ok(()),
+        _ => Err("a stored request does not read back the same"),
+    }
 }
 
 /// Target `token`: `data` is a token request body (`application/x-www-form-urlencoded`),
