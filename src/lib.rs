@@ -14,6 +14,8 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod oidc;
 pub mod service;

@@ -19,6 +19,7 @@ mod flows_concurrency;
 mod flows_logout;
 mod flows_sessions;
 mod flows_tokens;
+mod fuzz_corpus;
 mod key_binding;
 mod keys;
 mod logs;

@@ -47,6 +47,8 @@ fn malformed_basic_is_invalid_client_with_basic_flag() {
         "Basic !!!notbase64".to_owned(),
         format!("Basic {}", STANDARD.encode("no-colon")),
         format!("Basic {}", STANDARD.encode("app:bad%zz")),
+        // A sign is not a hex digit (the `basic` fuzz target's oracle flags it).
+        format!("Basic {}", STANDARD.encode("app:bad%+1")),
         format!("Basic {}", STANDARD.encode(":secret")),
         "Basic".to_owned(),
     ] {
