@@ -45,6 +45,14 @@ impl RedirectUri {
     /// user-info; `https`, or `http` only on a loopback host (RFC 8252 §7.3), or a
     /// private-use scheme with a dot in it for native apps (RFC 8252 §7.1).
     pub fn parse(field: &'static str, value: &str) -> Result<Self, ParseError> {
+        // The URL parser silently drops tabs and newlines; a registered URI must be exactly
+        // what is compared and redirected to, so they are refused.
+        if value.chars().any(char::is_control) {
+            return Err(ParseError::new(
+                field,
+                format!("{value:?} must not contain control characters"),
+            ));
+        }
         let url = url::Url::parse(value)
             .map_err(|_| ParseError::new(field, format!("{value:?} is not an absolute URI")))?;
         if url.fragment().is_some() || value.contains('#') {
@@ -318,6 +326,8 @@ mod tests {
         }
         let bad = [
             "/relative",
+            "https://app.example/c\tb",
+            "http://127.0.0.1:8000/cb\n",
             "https://app.example/cb#frag",
             "http://app.example/cb",
             "javascript:alert(1)",
