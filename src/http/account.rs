@@ -6,7 +6,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::extract::{account_csrf, AccountForm, MaybeSession, RequestBrowser};
+use super::extract::{account_csrf, AccountForm, MaybeSession, RecentForm, RequestBrowser};
 use super::login::{account_path, login_page, render_step, throttled, Form};
 use super::{authorize::see_other, cookies, error, forms, ui, AppState};
 use crate::authn::login::Resume;
@@ -146,13 +146,10 @@ pub(super) fn reauth_page(state: &AppState, me: &ActiveSession, next: &str) -> H
 
 async fn change_password(
     state: web::Data<AppState>,
-    form: AccountForm,
+    RecentForm(form): RecentForm,
     RequestBrowser(browser): RequestBrowser,
 ) -> HttpResponse {
     let now = state.clock.now();
-    if !account::is_recent(&state, &form.me, now) {
-        return reauth_page(&state, &form.me, "/account");
-    }
     let (current, new, confirm) = (
         form.field("current_password"),
         form.field("new_password"),
@@ -210,11 +207,8 @@ fn totp_page(
 /// Starts (or restarts) enrolment: a new secret, shown once on the page that answers. A
 /// POST with the session's CSRF token, so no other site can replace an enrolment in
 /// progress.
-async fn totp_start(state: web::Data<AppState>, form: AccountForm) -> HttpResponse {
+async fn totp_start(state: web::Data<AppState>, RecentForm(form): RecentForm) -> HttpResponse {
     let now = state.clock.now();
-    if !account::is_recent(&state, &form.me, now) {
-        return reauth_page(&state, &form.me, "/account");
-    }
     match state
         .factors
         .begin_totp(state.store.as_ref(), &form.me.user, now)
@@ -249,13 +243,10 @@ async fn totp_pending(
 
 async fn totp_confirm(
     state: web::Data<AppState>,
-    form: AccountForm,
+    RecentForm(form): RecentForm,
     RequestBrowser(browser): RequestBrowser,
 ) -> HttpResponse {
     let now = state.clock.now();
-    if !account::is_recent(&state, &form.me, now) {
-        return reauth_page(&state, &form.me, "/account/totp");
-    }
     match account::confirm_totp(&state, &form.me, form.field("code"), &browser, now).await {
         Ok(Confirmation::Confirmed(codes)) => ui::page(
             StatusCode::OK,
@@ -281,14 +272,12 @@ async fn totp_confirm(
 
 async fn totp_remove(
     state: web::Data<AppState>,
-    form: AccountForm,
+    RecentForm(form): RecentForm,
     RequestBrowser(browser): RequestBrowser,
 ) -> HttpResponse {
     let now = state.clock.now();
     // Removing a second factor needs that factor (or a backup code) presented recently.
-    if !account::is_recent(&state, &form.me, now)
-        || !account::has_recent_second_factor(&state, &form.me, now)
-    {
+    if !account::has_recent_second_factor(&state, &form.me, now) {
         return reauth_page(&state, &form.me, "/account");
     }
     match account::remove_totp(&state, &form.me, &browser, now).await {
@@ -299,13 +288,10 @@ async fn totp_remove(
 
 async fn backup_codes(
     state: web::Data<AppState>,
-    form: AccountForm,
+    RecentForm(form): RecentForm,
     RequestBrowser(browser): RequestBrowser,
 ) -> HttpResponse {
     let now = state.clock.now();
-    if !account::is_recent(&state, &form.me, now) {
-        return reauth_page(&state, &form.me, "/account");
-    }
     if !account::has_totp(&state, &form.me).await.unwrap_or(false) {
         return see_other("/account");
     }

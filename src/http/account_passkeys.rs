@@ -5,9 +5,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
-use super::account::{account_page, not_found, reauth_page};
+use super::account::{account_page, not_found};
 use super::authorize::see_other;
-use super::extract::{AccountForm, RequestBrowser};
+use super::extract::{AccountForm, RecentForm, RequestBrowser};
 use super::login::ceremony_json;
 use super::{cookies, error, AppState};
 use crate::service::account;
@@ -39,13 +39,10 @@ async fn start(state: web::Data<AppState>, form: AccountForm) -> HttpResponse {
 /// The form the script submits with the new credential.
 async fn finish(
     state: web::Data<AppState>,
-    form: AccountForm,
+    RecentForm(form): RecentForm,
     RequestBrowser(browser): RequestBrowser,
 ) -> HttpResponse {
     let now = state.clock.now();
-    if !account::is_recent(&state, &form.me, now) {
-        return reauth_page(&state, &form.me, "/account");
-    }
     let https = state.settings.is_https();
     let credential = form.field("credential");
     let res = match account_passkeys::finish(&state, &form.me, credential, &browser, now).await {
@@ -93,13 +90,10 @@ async fn rename(
 
 async fn delete(
     state: web::Data<AppState>,
-    form: AccountForm,
+    RecentForm(form): RecentForm,
     RequestBrowser(browser): RequestBrowser,
 ) -> HttpResponse {
     let now = state.clock.now();
-    if !account::is_recent(&state, &form.me, now) {
-        return reauth_page(&state, &form.me, "/account");
-    }
     match account_passkeys::delete(&state, &form.me, form.field("id"), &browser, now).await {
         Ok(Deletion::Deleted) => see_other("/account?done=passkey_deleted"),
         Ok(Deletion::NotFound) => not_found(&state, &form.me, "That passkey was not found.").await,

@@ -110,6 +110,34 @@ impl FromRequest for AccountForm {
     }
 }
 
+/// An [`AccountForm`] for a change to the password or a factor: the sign-in must be
+/// recent (`login.reauth_window_secs`), otherwise the user is shown the re-authentication
+/// page instead and the handler does not run.
+pub struct RecentForm(pub AccountForm);
+
+impl FromRequest for RecentForm {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let form = AccountForm::from_request(&req, payload);
+        Box::pin(async move {
+            let form = form.await?;
+            let state = app_state(&req)?;
+            if crate::service::account::is_recent(&state, &form.me, state.clock.now()) {
+                return Ok(Self(form));
+            }
+            let next = if req.path().starts_with("/account/totp") {
+                "/account/totp"
+            } else {
+                "/account"
+            };
+            Err(reject(super::account::reauth_page(&state, &form.me, next)))
+        })
+    }
+}
+
 /// The form of a page rendered before there is a session (login, second factor, consent):
 /// its `csrf` field must equal the CSRF cookie (double submit). Anything else is refused
 /// with a page before the handler runs.
