@@ -72,6 +72,12 @@ pub struct Settings {
     pub server: ServerSettings,
     /// The audit trail's retention.
     pub audit: AuditSettings,
+    /// Outgoing mail and its outbox.
+    pub mail: MailSettings,
+    /// Links mailed for recovery, invitations and e-mail confirmation.
+    pub accounts: AccountSettings,
+    /// Self-registration.
+    pub registration: RegistrationSettings,
 }
 
 impl Default for Settings {
@@ -93,6 +99,9 @@ impl Default for Settings {
             webauthn: WebauthnSettings::default(),
             server: ServerSettings::default(),
             audit: AuditSettings::default(),
+            mail: MailSettings::default(),
+            accounts: AccountSettings::default(),
+            registration: RegistrationSettings::default(),
         }
     }
 }
@@ -158,7 +167,43 @@ impl Settings {
             return Err(invalid("housekeeping.batch_size", "must be greater than 0"));
         }
         self.validate_server_and_audit()?;
+        self.validate_mail()?;
         self.validate_clients_and_login()
+    }
+
+    fn validate_mail(&self) -> Result<(), ConfigError> {
+        let m = &self.mail;
+        if m.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(invalid(
+                "mail.from",
+                "must be an address such as `Latchkey <login@example.com>`",
+            ));
+        }
+        if m.transport == MailTransportKind::Smtp && m.smtp_host.trim().is_empty() {
+            return Err(invalid("mail.smtp_host", "must name the SMTP server"));
+        }
+        if m.smtp_username.is_some() != m.smtp_password.is_some() {
+            return Err(invalid(
+                "mail.smtp_password",
+                "smtp_username and smtp_password must be set together",
+            ));
+        }
+        positive("mail.smtp_timeout_secs", m.smtp_timeout_secs)?;
+        positive("mail.poll_interval_secs", m.poll_interval_secs)?;
+        positive("mail.max_attempts", u64::from(m.max_attempts))?;
+        positive("mail.retry_base_secs", m.retry_base_secs)?;
+        let a = &self.accounts;
+        positive("accounts.reset_link_secs", a.reset_link_secs)?;
+        positive("accounts.invitation_link_secs", a.invitation_link_secs)?;
+        positive("accounts.email_link_secs", a.email_link_secs)?;
+        positive("accounts.mfa_recovery_wait_secs", a.mfa_recovery_wait_secs)?;
+        if a.mfa_recovery_reminder_secs >= a.mfa_recovery_wait_secs {
+            return Err(invalid(
+                "accounts.mfa_recovery_reminder_secs",
+                "must be less than accounts.mfa_recovery_wait_secs",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_server_and_audit(&self) -> Result<(), ConfigError> {
@@ -388,8 +433,10 @@ fn first_line(e: &figment::Error) -> String {
         .to_owned()
 }
 
+mod mail;
 mod sections;
 
+pub use mail::*;
 pub use sections::*;
 
 #[cfg(test)]

@@ -137,10 +137,15 @@ impl Application {
             passkeys: crate::service::passkeys::Passkeys::new(&ctx.settings)?,
             account_csrf: SecretHasher::for_purpose(&ctx.master, b"account-csrf")?,
             refresh_successors: MasterKey::from_bytes(ctx.master.derive_key(b"refresh-successor")?),
+            mailer: crate::service::mail::Mailer::new(&ctx.master, &ctx.settings.issuer)?,
         });
         background.push(crate::service::housekeeping::spawn(
             state.clone().into_inner(),
         ));
+        background.push(
+            crate::service::mail::worker::spawn(state.clone().into_inner())
+                .map_err(|e| anyhow::anyhow!("cannot start the mail outbox: {e}"))?,
+        );
         let port = listener.local_addr()?.port();
         let https = ctx.settings.is_https();
         let data = state.clone();

@@ -5,6 +5,7 @@ mod client;
 mod factor;
 mod flow;
 mod key;
+mod mail;
 mod scope;
 mod secret;
 mod user;
@@ -18,6 +19,7 @@ pub use factor::{
 };
 pub use flow::{AuditEvent, AuthorizationCode, Grant, RefreshToken, Session};
 pub use key::{KeyState, SigningKeyRecord};
+pub use mail::{AccountToken, OutboxMail, TokenPurpose};
 pub use scope::Scope;
 pub use secret::{Password, SecretString};
 pub use user::{CredentialsEpoch, Email, Role, User, UserId, Username};

@@ -11,6 +11,7 @@ pub mod housekeeping;
 pub mod keys;
 pub mod login;
 pub mod logout;
+pub mod mail;
 pub mod mfa;
 pub mod passkeys;
 pub mod resource;
@@ -59,6 +60,8 @@ pub struct AppState {
     /// Seals the successor of a spent refresh token for clients with a refresh grace
     /// window (a sub-key of the key-encryption key).
     pub refresh_successors: crate::crypto::kek::MasterKey,
+    /// Renders and seals outgoing mail; wakes the outbox worker.
+    pub mailer: mail::Mailer,
 }
 
 /// Why a use case failed. `http::error` and the CLI map these, each in one place.

@@ -7,9 +7,10 @@ use async_trait::async_trait;
 
 use crate::clock::UnixTime;
 use crate::domain::{
-    AuditEvent, AuditFilter, AuthorizationCode, CeremonyRecord, Client, ClientId, CredentialsEpoch,
-    FactorUse, Grant, KeyState, PasskeyRecord, PasskeyUse, PendingLoginRecord, RefreshToken, Scope,
-    Session, SigningKeyRecord, ThrottleBucket, TotpCredential, User, Username,
+    AccountToken, AuditEvent, AuditFilter, AuthorizationCode, CeremonyRecord, Client, ClientId,
+    CredentialsEpoch, FactorUse, Grant, KeyState, OutboxMail, PasskeyRecord, PasskeyUse,
+    PendingLoginRecord, RefreshToken, Scope, Session, SigningKeyRecord, ThrottleBucket,
+    TokenPurpose, TotpCredential, User, Username,
 };
 
 mod postgres;
@@ -407,6 +408,64 @@ pub trait RevocationStore: Send + Sync {
     async fn list_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
+/// The mail outbox. Messages are written by the state change that sends them (see
+/// [`AccountTokenStore::issue_account_token`]) or by [`MailStore::enqueue_mail`], and
+/// delivered by the outbox worker; several nodes share the work.
+#[async_trait]
+pub trait MailStore: Send + Sync {
+    /// Writes one message to the outbox.
+    async fn enqueue_mail(&self, mail: &OutboxMail) -> Result<(), StoreError>;
+    /// Claims up to `batch` messages that are due at `now` and not leased by another node
+    /// (PostgreSQL: `FOR UPDATE SKIP LOCKED`): leases them until `lease_until` and counts
+    /// the attempt. A node that dies mid-delivery releases its messages when the lease ends.
+    async fn claim_mail(
+        &self,
+        now: UnixTime,
+        lease_until: UnixTime,
+        batch: u32,
+    ) -> Result<Vec<OutboxMail>, StoreError>;
+    /// Marks a message delivered and erases its sealed body.
+    async fn mark_mail_sent(&self, id: &str, now: UnixTime) -> Result<(), StoreError>;
+    /// Records a failed attempt: retried from `retry_at`, or, with `None`, given up (the
+    /// body is erased and the message is listed as failed).
+    async fn mark_mail_failed(
+        &self,
+        id: &str,
+        error: &str,
+        retry_at: Option<UnixTime>,
+        now: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// The newest `limit` messages, or only the given-up ones.
+    async fn list_mail(&self, failed_only: bool, limit: u32)
+        -> Result<Vec<OutboxMail>, StoreError>;
+}
+
+/// The single-use tokens of mailed links.
+#[async_trait]
+pub trait AccountTokenStore: Send + Sync {
+    /// In one transaction: voids the user's unspent tokens of the same purpose (a second
+    /// request voids the first link), stores `token`, and writes `mail` to the outbox.
+    async fn issue_account_token(
+        &self,
+        token: &AccountToken,
+        mail: &OutboxMail,
+    ) -> Result<(), StoreError>;
+    /// Looks a token up by its hash, spent or not (to show the form a link opens).
+    async fn get_account_token(
+        &self,
+        token_hash: &[u8],
+    ) -> Result<Option<AccountToken>, StoreError>;
+    /// Spends a token of `purpose` that is unspent and unexpired at `now`
+    /// (`UPDATE ... WHERE used_at IS NULL AND expires_at > $now RETURNING`): of two requests
+    /// presenting it, exactly one gets it.
+    async fn use_account_token(
+        &self,
+        token_hash: &[u8],
+        purpose: TokenPurpose,
+        now: UnixTime,
+    ) -> Result<Option<AccountToken>, StoreError>;
+}
+
 /// Deletion of expired records, in bounded batches; safe to run on several nodes at once.
 #[async_trait]
 pub trait Housekeeping: Send + Sync {
@@ -430,6 +489,8 @@ pub trait Store:
     + PasskeyStore
     + PendingLoginStore
     + ThrottleStore
+    + MailStore
+    + AccountTokenStore
     + Housekeeping
 {
     /// `postgres` or `sqlite`.

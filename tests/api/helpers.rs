@@ -172,7 +172,34 @@ pub fn test_settings(dir: &std::path::Path, database_url: &str) -> Settings {
     s.passwords.memory_kib = 1024;
     s.passwords.iterations = 1;
     s.passwords.insecure_fast_hashing = true;
+    // Never write mail into the working tree; tests that read mail use `spawn_app_with_mail`.
+    s.mail.dir = dir.join("mail");
+    s.mail.poll_interval_secs = 1;
     s
+}
+
+/// Points `s` at an SMTP listener on 127.0.0.1:`port`, without TLS.
+pub fn use_smtp_sink(s: &mut Settings, port: u16) {
+    s.mail.transport = latchkey::config::MailTransportKind::Smtp;
+    s.mail.smtp_host = "127.0.0.1".into();
+    s.mail.smtp_port = port;
+    s.mail.smtp_tls = latchkey::config::SmtpTls::None;
+    s.mail.smtp_timeout_secs = 5;
+}
+
+/// Starts an SMTP listener and an app that mails through it.
+pub async fn spawn_app_with_mail(
+    backend: Backend,
+    tweak: impl FnOnce(&mut Settings),
+) -> (TestApp, crate::smtp::SmtpSink) {
+    let sink = crate::smtp::SmtpSink::start().await;
+    let port = sink.port;
+    let app = spawn_app_with(backend, |s| {
+        use_smtp_sink(s, port);
+        tweak(s);
+    })
+    .await;
+    (app, sink)
 }
 
 /// A running app of its own.

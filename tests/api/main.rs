@@ -6,6 +6,7 @@ mod accounts_support;
 mod hardening;
 mod helpers;
 mod oauth;
+mod smtp;
 
 mod abuse;
 mod account_page;
@@ -23,6 +24,7 @@ mod fuzz_corpus;
 mod key_binding;
 mod keys;
 mod logs;
+mod mail_outbox;
 mod mfa;
 mod passkeys;
 mod refresh_grace;

@@ -21,6 +21,7 @@ mod clients;
 mod factors;
 mod grants;
 mod keys;
+mod mail;
 mod passkeys;
 mod revocation;
 mod sessions;

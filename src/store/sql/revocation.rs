@@ -59,6 +59,15 @@ const PURGES: &[(&str, &str, &str)] = &[
         "user_id",
         "confirmed_at IS NULL AND created_at < $1 - 86400",
     ),
+    // Mailed links a week past their expiry (kept a while so a late click is told the link
+    // expired rather than that it never existed).
+    ("account_tokens", "token_hash", "expires_at < $1 - 604800"),
+    // Delivered or given-up mail, after 30 days (their bodies are already erased).
+    (
+        "mail_outbox",
+        "id",
+        "(sent_at IS NOT NULL OR failed_at IS NOT NULL) AND created_at < $1 - 2592000",
+    ),
 ];
 
 /// Audit events past their retention (`audit.retention_days`): `$1` is the cut-off.

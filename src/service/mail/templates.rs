@@ -1,0 +1,54 @@
+//! The mail templates, compiled into the binary. `.html` templates are auto-escaped by the
+//! engine; `.txt` templates are not (they are sent as `text/plain`).
+
+use minijinja::{AutoEscape, Environment};
+
+/// Every mail template: `mail/<kind>.txt` and `mail/<kind>.html` for each kind.
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "mail/base.html",
+        include_str!("../../../templates/mail/base.html"),
+    ),
+    (
+        "mail/security_notice.txt",
+        include_str!("../../../templates/mail/security_notice.txt"),
+    ),
+    (
+        "mail/security_notice.html",
+        include_str!("../../../templates/mail/security_notice.html"),
+    ),
+];
+
+/// The template engine for mail.
+pub(super) fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html") {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    for (name, source) in TEMPLATES {
+        if let Err(e) = env.add_template(name, source) {
+            tracing::error!(template = name, error = %e, "mail template does not compile");
+        }
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_compiles_and_every_kind_has_both_parts() {
+        let env = environment();
+        for (name, _) in TEMPLATES {
+            assert!(env.get_template(name).is_ok(), "{name}");
+            if let Some(kind) = name.strip_suffix(".txt") {
+                assert!(env.get_template(&format!("{kind}.html")).is_ok(), "{kind}");
+            }
+        }
+    }
+}
