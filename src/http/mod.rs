@@ -17,6 +17,7 @@ mod resource;
 mod token;
 mod ui;
 mod wellknown;
+mod reset;
 
 use actix_web::web;
 
@@ -44,4 +45,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     resource::configure(cfg);
     logout::configure(cfg);
     ui::configure(cfg);
+    reset::configure(cfg);
 }

@@ -41,6 +41,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         "throttled.html",
         include_str!("../../templates/throttled.html"),
     ),
+    (
+        "forgot_password.html",
+        include_str!("../../templates/forgot_password.html"),
+    ),
+    (
+        "reset_password.html",
+        include_str!("../../templates/reset_password.html"),
+    ),
 ];
 
 const STYLESHEET: &str = include_str!("../../static/latchkey.css");

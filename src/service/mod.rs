@@ -18,6 +18,7 @@ pub mod resource;
 pub mod session;
 pub mod token;
 mod tokens;
+pub mod reset;
 
 use std::sync::Arc;
 

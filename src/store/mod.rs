@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::clock::UnixTime;
 use crate::domain::{
     AccountToken, AuditEvent, AuditFilter, AuthorizationCode, CeremonyRecord, Client, ClientId,
-    CredentialsEpoch, FactorUse, Grant, KeyState, OutboxMail, PasskeyRecord, PasskeyUse,
+    CredentialsEpoch, Email, FactorUse, Grant, KeyState, OutboxMail, PasskeyRecord, PasskeyUse,
     PendingLoginRecord, RefreshToken, Scope, Session, SigningKeyRecord, ThrottleBucket,
     TokenPurpose, TotpCredential, User, Username,
 };
@@ -466,6 +466,36 @@ pub trait AccountTokenStore: Send + Sync {
     ) -> Result<Option<AccountToken>, StoreError>;
 }
 
+/// What [`PasswordResetStore::reset_password`] writes, in one transaction.
+#[derive(Debug)]
+pub struct PasswordReset<'a> {
+    /// SHA-256 of the reset link's token.
+    pub token_hash: &'a [u8],
+    /// The new argon2id hash.
+    pub password_hash: &'a str,
+    /// The security notice to write to the outbox ("Your password was reset").
+    pub notice: &'a OutboxMail,
+    /// When.
+    pub now: UnixTime,
+}
+
+/// Forgot password: the account a request names, and completing a reset.
+#[async_trait]
+pub trait PasswordResetStore: Send + Sync {
+    /// Looks a user up by e-mail address, ignoring case (addresses are unique ignoring
+    /// case).
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
+    /// In one transaction: spends the `password_reset` token (unspent and unexpired at
+    /// `now`), sets the new hash and bumps the credentials epoch of its user only if that
+    /// user is enabled and still at the epoch the token was issued under
+    /// (`WHERE credentials_epoch = $token_epoch`), and writes the notice to the outbox.
+    /// Returns the user's id and new epoch; `None` (nothing changed) otherwise.
+    async fn reset_password(
+        &self,
+        reset: &PasswordReset<'_>,
+    ) -> Result<Option<(String, CredentialsEpoch)>, StoreError>;
+}
+
 /// Deletion of expired records, in bounded batches; safe to run on several nodes at once.
 #[async_trait]
 pub trait Housekeeping: Send + Sync {
@@ -492,6 +522,7 @@ pub trait Store:
     + MailStore
     + AccountTokenStore
     + Housekeeping
+    + PasswordResetStore
 {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;

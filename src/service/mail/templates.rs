@@ -17,6 +17,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         "mail/security_notice.html",
         include_str!("../../../templates/mail/security_notice.html"),
     ),
+    (
+        "mail/password_reset.txt",
+        include_str!("../../../templates/mail/password_reset.txt"),
+    ),
+    (
+        "mail/password_reset.html",
+        include_str!("../../../templates/mail/password_reset.html"),
+    ),
 ];
 
 /// The template engine for mail.

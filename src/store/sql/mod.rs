@@ -27,6 +27,7 @@ mod revocation;
 mod sessions;
 mod throttle;
 mod users;
+mod reset;
 
 use async_trait::async_trait;
 
