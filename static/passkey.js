@@ -203,7 +203,34 @@
     });
   }
 
+  // Password reset form: "Use a passkey and set the new password" (the passkey is the
+  // second factor; the new password travels in the same form).
+  function resetPage() {
+    var box = document.getElementById("passkey-reset");
+    var form = document.getElementById("reset-form");
+    if (!box || !form) return;
+    if (!supported) {
+      showError("This browser cannot use passkeys.");
+      return;
+    }
+    box.hidden = false;
+    document.getElementById("passkey-reset-button").addEventListener("click", function () {
+      if (!form.reportValidity()) return;
+      var fields = { csrf: field(form, "csrf"), token: field(form, "token") };
+      startCeremony("/reset-password/passkey/start", fields)
+        .then(function (json) {
+          return navigator.credentials.get({ publicKey: requestOptions(json) });
+        })
+        .then(function (cred) {
+          form.querySelector('input[name="credential"]').value = assertionJson(cred);
+          form.submit();
+        })
+        .catch(function (err) { showError(explain(err)); });
+    });
+  }
+
   loginPage();
   mfaPage();
   accountPage();
+  resetPage();
 })();

@@ -13,11 +13,11 @@ mod health;
 mod login;
 mod logout;
 mod middleware;
+mod reset;
 mod resource;
 mod token;
 mod ui;
 mod wellknown;
-mod reset;
 
 use actix_web::web;
 

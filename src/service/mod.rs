@@ -14,11 +14,11 @@ pub mod logout;
 pub mod mail;
 pub mod mfa;
 pub mod passkeys;
+pub mod reset;
 pub mod resource;
 pub mod session;
 pub mod token;
 mod tokens;
-pub mod reset;
 
 use std::sync::Arc;
 

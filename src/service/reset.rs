@@ -67,7 +67,15 @@ pub async fn request(
             "no mail: no such account"
         };
         let info = &browser.info;
-        audit::record(store, "password_reset_requested", user_id, info, detail, now).await?;
+        audit::record(
+            store,
+            "password_reset_requested",
+            user_id,
+            info,
+            detail,
+            now,
+        )
+        .await?;
         return Ok(());
     };
     let record = AccountToken {

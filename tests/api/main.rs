@@ -27,6 +27,8 @@ mod logs;
 mod mail_outbox;
 mod mfa;
 mod passkeys;
+mod password_reset;
+mod password_reset_factors;
 mod refresh_grace;
 mod soft_authenticator;
 mod store_accounts;

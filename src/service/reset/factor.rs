@@ -105,7 +105,15 @@ pub(super) async fn check(
     };
     if !ok {
         let detail = format!("factor={} (password reset)", kind.as_str());
-        audit::record(store, "login_failed", Some(user_id), &browser.info, detail, now).await?;
+        audit::record(
+            store,
+            "login_failed",
+            Some(user_id),
+            &browser.info,
+            detail,
+            now,
+        )
+        .await?;
         return Ok(Err(FactorRefusal::Wrong));
     }
     state.login_throttle.succeeded(store, &ticket, now).await?;
@@ -113,13 +121,27 @@ pub(super) async fn check(
         FactorKind::BackupCode => {
             let left = store.backup_codes_left(user_id).await?;
             let detail = format!("{left} left");
-            audit::record(store, "backup_code_used", Some(user_id), &browser.info, detail, now)
-                .await?;
+            audit::record(
+                store,
+                "backup_code_used",
+                Some(user_id),
+                &browser.info,
+                detail,
+                now,
+            )
+            .await?;
         }
         FactorKind::Passkey => {
             let info = &browser.info;
-            audit::record(store, "passkey_used", Some(user_id), info, "password reset", now)
-                .await?;
+            audit::record(
+                store,
+                "passkey_used",
+                Some(user_id),
+                info,
+                "password reset",
+                now,
+            )
+            .await?;
         }
         _ => {}
     }

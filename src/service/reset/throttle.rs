@@ -40,7 +40,10 @@ pub async fn admit(
         format!("reset:{account}"),
         format!("reset-addr:{}", address_key(ip)),
     ];
-    let checks = [Check::counted(fixed(PER_ACCOUNT)), Check::counted(fixed(PER_ADDRESS))];
+    let checks = [
+        Check::counted(fixed(PER_ACCOUNT)),
+        Check::counted(fixed(PER_ADDRESS)),
+    ];
     let verdict: Mutex<Option<Verdict>> = Mutex::new(None);
     let update = |current: &[Option<ThrottleBucket>]| {
         let acquired = acquire(&checks, current, now);

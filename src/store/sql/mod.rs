@@ -23,11 +23,11 @@ mod grants;
 mod keys;
 mod mail;
 mod passkeys;
+mod reset;
 mod revocation;
 mod sessions;
 mod throttle;
 mod users;
-mod reset;
 
 use async_trait::async_trait;
 
