@@ -6,6 +6,7 @@ mod accounts_support;
 mod hardening;
 mod helpers;
 mod oauth;
+mod reset_support;
 mod smtp;
 
 mod abuse;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::accounts_support::*;
 use crate::helpers::{spawn_app_with_mail, Backend, TestApp};
 use crate::oauth::*;
-use crate::password_reset::*;
+use crate::reset_support::*;
 use crate::smtp::SmtpSink;
 use crate::soft_authenticator::SoftAuthenticator;
 
