@@ -17,6 +17,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         "mail/security_notice.html",
         include_str!("../../../templates/mail/security_notice.html"),
     ),
+    (
+        "mail/new_sign_in.txt",
+        include_str!("../../../templates/mail/new_sign_in.txt"),
+    ),
+    (
+        "mail/new_sign_in.html",
+        include_str!("../../../templates/mail/new_sign_in.html"),
+    ),
 ];
 
 /// The template engine for mail.
