@@ -6,7 +6,7 @@
 //! transaction: the changes are made by store methods shared with flows that mail nothing
 //! (and by other aggregates' stores), and a notice carries no token. If the process died
 //! between the two writes the change would stand without its notice; the audit trail
-//! still records it. Once in the outbox, the notice survives crashes and SMTP outages.
+//! still records it (each change is audited by its use case). Once in the outbox, the notice survives crashes and SMTP outages.
 
 use crate::authn::user_agent;
 use crate::clock::UnixTime;
@@ -14,7 +14,7 @@ use crate::domain::User;
 
 use super::account::when;
 use super::session::ClientInfo;
-use super::{audit, AppState, ServiceError};
+use super::{AppState, ServiceError};
 
 /// What happened to the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,8 +72,8 @@ impl Notice {
     }
 }
 
-/// Mails `notice` to `user`'s address (through the outbox) and audits it. `info` is the
-/// browser that made the change; it is named in the new-device mail.
+/// Mails `notice` to `user`'s address through the outbox. `info` is the browser that made
+/// the change; the new-device mail names it.
 pub async fn send(
     state: &AppState,
     user: &User,
@@ -95,16 +95,12 @@ pub async fn send(
     let mail = state.mailer.compose(kind, user.email.as_str(), ctx, now)?;
     state.store.enqueue_mail(&mail).await?;
     state.mailer.wake();
-    let detail = format!("notice={} mail={}", notice.name(), mail.id);
-    audit::record(
-        state.store.as_ref(),
-        "security_notice_queued",
-        Some(user.id.as_str()),
-        info,
-        detail,
-        now,
-    )
-    .await
+    // The change itself is in the audit trail; the message is listed by `latchkey mail list`.
+    tracing::info!(
+        mail_id = %mail.id, notice = notice.name(), user_id = %user.id.as_str(),
+        "security notice queued"
+    );
+    Ok(())
 }
 
 /// After a sign-in completed: the new-device notice, unless the browser proved (with a
