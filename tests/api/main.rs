@@ -24,6 +24,7 @@ mod fuzz_corpus;
 mod key_binding;
 mod keys;
 mod logs;
+mod mail_delivery;
 mod mail_outbox;
 mod mfa;
 mod passkeys;
