@@ -25,6 +25,7 @@ mod key_binding;
 mod keys;
 mod logs;
 mod mail_delivery;
+mod mail_notices;
 mod mail_outbox;
 mod mfa;
 mod passkeys;
