@@ -235,15 +235,21 @@ async fn two_nodes_deliver_each_message_once() {
         b.state.settings.mail.smtp_port, sink.port,
         "one SMTP server"
     );
+    // Queued without waking anyone, then both workers woken at once: they race to claim.
     let mut ids = Vec::new();
     for i in 0..40 {
+        let ctx = minijinja::context! { username => "u", what => format!("message {i}") };
         let to = format!("user{i}@example.com");
-        ids.push(enqueue_notice(&a, &to, &format!("message {i}")).await);
-        if i % 2 == 1 {
-            b.state.mailer.wake();
-        }
+        let mail = a
+            .state
+            .mailer
+            .compose("security_notice", &to, ctx, a.clock.now())
+            .unwrap();
+        a.state.store.enqueue_mail(&mail).await.unwrap();
+        ids.push(mail.id);
     }
     b.state.mailer.wake();
+    a.state.mailer.wake();
     for id in &ids {
         let row = wait_until_settled(&a, id).await;
         assert!(row.sent_at.is_some(), "{row:?}");
