@@ -187,7 +187,7 @@ async fn failures_back_off_and_are_given_up_after_max_attempts(backend: Backend)
     assert!(row.sent_at.is_none());
     assert!(row.body_sealed.is_none(), "a given-up body is erased too");
     assert!(row.last_error.as_deref().is_some_and(|e| !e.is_empty()));
-    // Listed as failed, for admins (the CLI is tested in mail_admin).
+    // Listed as failed, for admins (the CLI is tested in mail_delivery).
     let failed = latchkey::service::mail::outbox::list(app.state.store.as_ref(), true, 50)
         .await
         .unwrap();
