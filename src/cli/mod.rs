@@ -4,6 +4,7 @@
 mod audit;
 mod clients;
 mod keys;
+mod mail;
 mod users;
 
 use std::path::PathBuf;
@@ -48,6 +49,9 @@ pub enum Command {
     /// Read the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Inspect the mail outbox.
+    #[command(subcommand)]
+    Mail(mail::MailCommand),
 }
 
 /// Parses the process arguments and runs the command.
@@ -85,6 +89,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Client(cmd) => clients::run(cmd, open(settings).await?).await,
         Command::User(cmd) => users::run(cmd, open(settings).await?).await,
         Command::Audit(cmd) => audit::run(cmd, open(settings).await?).await,
+        Command::Mail(cmd) => mail::run(cmd, open(settings).await?).await,
     }
 }
 

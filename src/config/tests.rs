@@ -221,3 +221,93 @@ fn database_password_is_redacted_in_debug() {
         "{q}"
     );
 }
+
+#[test]
+fn bad_mail_settings_name_the_setting() {
+    let cases: &[(&str, &str)] = &[
+        ("[mail]\nfrom = \"not an address\"\n", "`mail.from`"),
+        ("[mail]\nfrom = \"\"\n", "`mail.from`"),
+        (
+            "[mail]\ntransport = \"smtp\"\nsmtp_host = \"  \"\n",
+            "`mail.smtp_host`",
+        ),
+        (
+            "[mail]\nsmtp_username = \"mailer\"\n",
+            "`mail.smtp_password`",
+        ),
+        (
+            "[mail]\nsmtp_password = \"pw-only\"\n",
+            "`mail.smtp_password`",
+        ),
+        (
+            "[mail]\npoll_interval_secs = 0\n",
+            "`mail.poll_interval_secs`",
+        ),
+        ("[mail]\nretry_base_secs = 0\n", "`mail.retry_base_secs`"),
+        ("[mail]\nmax_attempts = 0\n", "`mail.max_attempts`"),
+        (
+            "[mail]\nsmtp_timeout_secs = 0\n",
+            "`mail.smtp_timeout_secs`",
+        ),
+        ("[mail]\nsmtp_tls = \"ssl\"\n", "ssl"),
+        ("[mail]\ntransport = \"pigeon\"\n", "pigeon"),
+        (
+            "[accounts]\nreset_link_secs = 0\n",
+            "`accounts.reset_link_secs`",
+        ),
+        (
+            "[accounts]\nmfa_recovery_wait_secs = 60\nmfa_recovery_reminder_secs = 60\n",
+            "`accounts.mfa_recovery_reminder_secs`",
+        ),
+        ("[registration]\nenabled = \"maybe\"\n", "enabled"),
+    ];
+    for (toml, needle) in cases {
+        let msg = err_of(Some(toml), &[]);
+        assert!(msg.contains(needle), "{toml:?}: {msg}");
+        assert!(!msg.starts_with("loaded"), "{toml:?} loaded");
+        assert_eq!(msg.lines().count(), 1, "one line: {msg}");
+        assert!(!msg.contains("pw-only"), "{msg}");
+    }
+    // SMTP with a host and both credentials is fine; the default transport needs no host.
+    let ok = "[mail]\ntransport = \"smtp\"\nsmtp_host = \"mail.example.com\"\n\
+              smtp_username = \"u\"\nsmtp_password = \"p\"\nsmtp_tls = \"tls\"\n";
+    assert!(err_of(Some(ok), &[]).starts_with("loaded"));
+    assert!(err_of(Some("[mail]\nsmtp_host = \"\"\n"), &[]).starts_with("loaded"));
+}
+
+#[test]
+fn smtp_password_is_redacted_in_debug() {
+    let mut s = Settings::default();
+    s.mail.smtp_username = Some("mailer".into());
+    s.mail.smtp_password = Some("smtp-s3cr3t".into());
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("smtp-s3cr3t"), "{shown}");
+    assert!(
+        shown.contains("[redacted]") && shown.contains("mailer"),
+        "{shown}"
+    );
+    let shown = format!("{:?}", s.mail);
+    assert!(!shown.contains("smtp-s3cr3t"), "{shown}");
+    // Loaded from the environment, the same.
+    let loaded = err_of(
+        None,
+        &[
+            ("LATCHKEY_MAIL__SMTP_USERNAME", "mailer"),
+            ("LATCHKEY_MAIL__SMTP_PASSWORD", "env-s3cr3t"),
+        ],
+    );
+    assert!(loaded.starts_with("loaded"), "{loaded}");
+    assert!(!loaded.contains("env-s3cr3t"), "{loaded}");
+}
+
+#[test]
+fn the_smtp_port_follows_the_tls_mode_unless_set() {
+    let mut m = MailSettings::default();
+    assert_eq!((m.smtp_tls, m.port()), (SmtpTls::Starttls, 587));
+    m.smtp_tls = SmtpTls::Tls;
+    assert_eq!(m.port(), 465);
+    m.smtp_tls = SmtpTls::None;
+    assert_eq!(m.port(), 25);
+    m.smtp_port = 2525;
+    assert_eq!(m.port(), 2525);
+}

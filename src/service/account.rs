@@ -9,6 +9,7 @@ use crate::clock::UnixTime;
 use crate::domain::{FactorKind, FactorUse, Password};
 
 use super::login::{self, throttle::Gate, Browser};
+use super::notices::{self, Notice};
 use super::session::{self, ActiveSession};
 use super::{admin, audit, AppState, ServiceError};
 
@@ -310,6 +311,7 @@ pub async fn change_password(
         now,
     )
     .await?;
+    notices::send(state, &user, Notice::PasswordChanged, &browser.info, now).await?;
     Ok(PasswordChange::Changed(cookie))
 }
 
@@ -342,6 +344,7 @@ pub async fn remove_totp(
         now,
     )
     .await?;
+    notices::send(state, &me.user, Notice::TotpRemoved, &browser.info, now).await?;
     Ok(true)
 }
 
@@ -391,6 +394,7 @@ pub async fn confirm_totp(
         now,
     )
     .await?;
+    notices::send(state, &me.user, Notice::TotpAdded, &browser.info, now).await?;
     Ok(Confirmation::Confirmed(codes))
 }
 
@@ -415,5 +419,7 @@ pub async fn regenerate_backup_codes(
         now,
     )
     .await?;
+    let notice = Notice::BackupCodesRegenerated;
+    notices::send(state, &me.user, notice, &browser.info, now).await?;
     Ok(codes)
 }

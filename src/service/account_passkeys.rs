@@ -5,6 +5,7 @@ use crate::clock::UnixTime;
 
 use super::account::when;
 use super::login::Browser;
+use super::notices::{self, Notice};
 use super::passkeys::{self, Refusal, Started};
 use super::session::ActiveSession;
 use super::{audit, AppState, ServiceError};
@@ -83,6 +84,8 @@ pub async fn finish(
         now,
     )
     .await?;
+    let notice = Notice::PasskeyAdded(record.name);
+    notices::send(state, user, notice, &browser.info, now).await?;
     Ok(Ok(()))
 }
 
@@ -158,5 +161,6 @@ pub async fn delete(
         now,
     )
     .await?;
+    notices::send(state, &me.user, Notice::PasskeyRemoved, &browser.info, now).await?;
     Ok(Deletion::Deleted)
 }

@@ -13,6 +13,7 @@ pub mod login;
 pub mod logout;
 pub mod mail;
 pub mod mfa;
+pub mod notices;
 pub mod passkeys;
 pub mod reset;
 pub mod resource;

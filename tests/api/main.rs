@@ -25,6 +25,8 @@ mod fuzz_corpus;
 mod key_binding;
 mod keys;
 mod logs;
+mod mail_delivery;
+mod mail_notices;
 mod mail_outbox;
 mod mfa;
 mod passkeys;

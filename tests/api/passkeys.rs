@@ -39,7 +39,7 @@ async fn passkey_app(backend: Backend) -> TestApp {
     app
 }
 
-fn origin(app: &TestApp) -> String {
+pub(crate) fn origin(app: &TestApp) -> String {
     format!("http://localhost:{}", app.port)
 }
 
@@ -49,7 +49,12 @@ async fn start_registration(app: &TestApp, browser: &Browser, name: &str) -> Res
 }
 
 /// Registers a passkey named `name` for the signed-in browser.
-async fn register(app: &TestApp, browser: &Browser, soft: &mut SoftAuthenticator, name: &str) {
+pub(crate) async fn register(
+    app: &TestApp,
+    browser: &Browser,
+    soft: &mut SoftAuthenticator,
+    name: &str,
+) {
     let res = start_registration(app, browser, name).await;
     assert_eq!(res.status(), 200);
     let options: Value = res.json().await.unwrap();
@@ -131,7 +136,7 @@ async fn carol_with_passkey(app: &TestApp) -> SoftAuthenticator {
 }
 
 /// Signs in to the account area with the passkey alone, in a new browser.
-async fn sign_in_with_passkey(app: &TestApp, soft: &mut SoftAuthenticator) -> Browser {
+pub(crate) async fn sign_in_with_passkey(app: &TestApp, soft: &mut SoftAuthenticator) -> Browser {
     let browser = Browser::new(app);
     let page = browser
         .http

@@ -11,6 +11,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
+/// Recipients at this domain are refused with a permanent error (550), as a server
+/// refuses an unknown mailbox.
+pub const REJECTED_DOMAIN: &str = "@rejected.example";
+
 /// One accepted message.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -190,8 +194,13 @@ async fn session(stream: TcpStream, inbox: Arc<Inbox>) -> std::io::Result<()> {
             to.clear();
             b"250 ok\r\n"
         } else if upper.starts_with("RCPT TO:") {
-            to.push(address(&line[8..]));
-            b"250 ok\r\n"
+            let rcpt = address(&line[8..]);
+            if rcpt.to_ascii_lowercase().ends_with(REJECTED_DOMAIN) {
+                b"550 5.1.1 no such mailbox\r\n"
+            } else {
+                to.push(rcpt);
+                b"250 ok\r\n"
+            }
         } else if upper.starts_with("RSET") {
             from.clear();
             to.clear();

@@ -447,6 +447,10 @@ async fn complete(
         now,
     )
     .await?;
+    if done.session_sid.is_none() {
+        let cookie = browser.device_cookie.as_deref();
+        super::notices::after_sign_in(state, user, cookie, &browser.info, now).await?;
+    }
     let device_cookie = state
         .devices
         .issue(user, browser.device_cookie.as_deref(), now)?;

@@ -2,6 +2,7 @@
 //! and written to the outbox in the same transaction as the state change that sends them;
 //! the [`worker`] delivers them through the configured [`transport`].
 
+pub mod outbox;
 mod templates;
 pub mod transport;
 pub mod worker;

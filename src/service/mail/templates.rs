@@ -25,6 +25,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         "mail/password_reset.html",
         include_str!("../../../templates/mail/password_reset.html"),
     ),
+    (
+        "mail/new_sign_in.txt",
+        include_str!("../../../templates/mail/new_sign_in.txt"),
+    ),
+    (
+        "mail/new_sign_in.html",
+        include_str!("../../../templates/mail/new_sign_in.html"),
+    ),
 ];
 
 /// The template engine for mail.
