@@ -155,6 +155,20 @@ impl SmtpSink {
         }
     }
 
+    /// The first message to `to` that `pred` accepts, waiting (up to 10 s) for it.
+    pub async fn first_matching(&self, to: &str, pred: impl Fn(&Received) -> bool) -> Received {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let arrived = self.inbox.arrived.notified();
+            if let Some(m) = self.messages_to(to).into_iter().find(|m| pred(m)) {
+                return m;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                panic!("no matching message to {to}:\n{:#?}", self.messages_to(to));
+            }
+        }
+    }
+
     /// The last message `to` received, waiting for the `n`-th.
     pub async fn nth(&self, to: &str, n: usize) -> Received {
         self.wait_for(to, n).await[n - 1].clone()
