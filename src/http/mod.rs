@@ -10,9 +10,11 @@ pub mod error;
 mod extract;
 mod forms;
 mod health;
+mod invitations;
 mod login;
 mod logout;
 mod middleware;
+mod registration;
 mod resource;
 mod token;
 mod ui;
@@ -44,4 +46,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     resource::configure(cfg);
     logout::configure(cfg);
     ui::configure(cfg);
+    invitations::configure(cfg);
+    registration::configure(cfg);
 }
