@@ -1,6 +1,8 @@
 //! `/register`: optional self-registration. Off by default (`[registration] enabled`):
-//! then both methods answer 404, like a path that does not exist.
+//! then the route does not match at all, and the answer is the 404 of a path that does
+//! not exist (before any CSRF check could tell them apart).
 
+use actix_web::guard::{self, GuardContext};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -11,8 +13,14 @@ use super::{cookies, error, forms, ui, AppState};
 use crate::service::registration::{self, NewRegistration, Registration};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/register", web::get().to(register_get))
-        .route("/register", web::post().to(register_post));
+    let on = || guard::fn_guard(enabled);
+    cfg.route("/register", web::get().guard(on()).to(register_get))
+        .route("/register", web::post().guard(on()).to(register_post));
+}
+
+fn enabled(ctx: &GuardContext<'_>) -> bool {
+    ctx.app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.settings.registration.enabled)
 }
 
 fn form(
@@ -30,9 +38,6 @@ fn form(
 }
 
 async fn register_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if !state.settings.registration.enabled {
-        return HttpResponse::NotFound().finish();
-    }
     form(&req, &state, StatusCode::OK, "", "", None)
 }
 
@@ -42,9 +47,6 @@ async fn register_post(
     RequestBrowser(browser): RequestBrowser,
     CheckedForm(pairs): CheckedForm,
 ) -> HttpResponse {
-    if !state.settings.registration.enabled {
-        return HttpResponse::NotFound().finish();
-    }
     let field = |name| forms::field(&pairs, name).unwrap_or_default();
     let input = NewRegistration {
         username: field("username"),
