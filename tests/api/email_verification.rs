@@ -19,6 +19,7 @@ crate::both_stores!(
     a_registration_is_confirmed_by_its_link,
     registration_does_not_reveal_taken_names_or_addresses,
     registration_is_throttled_per_client_and_per_mailbox,
+    link_pages_are_strict_and_never_cached,
 );
 
 fn verify_prefix(app: &TestApp) -> String {
@@ -446,4 +447,43 @@ async fn registration_is_throttled_per_client_and_per_mailbox(backend: Backend) 
             .0,
         200
     );
+}
+
+async fn link_pages_are_strict_and_never_cached(backend: Backend) {
+    let (app, sink) = spawn_app_with_mail(backend, |s| s.registration.enabled = true).await;
+    invite(&app, "bob").await;
+    let invitation = sink
+        .nth("bob@example.com", 1)
+        .await
+        .link(&format!("{}/invitation?token=", app.address));
+    let browser = Browser::new(&app);
+    register(&app, &browser, "erin", "erin@example.com").await;
+    let verify = sink
+        .nth("erin@example.com", 1)
+        .await
+        .link(&verify_prefix(&app));
+    let pages = [
+        open(&browser, &invitation).await,
+        open(&browser, &verify).await,
+        browser.http.get(app.url("/register")).send().await.unwrap(),
+        open(&browser, &app.url("/verify-email?token=nope")).await,
+    ];
+    for res in pages {
+        let headers = res.headers().clone();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.starts_with("default-src 'none'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert_eq!(headers["cache-control"], "no-store");
+        let page = res.text().await.unwrap();
+        assert!(
+            !page.contains("<script") && !page.contains("style=") && !page.contains("<style"),
+            "{page}"
+        );
+        assert!(
+            page.contains("name=\"referrer\" content=\"no-referrer\""),
+            "the token stays out of Referer"
+        );
+    }
 }

@@ -20,6 +20,7 @@ crate::both_stores!(
     the_cli_invites_and_a_new_invitation_voids_the_old_link,
     bad_invitation_links_get_a_clear_page_and_change_nothing,
     a_disabled_users_invitation_changes_nothing,
+    the_store_spends_a_link_only_together_with_its_change,
 );
 
 /// Invites `username` at `{username}@example.com`, as the CLI does.
@@ -405,4 +406,87 @@ async fn a_disabled_users_invitation_changes_nothing(backend: Backend) {
     assert_eq!(user(&app, "bob").await, bob);
     assert!(bob.password_hash.is_none());
     assert!(stored_token(&app, &token).await.used_at.is_none());
+}
+
+/// The store's own guard, under the service's checks: a link whose change no longer
+/// applies when the transaction runs stays unspent and changes nothing.
+async fn the_store_spends_a_link_only_together_with_its_change(backend: Backend) {
+    use latchkey::domain::TokenPurpose;
+    use latchkey::store::StoreError;
+    let (app, sink) = spawn_app_with_mail(backend, |_| {}).await;
+    let store = app.state.store.as_ref();
+    let now = app.clock.now();
+    invite(&app, "bob").await;
+    let token = sink
+        .nth("bob@example.com", 1)
+        .await
+        .token(&invitation_prefix(&app));
+    let hash = hash_token(&token);
+    // Disabled after the page was shown: nothing set, the link unspent.
+    disable_user(&app, "bob").await;
+    assert!(!store
+        .accept_invitation(&hash, "$argon2id$x", now)
+        .await
+        .unwrap());
+    assert!(user(&app, "bob").await.password_hash.is_none());
+    assert!(stored_token(&app, &token).await.used_at.is_none());
+    // A token of another purpose is not confirmed as an address.
+    assert!(!store
+        .confirm_address(&hash, TokenPurpose::Invitation, now)
+        .await
+        .unwrap());
+    assert!(!store
+        .confirm_address(&hash, TokenPurpose::VerifyEmail, now)
+        .await
+        .unwrap());
+    assert!(stored_token(&app, &token).await.used_at.is_none());
+
+    // An address change to an address someone took meanwhile: `Conflict`, rolled back.
+    let carol = create_user(&app, "carol", &[]).await;
+    create_user(&app, "dave", &[]).await;
+    let change = |email: &str| AccountToken {
+        token_hash: hash_token(email),
+        purpose: TokenPurpose::ChangeEmail,
+        user_id: carol.id.as_str().to_owned(),
+        email: Some(email.to_owned()),
+        credentials_epoch: carol.credentials_epoch,
+        created_at: now,
+        expires_at: now + 60,
+        used_at: None,
+    };
+    let mail = || {
+        let ctx = minijinja::context! { username => "x", what => "x" };
+        let mailer = &app.state.mailer;
+        mailer
+            .compose("security_notice", "x@example.com", ctx, now)
+            .unwrap()
+    };
+    let taken = change("DAVE@example.com");
+    store.issue_account_token(&taken, &mail()).await.unwrap();
+    let res = store
+        .confirm_address(&taken.token_hash, TokenPurpose::ChangeEmail, now)
+        .await;
+    assert!(matches!(res, Err(StoreError::Conflict(_))), "{res:?}");
+    assert_eq!(user(&app, "carol").await, carol);
+    let row = store
+        .get_account_token(&taken.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.used_at.is_none());
+    // A free one applies once.
+    let free = change("carol@new.example");
+    store.issue_account_token(&free, &mail()).await.unwrap();
+    let kind = TokenPurpose::ChangeEmail;
+    assert!(store
+        .confirm_address(&free.token_hash, kind, now)
+        .await
+        .unwrap());
+    assert!(!store
+        .confirm_address(&free.token_hash, kind, now)
+        .await
+        .unwrap());
+    let moved = user(&app, "carol").await;
+    assert_eq!(moved.email.as_str(), "carol@new.example");
+    assert!(moved.email_verified);
 }
