@@ -6,6 +6,8 @@ use clap::Subcommand;
 
 use crate::domain::Password;
 use crate::service::admin::{self, NewUser};
+use crate::service::invitations::{self, NewInvitation};
+use crate::service::mail::Mailer;
 use crate::startup::Context;
 
 /// User commands.
@@ -45,6 +47,23 @@ pub enum UserCommand {
         /// Read the password from stdin.
         #[arg(long, required = true)]
         password_stdin: bool,
+    },
+    /// Invite a user: creates the account without a password and mails a single-use link
+    /// where they set one (valid `accounts.invitation_link_secs`). Re-running it for a user
+    /// who has not accepted yet sends a new link and voids the old one.
+    Invite {
+        /// Login name (a-z, 0-9, . _ @ -).
+        #[arg(long)]
+        username: String,
+        /// E-mail address the link goes to (optional with `--resend`).
+        #[arg(long, required_unless_present = "resend")]
+        email: Option<String>,
+        /// A role (repeatable), for the `roles` claim.
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// Only send a new link to a user invited before.
+        #[arg(long)]
+        resend: bool,
     },
 }
 
@@ -97,6 +116,34 @@ pub(super) async fn run(cmd: UserCommand, ctx: Context) -> anyhow::Result<()> {
             let password = read_password()?;
             admin::set_password(store, &ctx.passwords, &username, &password, now).await?;
             println!("password set for {username}");
+        }
+        UserCommand::Invite {
+            username,
+            email,
+            roles,
+            resend,
+        } => {
+            // The link's token goes into the sealed outbox only, never to the terminal.
+            let mailer = Mailer::new(&ctx.master, &ctx.settings.issuer)?;
+            let input = NewInvitation {
+                username,
+                email,
+                roles,
+                resend,
+            };
+            let accounts = &ctx.settings.accounts;
+            let done = invitations::invite(store, &mailer, accounts, now, input).await?;
+            let what = if done.resent {
+                "new invitation for"
+            } else {
+                "invited"
+            };
+            println!(
+                "{what} {} (sub {}); the mail to {} is in the outbox",
+                done.user.username,
+                done.user.id,
+                done.user.email.as_str()
+            );
         }
     }
     Ok(())

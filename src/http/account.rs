@@ -42,6 +42,8 @@ fn notice(key: &str) -> Option<&'static str> {
         "passkey_added" => "Your passkey was added. You can sign in with it now.",
         "passkey_renamed" => "The passkey was renamed.",
         "passkey_deleted" => "The passkey was deleted.",
+        "email_change_sent" => "We sent a link to the new address. Your address changes when you open it; until then it stays as it is.",
+        "email_unchanged" => "That is already your address, and it is confirmed.",
         _ => return None,
     })
 }
@@ -85,6 +87,7 @@ pub(super) async fn account_page(
         backup_codes_left => o.backup_codes_left,
         passkeys => o.passkeys,
         passkeys_available => state.passkeys.available(),
+        email_verified => me.user.email_verified,
     };
     let page = ui::page(status, "account.html", ctx);
     ui::with_csp(page, state.passkeys.available(), None)

@@ -140,7 +140,8 @@ pub(super) fn login_page(
     let (status, error) = failure.unwrap_or((StatusCode::OK, ""));
     let error = (!error.is_empty()).then_some(error);
     let passkeys = state.passkeys.available();
-    let ctx = minijinja::context! { csrf, request, login_hint, error, passkeys };
+    let registration = state.settings.registration.enabled;
+    let ctx = minijinja::context! { csrf, request, login_hint, error, passkeys, registration };
     let page = ui::with_csp(ui::page(status, "login.html", ctx), passkeys, redirect_uri);
     cookies::with_cookie(page, cookie)
 }

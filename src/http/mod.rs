@@ -10,10 +10,12 @@ pub mod error;
 mod extract;
 mod forms;
 mod health;
+mod invitations;
 mod login;
 mod logout;
 mod middleware;
 mod reset;
+mod registration;
 mod resource;
 mod token;
 mod ui;
@@ -46,4 +48,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     logout::configure(cfg);
     ui::configure(cfg);
     reset::configure(cfg);
+    invitations::configure(cfg);
+    registration::configure(cfg);
 }

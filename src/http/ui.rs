@@ -49,6 +49,22 @@ const TEMPLATES: &[(&str, &str)] = &[
         "reset_password.html",
         include_str!("../../templates/reset_password.html"),
     ),
+    (
+        "invitation.html",
+        include_str!("../../templates/invitation.html"),
+    ),
+    (
+        "verify_email.html",
+        include_str!("../../templates/verify_email.html"),
+    ),
+    (
+        "link_message.html",
+        include_str!("../../templates/link_message.html"),
+    ),
+    (
+        "register.html",
+        include_str!("../../templates/register.html"),
+    ),
 ];
 
 const STYLESHEET: &str = include_str!("../../static/latchkey.css");

@@ -505,6 +505,47 @@ pub trait Housekeeping: Send + Sync {
     async fn purge_audit_events(&self, before: UnixTime, batch: u32) -> Result<u64, StoreError>;
 }
 
+/// Accounts that begin with a mailed link (invitations, self-registration) and the
+/// confirmation of addresses. The links' tokens are [`AccountTokenStore`]'s.
+#[async_trait]
+pub trait EnrolmentStore: Send + Sync {
+    /// The user whose e-mail address this is, compared without case like the unique index
+    /// `users_email_lower`.
+    async fn find_user_by_address(&self, email: &str) -> Result<Option<User>, StoreError>;
+    /// In one transaction: creates `user`, stores `token` (the link that completes the
+    /// account) and writes `mail` to the outbox. `Conflict` (and nothing stored) if the
+    /// username or the address is taken.
+    async fn insert_user_with_token(
+        &self,
+        user: &User,
+        token: &AccountToken,
+        mail: &OutboxMail,
+    ) -> Result<(), StoreError>;
+    /// In one transaction: spends the unexpired, unspent `Invitation` token, then sets the
+    /// first password of its user, only if the user is enabled, still has no password and
+    /// is still at the credentials epoch the token was issued under (bumping it), and marks
+    /// the address verified when it is the one the invitation was mailed to. False (and
+    /// nothing changed) otherwise.
+    async fn accept_invitation(
+        &self,
+        token_hash: &[u8],
+        password_hash: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// In one transaction: spends the unexpired, unspent token of `purpose` and confirms
+    /// the address on it: `VerifyEmail` marks the user's address verified (only if it is
+    /// still that address); `ChangeEmail` makes it the user's address, verified (only if
+    /// the credentials epoch is the token's). Only for an enabled user. False (nothing
+    /// changed) otherwise, or for another purpose; `Conflict` (nothing changed) if the new
+    /// address belongs to another user by now.
+    async fn confirm_address(
+        &self,
+        token_hash: &[u8],
+        purpose: TokenPurpose,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Everything the services need from storage.
 #[async_trait]
 pub trait Store:
@@ -523,6 +564,7 @@ pub trait Store:
     + AccountTokenStore
     + Housekeeping
     + PasswordResetStore
+    + EnrolmentStore
 {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;

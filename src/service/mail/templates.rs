@@ -33,6 +33,46 @@ const TEMPLATES: &[(&str, &str)] = &[
         "mail/new_sign_in.html",
         include_str!("../../../templates/mail/new_sign_in.html"),
     ),
+    (
+        "mail/invitation.txt",
+        include_str!("../../../templates/mail/invitation.txt"),
+    ),
+    (
+        "mail/invitation.html",
+        include_str!("../../../templates/mail/invitation.html"),
+    ),
+    (
+        "mail/verify_email.txt",
+        include_str!("../../../templates/mail/verify_email.txt"),
+    ),
+    (
+        "mail/verify_email.html",
+        include_str!("../../../templates/mail/verify_email.html"),
+    ),
+    (
+        "mail/change_email.txt",
+        include_str!("../../../templates/mail/change_email.txt"),
+    ),
+    (
+        "mail/change_email.html",
+        include_str!("../../../templates/mail/change_email.html"),
+    ),
+    (
+        "mail/address_in_use.txt",
+        include_str!("../../../templates/mail/address_in_use.txt"),
+    ),
+    (
+        "mail/address_in_use.html",
+        include_str!("../../../templates/mail/address_in_use.html"),
+    ),
+    (
+        "mail/username_taken.txt",
+        include_str!("../../../templates/mail/username_taken.txt"),
+    ),
+    (
+        "mail/username_taken.html",
+        include_str!("../../../templates/mail/username_taken.html"),
+    ),
 ];
 
 /// The template engine for mail.

@@ -18,6 +18,7 @@ macro_rules! stamp_once {
 }
 
 mod clients;
+mod enrolment;
 mod factors;
 mod grants;
 mod keys;
