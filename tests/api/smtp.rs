@@ -46,6 +46,11 @@ impl Received {
         find(&parsed, mime).unwrap_or_else(|| panic!("no {mime} part"))
     }
 
+    /// A security notice whose text names `what`.
+    pub fn kind_is_notice_naming(&self, what: &str) -> bool {
+        self.subject() == "Security notice for your account" && self.text().contains(what)
+    }
+
     /// The text part.
     pub fn text(&self) -> String {
         self.part("text/plain")
