@@ -47,7 +47,8 @@ impl From<MailRow> for OutboxMail {
 const MAIL_COLUMNS: &str = "id, kind, recipient, subject, body_sealed, created_at, \
      next_attempt_at, attempts, locked_until, sent_at, failed_at, last_error";
 
-const INSERT_MAIL: &str = "INSERT INTO mail_outbox (id, kind, recipient, subject, body_sealed, \
+pub(super) const INSERT_MAIL: &str =
+    "INSERT INTO mail_outbox (id, kind, recipient, subject, body_sealed, \
      created_at, next_attempt_at, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, 0)";
 
 /// Due, undelivered, not leased; oldest first. `$1` lease end, `$2` now, `$3` batch.

@@ -23,6 +23,7 @@ mod grants;
 mod keys;
 mod mail;
 mod passkeys;
+mod recovery;
 mod revocation;
 mod sessions;
 mod throttle;
