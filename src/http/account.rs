@@ -42,6 +42,7 @@ fn notice(key: &str) -> Option<&'static str> {
         "passkey_added" => "Your passkey was added. You can sign in with it now.",
         "passkey_renamed" => "The passkey was renamed.",
         "passkey_deleted" => "The passkey was deleted.",
+        "recovery_cancelled" => "The recovery was cancelled. Your second factors stay.",
         _ => return None,
     })
 }
@@ -73,6 +74,11 @@ pub(super) async fn account_page(
         Ok(o) => o,
         Err(e) => return error::service(&e),
     };
+    let recovery =
+        match crate::service::recovery::account_box(state, me.user.id.as_str(), now).await {
+            Ok(r) => r,
+            Err(e) => return error::service(&e),
+        };
     let ctx = minijinja::context! {
         csrf => account_csrf(state, me),
         username => me.user.username.as_str(),
@@ -85,6 +91,7 @@ pub(super) async fn account_page(
         backup_codes_left => o.backup_codes_left,
         passkeys => o.passkeys,
         passkeys_available => state.passkeys.available(),
+        recovery,
     };
     let page = ui::page(status, "account.html", ctx);
     ui::with_csp(page, state.passkeys.available(), None)

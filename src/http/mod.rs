@@ -13,6 +13,7 @@ mod health;
 mod login;
 mod logout;
 mod middleware;
+mod recovery;
 mod resource;
 mod token;
 mod ui;
@@ -44,4 +45,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     resource::configure(cfg);
     logout::configure(cfg);
     ui::configure(cfg);
+    recovery::configure(cfg);
 }

@@ -41,6 +41,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "throttled.html",
         include_str!("../../templates/throttled.html"),
     ),
+    (
+        "mfa_recovery.html",
+        include_str!("../../templates/mfa_recovery.html"),
+    ),
 ];
 
 const STYLESHEET: &str = include_str!("../../static/latchkey.css");

@@ -14,6 +14,7 @@ pub mod logout;
 pub mod mail;
 pub mod mfa;
 pub mod passkeys;
+pub mod recovery;
 pub mod resource;
 pub mod session;
 pub mod token;
