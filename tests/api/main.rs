@@ -26,6 +26,7 @@ mod keys;
 mod logs;
 mod mail_outbox;
 mod mfa;
+mod mfa_recovery;
 mod passkeys;
 mod refresh_grace;
 mod soft_authenticator;
