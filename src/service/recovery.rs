@@ -5,17 +5,21 @@
 //! are the state machine in `authn::recovery`; every step is one store transaction with its
 //! token and mail (`RecoveryStore::write_recovery`), and every step is audited.
 
+mod account;
 mod due;
+mod links;
 
+pub use account::{account_box, must_enrol, AccountBox};
 pub use due::{run_due, spawn};
+
+use links::{cancel_mail, check_link, compose, new_token, words, NOTHING_PENDING, USED};
 
 use crate::authn::login::Stage;
 use crate::authn::recovery::{self, Event, Policy};
 use crate::clock::UnixTime;
-use crate::crypto::token::{hash_token, random_token};
+use crate::crypto::token::hash_token;
 use crate::domain::{
-    AccountToken, CancelledBy, FactorKind, MfaRecovery, OutboxMail, RecoveryState, RecoveryVia,
-    TokenPurpose, User,
+    CancelledBy, FactorKind, MfaRecovery, RecoveryState, RecoveryVia, TokenPurpose, User,
 };
 use crate::store::RecoveryChange;
 
@@ -385,171 +389,4 @@ async fn cancel(
     )
     .await?;
     Ok(Outcome::Cancelled)
-}
-
-/// The account page's recovery box.
-#[derive(Debug, serde::Serialize)]
-pub struct AccountBox {
-    /// Confirmed and waiting (otherwise awaiting the mailbox's confirmation).
-    pub waiting: bool,
-    /// When the factors go (waiting), or when the request lapses (requested).
-    pub at: String,
-    /// A recovery took effect: the user must enrol a new second factor.
-    pub must_enrol: bool,
-}
-
-/// What the account page shows about recovery, if anything.
-pub async fn account_box(
-    state: &AppState,
-    user_id: &str,
-    now: UnixTime,
-) -> Result<Option<AccountBox>, ServiceError> {
-    let open = state.store.open_recovery(user_id).await?;
-    let (waiting, at) = match open.map(|r| (r.state, r.confirm_by)) {
-        Some((RecoveryState::Waiting { effective_at, .. }, _)) => (true, Some(effective_at)),
-        Some((RecoveryState::Requested, by)) if now < by => (false, Some(by)),
-        _ => (false, None),
-    };
-    let must_enrol = must_enrol(state, user_id).await?;
-    if at.is_none() && !must_enrol {
-        return Ok(None);
-    }
-    Ok(Some(AccountBox {
-        waiting,
-        at: at.map(when).unwrap_or_default(),
-        must_enrol,
-    }))
-}
-
-/// True when a recovery took effect and the user has not enrolled a second factor since:
-/// no application may be signed in to until they do (the authorization endpoint demands
-/// multi-factor of them).
-pub async fn must_enrol(state: &AppState, user_id: &str) -> Result<bool, ServiceError> {
-    let store = state.store.as_ref();
-    if !store.must_enrol_factor(user_id).await? {
-        return Ok(false);
-    }
-    if state.factors.enrolled(store, user_id).await?.is_empty() {
-        return Ok(true);
-    }
-    store.clear_must_enrol_factor(user_id).await?;
-    Ok(false)
-}
-
-const USED: &str = "This link was already used.";
-const NOTHING_PENDING: &str = "There is no recovery pending for this account.";
-
-/// Read-only checks of a mailed link: the token exists, is for `purpose`, unspent,
-/// unexpired, its user enabled, and (when `bound`) issued under the current credentials.
-async fn check_link(
-    state: &AppState,
-    token: &str,
-    purpose: TokenPurpose,
-    bound: bool,
-    now: UnixTime,
-) -> Result<Result<(AccountToken, User), &'static str>, ServiceError> {
-    const INVALID: &str = "This link is not valid. Copy the whole link from the e-mail.";
-    if token.len() != 43 {
-        return Ok(Err(INVALID));
-    }
-    let Some(t) = state.store.get_account_token(&hash_token(token)).await? else {
-        return Ok(Err(INVALID));
-    };
-    if t.purpose != purpose {
-        return Ok(Err("This link is not for this page."));
-    }
-    if t.used_at.is_some() {
-        return Ok(Err(USED));
-    }
-    if now >= t.expires_at {
-        return Ok(Err("This link has expired."));
-    }
-    let user = state.store.get_user(&t.user_id).await?;
-    let Some(user) = user.filter(|u| !u.disabled) else {
-        return Ok(Err("This account cannot use this link."));
-    };
-    if bound && t.credentials_epoch != user.credentials_epoch {
-        return Ok(Err(
-            "This link is void: the account's password changed since it was sent.",
-        ));
-    }
-    Ok(Ok((t, user)))
-}
-
-/// A new single-use token (value, stored form) for `user`.
-fn new_token(
-    purpose: TokenPurpose,
-    user: &User,
-    expires_at: UnixTime,
-    now: UnixTime,
-) -> Result<(String, AccountToken), ServiceError> {
-    let value = random_token()?;
-    let token = AccountToken {
-        token_hash: hash_token(&value),
-        purpose,
-        user_id: user.id.as_str().to_owned(),
-        email: None,
-        credentials_epoch: user.credentials_epoch,
-        created_at: now,
-        expires_at,
-        used_at: None,
-    };
-    Ok((value, token))
-}
-
-/// A notice (`kind`) with a cancel link valid until the recovery takes effect.
-fn cancel_mail(
-    state: &AppState,
-    user: &User,
-    kind: &str,
-    effective_at: UnixTime,
-    now: UnixTime,
-) -> Result<(AccountToken, OutboxMail), ServiceError> {
-    let (value, token) = new_token(TokenPurpose::CancelMfaRecovery, user, effective_at, now)?;
-    let ctx = minijinja::context! {
-        username => user.username.as_str(),
-        link => state.mailer.link("/mfa-recovery/cancel", &value),
-        effective => when(effective_at),
-    };
-    Ok((token, compose(state, kind, user, ctx, now)?))
-}
-
-fn compose(
-    state: &AppState,
-    kind: &str,
-    user: &User,
-    ctx: minijinja::Value,
-    now: UnixTime,
-) -> Result<OutboxMail, ServiceError> {
-    state.mailer.compose(kind, user.email.as_str(), ctx, now)
-}
-
-/// `24 hours`, `90 minutes`, `3 days`.
-fn words(secs: i64) -> String {
-    let (n, unit) = if secs >= 2 * 86_400 && secs % 86_400 == 0 {
-        (secs / 86_400, "day")
-    } else if secs >= 3_600 && secs % 3_600 == 0 {
-        (secs / 3_600, "hour")
-    } else if secs >= 60 {
-        (secs / 60, "minute")
-    } else {
-        (secs, "second")
-    };
-    if n == 1 {
-        format!("1 {unit}")
-    } else {
-        format!("{n} {unit}s")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn durations_in_words() {
-        assert_eq!(super::words(86_400), "24 hours");
-        assert_eq!(super::words(3_600), "1 hour");
-        assert_eq!(super::words(21 * 3_600), "21 hours");
-        assert_eq!(super::words(3 * 86_400), "3 days");
-        assert_eq!(super::words(90 * 60), "90 minutes");
-    }
 }

@@ -108,13 +108,14 @@ const INSERT_TOKEN: &str = "INSERT INTO account_tokens (token_hash, purpose, use
 
 /// The recovery took effect: the second factors go, every authentication made under the
 /// old credentials epoch ends (sessions, pending logins, codes and refresh tokens check it).
-const REMOVE_FACTORS: [&str; 4] = [
+const DELETE_FACTORS: [&str; 3] = [
     "DELETE FROM totp_credentials WHERE user_id = $1",
     "DELETE FROM backup_codes WHERE user_id = $1",
     "DELETE FROM passkeys WHERE user_id = $1",
-    "UPDATE users SET must_enrol_factor = TRUE, credentials_epoch = credentials_epoch + 1, \
-     credentials_changed_at = $2, updated_at = $2 WHERE id = $1",
 ];
+const MUST_ENROL: &str = "UPDATE users SET must_enrol_factor = TRUE, \
+     credentials_epoch = credentials_epoch + 1, credentials_changed_at = $2, updated_at = $2 \
+     WHERE id = $1";
 
 macro_rules! recovery_store {
     ($store:ty) => {
@@ -185,14 +186,19 @@ macro_rules! recovery_store {
                     return Ok(false);
                 }
                 if c.remove_factors {
-                    for sql in REMOVE_FACTORS {
+                    for sql in DELETE_FACTORS {
                         sqlx::query(sql)
                             .bind(&to.user_id)
-                            .bind(c.now)
                             .execute(&mut *tx)
                             .await
                             .map_err(backend)?;
                     }
+                    sqlx::query(MUST_ENROL)
+                        .bind(&to.user_id)
+                        .bind(c.now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend)?;
                 }
                 for purpose in c.void {
                     sqlx::query(VOID_TOKENS)
