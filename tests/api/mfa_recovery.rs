@@ -455,11 +455,11 @@ async fn two_nodes_apply_it_once(backend: Backend) {
     let store = fx.app.state.store.as_ref();
     // What a node read before the wait ended (the background task may apply it any time
     // after).
-    let stale = vec![store
+    let stale = store
         .open_recovery(&fx.user_id)
         .await
         .unwrap()
-        .expect("waiting")];
+        .expect("waiting");
     fx.app.clock.advance(WAIT);
     let other = spawn_second_node(&fx.app).await;
     let now = fx.app.clock.now();
@@ -474,9 +474,9 @@ async fn two_nodes_apply_it_once(backend: Backend) {
         .unwrap()
         .credentials_epoch;
     let policy = latchkey::service::recovery::policy(&fx.app.state);
-    let next = apply(stale[0].clone(), Event::TakeEffect, &policy, now).unwrap();
+    let next = apply(stale.clone(), Event::TakeEffect, &policy, now).unwrap();
     let change = RecoveryChange {
-        from: Some(&stale[0]),
+        from: Some(&stale),
         to: &next,
         spend: None,
         void: &[],
