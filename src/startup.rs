@@ -146,6 +146,7 @@ impl Application {
             crate::service::mail::worker::spawn(state.clone().into_inner())
                 .map_err(|e| anyhow::anyhow!("cannot start the mail outbox: {e}"))?,
         );
+        background.push(crate::service::recovery::spawn(state.clone().into_inner()));
         let port = listener.local_addr()?.port();
         let https = ctx.settings.is_https();
         let data = state.clone();

@@ -6,6 +6,7 @@ mod factor;
 mod flow;
 mod key;
 mod mail;
+mod recovery;
 mod scope;
 mod secret;
 mod user;
@@ -20,6 +21,7 @@ pub use factor::{
 pub use flow::{AuditEvent, AuthorizationCode, Grant, RefreshToken, Session};
 pub use key::{KeyState, SigningKeyRecord};
 pub use mail::{AccountToken, OutboxMail, TokenPurpose};
+pub use recovery::{CancelledBy, MfaRecovery, RecoveryState, RecoveryVia};
 pub use scope::Scope;
 pub use secret::{Password, SecretString};
 pub use user::{CredentialsEpoch, Email, Role, User, UserId, Username};

@@ -44,6 +44,7 @@ fn notice(key: &str) -> Option<&'static str> {
         "passkey_deleted" => "The passkey was deleted.",
         "email_change_sent" => "We sent a link to the new address. Your address changes when you open it; until then it stays as it is.",
         "email_unchanged" => "That is already your address, and it is confirmed.",
+        "recovery_cancelled" => "The recovery was cancelled. Your second factors stay.",
         _ => return None,
     })
 }
@@ -75,6 +76,11 @@ pub(super) async fn account_page(
         Ok(o) => o,
         Err(e) => return error::service(&e),
     };
+    let recovery =
+        match crate::service::recovery::account_box(state, me.user.id.as_str(), now).await {
+            Ok(r) => r,
+            Err(e) => return error::service(&e),
+        };
     let ctx = minijinja::context! {
         csrf => account_csrf(state, me),
         username => me.user.username.as_str(),
@@ -88,6 +94,7 @@ pub(super) async fn account_page(
         passkeys => o.passkeys,
         passkeys_available => state.passkeys.available(),
         email_verified => me.user.email_verified,
+        recovery,
     };
     let page = ui::page(status, "account.html", ctx);
     ui::with_csp(page, state.passkeys.available(), None)

@@ -16,6 +16,7 @@ mod logout;
 mod middleware;
 mod reset;
 mod registration;
+mod recovery;
 mod resource;
 mod token;
 mod ui;
@@ -50,4 +51,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     reset::configure(cfg);
     invitations::configure(cfg);
     registration::configure(cfg);
+    recovery::configure(cfg);
 }

@@ -65,6 +65,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "register.html",
         include_str!("../../templates/register.html"),
     ),
+    (
+        "mfa_recovery.html",
+        include_str!("../../templates/mfa_recovery.html"),
+    ),
 ];
 
 const STYLESHEET: &str = include_str!("../../static/latchkey.css");

@@ -104,6 +104,13 @@ pub async fn authorize(
         return Ok(Outcome::Redirect(deny(state, &request, denied)));
     }
     let consent = consent_state(state, &client, &request, session, step, now).await?;
+    // A user whose MFA recovery took effect reaches no client until they enrol a new
+    // second factor: their password-only session must step up, which they cannot yet.
+    if let Some(s) = session.filter(|s| level_of(&s.session.factors) < AcrLevel::Mfa) {
+        if super::recovery::must_enrol(state, s.user.id.as_str()).await? {
+            request.min_level = AcrLevel::Mfa.max(request.min_level);
+        }
+    }
     let view = session.map(|s| SessionView {
         user_id: s.user.id.clone(),
         auth_time: s.session.auth_time,

@@ -19,6 +19,7 @@ pub mod notices;
 pub mod passkeys;
 pub mod reset;
 pub mod registration;
+pub mod recovery;
 pub mod resource;
 pub mod session;
 pub mod token;

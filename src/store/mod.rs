@@ -546,6 +546,57 @@ pub trait EnrolmentStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// A change to an MFA recovery, written by [`RecoveryStore::write_recovery`] in one
+/// transaction with the tokens and mail that go with it.
+#[derive(Debug)]
+pub struct RecoveryChange<'a> {
+    /// The record as read: the row is updated only if it is still in this state (a
+    /// conditional `UPDATE`, so two nodes never apply a step twice). `None` inserts `to`
+    /// as a new request, superseding the user's unconfirmed one.
+    pub from: Option<&'a crate::domain::MfaRecovery>,
+    /// The record to write.
+    pub to: &'a crate::domain::MfaRecovery,
+    /// A token to spend first (hash and purpose; unspent and unexpired at `now`).
+    pub spend: Option<(&'a [u8], TokenPurpose)>,
+    /// The user's unspent tokens of these purposes are voided.
+    pub void: &'a [TokenPurpose],
+    /// A token to store (after the voiding).
+    pub issue: Option<&'a AccountToken>,
+    /// The recovery takes effect: delete every TOTP credential, backup code and passkey of
+    /// the user, bump their credentials epoch and set `must_enrol_factor`.
+    pub remove_factors: bool,
+    /// Messages for the outbox.
+    pub mails: &'a [OutboxMail],
+    /// When.
+    pub now: UnixTime,
+}
+
+/// MFA recoveries (at most one open per user) and the flag a recovery leaves behind.
+#[async_trait]
+pub trait RecoveryStore: Send + Sync {
+    /// Applies `change` in one transaction. False (and nothing changed) when the token was
+    /// not spendable, the row was no longer in the `from` state, or (insert) the user has a
+    /// recovery already waiting.
+    async fn write_recovery(&self, change: &RecoveryChange<'_>) -> Result<bool, StoreError>;
+    /// The user's open (requested or waiting) recovery.
+    async fn open_recovery(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<crate::domain::MfaRecovery>, StoreError>;
+    /// Waiting recoveries whose effect (at or before `now`) or reminder (effect at or before
+    /// `remind_until`, not reminded yet) is due; soonest first, at most `limit`.
+    async fn due_recoveries(
+        &self,
+        now: UnixTime,
+        remind_until: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::MfaRecovery>, StoreError>;
+    /// True when a recovery took effect and the user has not been cleared since.
+    async fn must_enrol_factor(&self, user_id: &str) -> Result<bool, StoreError>;
+    /// Clears the flag (the user has a second factor again).
+    async fn clear_must_enrol_factor(&self, user_id: &str) -> Result<(), StoreError>;
+}
+
 /// Everything the services need from storage.
 #[async_trait]
 pub trait Store:
@@ -565,6 +616,7 @@ pub trait Store:
     + Housekeeping
     + PasswordResetStore
     + EnrolmentStore
+    + RecoveryStore
 {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;

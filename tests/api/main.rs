@@ -31,6 +31,7 @@ mod mail_delivery;
 mod mail_notices;
 mod mail_outbox;
 mod mfa;
+mod mfa_recovery;
 mod passkeys;
 mod password_reset;
 mod password_reset_factors;

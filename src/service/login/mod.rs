@@ -431,6 +431,10 @@ async fn complete(
             }
         },
     };
+    // Whoever presents a second factor still has one: an MFA recovery in progress ends.
+    if done.factors.iter().any(|f| f.kind.is_second_factor()) {
+        super::recovery::second_factor_used(state, user, &browser.info, now).await?;
+    }
     let kinds: Vec<&str> = done.factors.iter().map(|f| f.kind.as_str()).collect();
     let kind = if done.session_sid.is_some() {
         "reauthenticated"

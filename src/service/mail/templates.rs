@@ -73,6 +73,46 @@ const TEMPLATES: &[(&str, &str)] = &[
         "mail/username_taken.html",
         include_str!("../../../templates/mail/username_taken.html"),
     ),
+    (
+        "mail/mfa_recovery_confirm.txt",
+        include_str!("../../../templates/mail/mfa_recovery_confirm.txt"),
+    ),
+    (
+        "mail/mfa_recovery_confirm.html",
+        include_str!("../../../templates/mail/mfa_recovery_confirm.html"),
+    ),
+    (
+        "mail/mfa_recovery_requested.txt",
+        include_str!("../../../templates/mail/mfa_recovery_requested.txt"),
+    ),
+    (
+        "mail/mfa_recovery_requested.html",
+        include_str!("../../../templates/mail/mfa_recovery_requested.html"),
+    ),
+    (
+        "mail/mfa_recovery_reminder.txt",
+        include_str!("../../../templates/mail/mfa_recovery_reminder.txt"),
+    ),
+    (
+        "mail/mfa_recovery_reminder.html",
+        include_str!("../../../templates/mail/mfa_recovery_reminder.html"),
+    ),
+    (
+        "mail/mfa_recovery_cancelled.txt",
+        include_str!("../../../templates/mail/mfa_recovery_cancelled.txt"),
+    ),
+    (
+        "mail/mfa_recovery_cancelled.html",
+        include_str!("../../../templates/mail/mfa_recovery_cancelled.html"),
+    ),
+    (
+        "mail/mfa_recovery_effective.txt",
+        include_str!("../../../templates/mail/mfa_recovery_effective.txt"),
+    ),
+    (
+        "mail/mfa_recovery_effective.html",
+        include_str!("../../../templates/mail/mfa_recovery_effective.html"),
+    ),
 ];
 
 /// The template engine for mail.

@@ -25,6 +25,7 @@ mod keys;
 mod mail;
 mod passkeys;
 mod reset;
+mod recovery;
 mod revocation;
 mod sessions;
 mod throttle;
