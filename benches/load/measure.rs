@@ -1,0 +1,160 @@
+//! Fixed concurrency for a fixed time: each worker repeats one operation on its own
+//! connection; latencies are kept in full and sorted for exact percentiles.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// One worker of a scenario: `step` is the measured operation (one request, or a whole
+/// flow), `Err` when the answer was not the expected one.
+pub trait Worker: Send + 'static {
+    fn step(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// How long to run: a warm-up that is not recorded, then the measured time.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub warmup: Duration,
+    pub measured: Duration,
+}
+
+/// What one scenario measured.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Latencies of the successful operations, in microseconds, sorted.
+    pub latencies_us: Vec<u32>,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub seconds: f64,
+}
+
+impl Stats {
+    pub fn rate(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.seconds
+    }
+
+    /// The `q` quantile (0..=1) in milliseconds.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        let n = self.latencies_us.len();
+        if n == 0 {
+            return f64::NAN;
+        }
+        let i = ((n as f64 * q).ceil() as usize).clamp(1, n) - 1;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+
+    /// One line for the log.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "{:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ok {}  errors {}",
+            self.rate(),
+            self.quantile_ms(0.5),
+            self.quantile_ms(0.99),
+            self.quantile_ms(1.0),
+            self.latencies_us.len(),
+            self.errors
+        );
+        if let Some(e) = &self.first_error {
+            s.push_str(&format!("  (first error: {e})"));
+        }
+        s
+    }
+
+    /// The table cell: rate and p99, and the errors if there were any.
+    pub fn cell(&self) -> String {
+        let mut s = if self.latencies_us.is_empty() {
+            "0/s".to_owned()
+        } else {
+            format!(
+                "{}/s, p99 {}",
+                thousands(self.rate()),
+                ms(self.quantile_ms(0.99))
+            )
+        };
+        if self.errors > 0 {
+            s.push_str(&format!(" ({} errors)", thousands(self.errors as f64)));
+        }
+        s
+    }
+}
+
+/// `12,345`.
+pub fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Milliseconds with two significant decimals at most.
+pub fn ms(x: f64) -> String {
+    if x < 10.0 {
+        format!("{x:.2} ms")
+    } else if x < 100.0 {
+        format!("{x:.1} ms")
+    } else {
+        format!("{x:.0} ms")
+    }
+}
+
+/// Runs every worker for the window and merges what they recorded.
+pub async fn run<W: Worker>(workers: Vec<W>, window: Window) -> Stats {
+    let start = Instant::now();
+    let record_from = start + window.warmup;
+    let end = record_from + window.measured;
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .map(|w| tokio::spawn(drive(w, record_from, end)))
+        .collect();
+    let mut stats = Stats::default();
+    for t in tasks {
+        match t.await {
+            Ok(part) => {
+                stats.latencies_us.extend(part.latencies_us);
+                stats.errors += part.errors;
+                if stats.first_error.is_none() {
+                    stats.first_error = part.first_error;
+                }
+            }
+            Err(e) => {
+                stats.errors += 1;
+                stats.first_error.get_or_insert(format!("worker died: {e}"));
+            }
+        }
+    }
+    stats.latencies_us.sort_unstable();
+    stats.seconds = window.measured.as_secs_f64();
+    stats
+}
+
+async fn drive<W: Worker>(mut w: W, record_from: Instant, end: Instant) -> Stats {
+    let mut part = Stats::default();
+    loop {
+        let t0 = Instant::now();
+        if t0 >= end {
+            break;
+        }
+        let outcome = w.step().await;
+        if t0 < record_from {
+            continue;
+        }
+        match outcome {
+            Ok(()) => {
+                let us = t0.elapsed().as_micros();
+                part.latencies_us
+                    .push(u32::try_from(us).unwrap_or(u32::MAX));
+            }
+            Err(e) => {
+                part.errors += 1;
+                part.first_error.get_or_insert_with(|| format!("{e:#}"));
+                // A refusing server must not turn the worker into a busy loop.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    part
+}

@@ -1,0 +1,439 @@
+//! The scenarios: each builds its workers (sessions, tokens and chains obtained before the
+//! clock starts) and measures them with [`measure::run`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use reqwest::StatusCode;
+
+use crate::http::{self, AuthRequest, Browser, Creds, Endpoints, Target, User};
+use crate::measure::{self, Stats, Window, Worker};
+
+/// Scope of the code flow, userinfo and introspection (no refresh token).
+const SCOPE: &str = "openid profile email";
+/// Scope of the refresh chains.
+const OFFLINE_SCOPE: &str = "openid profile email offline_access";
+
+/// Everything a scenario needs to know about the server under test.
+pub struct Ctx {
+    pub target: Target,
+    pub issuer: String,
+    pub ep: Endpoints,
+    /// The web app: authorization_code + refresh_token, first party (no consent page).
+    pub web: Creds,
+    /// The machine client: client_credentials for `resource`.
+    pub cc: Creds,
+    pub redirect_uri: String,
+    pub resource: String,
+    /// The user of the code flows and refresh chains.
+    pub user: User,
+    /// The users of the sign-in scenarios: `{user}-{i}`, with the same password.
+    pub sign_in_users: usize,
+    pub concurrency: usize,
+    pub window: Window,
+}
+
+impl Ctx {
+    /// A code for `browser` (signing in first if it has no session yet).
+    async fn code(&self, browser: &Browser, scope: &str) -> anyhow::Result<(String, String)> {
+        // node-oidc-provider drops offline_access unless the request has prompt=consent
+        // (OIDC Core §11); Latchkey's first-party client needs no consent.
+        let extra: &[(&str, &str)] = match self.target {
+            Target::Peer if scope.contains("offline_access") => &[("prompt", "consent")],
+            _ => &[],
+        };
+        let req = AuthRequest::new(
+            &self.ep.authorize,
+            &self.web.id,
+            &self.redirect_uri,
+            scope,
+            extra,
+        )?;
+        let code = browser
+            .code(&req.url, &self.redirect_uri, &self.user)
+            .await?;
+        Ok((code, req.verifier))
+    }
+
+    /// The token response for a code.
+    async fn exchange(
+        &self,
+        browser: &Browser,
+        code: &str,
+        verifier: &str,
+    ) -> anyhow::Result<String> {
+        let pairs = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", self.redirect_uri.as_str()),
+            ("code_verifier", verifier),
+        ];
+        let res = http::post_form(&browser.http, &self.ep.token, Some(&self.web), &pairs).await?;
+        http::ok_text(res).await
+    }
+
+    /// A whole code flow in `browser`: the token response.
+    async fn tokens(&self, browser: &Browser, scope: &str) -> anyhow::Result<String> {
+        let (code, verifier) = self.code(browser, scope).await?;
+        self.exchange(browser, &code, &verifier).await
+    }
+
+    /// A signed-in browser.
+    async fn session(&self) -> anyhow::Result<Browser> {
+        let browser = Browser::new(&self.issuer)?;
+        self.tokens(&browser, SCOPE).await?;
+        Ok(browser)
+    }
+
+    fn workers<W>(&self, make: impl FnMut(usize) -> anyhow::Result<W>) -> anyhow::Result<Vec<W>> {
+        (0..self.concurrency).map(make).collect()
+    }
+}
+
+/// A GET that must answer 200 (discovery, JWKS).
+struct Get {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Worker for Get {
+    async fn step(&mut self) -> anyhow::Result<()> {
+        http::ok_text(self.http.get(&self.url).send().await?)
+            .await
+            .map(drop)
+    }
+}
+
+/// client_credentials for the registered resource (an RS256 JWT access token).
+struct ClientCredentials {
+    http: reqwest::Client,
+    url: String,
+    creds: Creds,
+    resource: String,
+}
+
+impl Worker for ClientCredentials {
+    async fn step(&mut self) -> anyhow::Result<()> {
+        let pairs = [
+            ("grant_type", "client_credentials"),
+            ("scope", "api:read"),
+            ("resource", self.resource.as_str()),
+        ];
+        let res = http::post_form(&self.http, &self.url, Some(&self.creds), &pairs).await?;
+        http::json_str(&http::ok_text(res).await?, "access_token").map(drop)
+    }
+}
+
+/// One refresh-token chain: each answer's refresh token is the next request's.
+struct Refresh {
+    ctx: Arc<Ctx>,
+    browser: Browser,
+    token: String,
+}
+
+impl Refresh {
+    async fn new(ctx: Arc<Ctx>) -> anyhow::Result<Self> {
+        let browser = ctx.session().await?;
+        let body = ctx.tokens(&browser, OFFLINE_SCOPE).await?;
+        let token = http::json_str(&body, "refresh_token")?;
+        Ok(Self {
+            ctx,
+            browser,
+            token,
+        })
+    }
+}
+
+impl Worker for Refresh {
+    async fn step(&mut self) -> anyhow::Result<()> {
+        let pairs = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", self.token.as_str()),
+        ];
+        let res = http::post_form(
+            &self.browser.http,
+            &self.ctx.ep.token,
+            Some(&self.ctx.web),
+            &pairs,
+        )
+        .await?;
+        match http::ok_text(res)
+            .await
+            .and_then(|b| http::json_str(&b, "refresh_token"))
+        {
+            Ok(next) => {
+                self.token = next;
+                Ok(())
+            }
+            Err(e) => {
+                // A broken chain is an error; start a new one so the worker goes on.
+                let body = self.ctx.tokens(&self.browser, OFFLINE_SCOPE).await?;
+                self.token = http::json_str(&body, "refresh_token")?;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// authorize (existing session and grant) -> code -> token exchange with PKCE.
+struct CodeFlow {
+    ctx: Arc<Ctx>,
+    browser: Browser,
+}
+
+impl Worker for CodeFlow {
+    async fn step(&mut self) -> anyhow::Result<()> {
+        let body = self.ctx.tokens(&self.browser, SCOPE).await?;
+        http::json_str(&body, "id_token").map(drop)
+    }
+}
+
+/// GET /userinfo with a Bearer access token.
+struct Userinfo {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl Worker for Userinfo {
+    async fn step(&mut self) -> anyhow::Result<()> {
+        let res = self
+            .http
+            .get(&self.url)
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        http::json_str(&http::ok_text(res).await?, "sub").map(drop)
+    }
+}
+
+/// The client introspects its own access token (RFC 7662).
+struct Introspect {
+    http: reqwest::Client,
+    url: String,
+    creds: Creds,
+    token: String,
+}
+
+impl Worker for Introspect {
+    async fn step(&mut self) -> anyhow::Result<()> {
+        let pairs = [("token", self.token.as_str())];
+        let res = http::post_form(&self.http, &self.url, Some(&self.creds), &pairs).await?;
+        let body = http::ok_text(res).await?;
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        if v["active"] != true {
+            bail!("inactive: {body}");
+        }
+        Ok(())
+    }
+}
+
+/// Password sign-ins through the login form (CSRF double submit), each a new session.
+struct Login {
+    browser: Browser,
+    url: String,
+    csrf: String,
+    user: User,
+}
+
+impl Login {
+    /// Browser `i`: user `{user}-{i}` from its own address, 127.0.1.(i+1), as many people
+    /// signing in from their own machines would (one account from one address is what
+    /// the login throttle is for).
+    async fn new(ctx: &Ctx, i: usize) -> anyhow::Result<Self> {
+        let last = u8::try_from(i % 250 + 1)?;
+        let ip = std::net::Ipv4Addr::new(127, 0, 1, last).into();
+        let browser = Browser::from_address(&ctx.issuer, Some(ip))?;
+        let csrf = browser.login_csrf(&ctx.ep.login).await?;
+        let user = User {
+            username: format!("{}-{}", ctx.user.username, i % ctx.sign_in_users.max(1)),
+            password: ctx.user.password.clone(),
+        };
+        Ok(Self {
+            browser,
+            url: ctx.ep.login.clone(),
+            csrf,
+            user,
+        })
+    }
+}
+
+impl Worker for Login {
+    async fn step(&mut self) -> anyhow::Result<()> {
+        let res = self
+            .browser
+            .password_login(&self.url, &self.csrf, &self.user)
+            .await?;
+        match res.status() {
+            StatusCode::SEE_OTHER => Ok(()),
+            s => Err(anyhow!("login answered {s}")),
+        }
+    }
+}
+
+async fn setup<W, F, Fut>(n: usize, make: F) -> anyhow::Result<Vec<W>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<W>>,
+{
+    let mut workers = Vec::with_capacity(n);
+    for i in 0..n {
+        workers.push(make(i).await?);
+    }
+    Ok(workers)
+}
+
+pub async fn discovery(ctx: &Ctx) -> anyhow::Result<Stats> {
+    let url = ctx.ep.discovery.clone();
+    let w = ctx.workers(|_| {
+        Ok(Get {
+            http: http::client(None, None)?,
+            url: url.clone(),
+        })
+    })?;
+    Ok(measure::run(w, ctx.window).await)
+}
+
+pub async fn jwks(ctx: &Ctx) -> anyhow::Result<Stats> {
+    let url = ctx.ep.jwks.clone();
+    let w = ctx.workers(|_| {
+        Ok(Get {
+            http: http::client(None, None)?,
+            url: url.clone(),
+        })
+    })?;
+    Ok(measure::run(w, ctx.window).await)
+}
+
+fn cc_workers(ctx: &Ctx) -> anyhow::Result<Vec<ClientCredentials>> {
+    ctx.workers(|_| {
+        Ok(ClientCredentials {
+            http: http::client(None, None)?,
+            url: ctx.ep.token.clone(),
+            creds: ctx.cc.clone(),
+            resource: ctx.resource.clone(),
+        })
+    })
+}
+
+pub async fn client_credentials(ctx: &Ctx) -> anyhow::Result<Stats> {
+    Ok(measure::run(cc_workers(ctx)?, ctx.window).await)
+}
+
+pub async fn refresh(ctx: &Arc<Ctx>) -> anyhow::Result<Stats> {
+    let w = setup(ctx.concurrency, |_| Refresh::new(ctx.clone())).await?;
+    Ok(measure::run(w, ctx.window).await)
+}
+
+pub async fn code_flow(ctx: &Arc<Ctx>) -> anyhow::Result<Stats> {
+    let w = setup(ctx.concurrency, |_| async {
+        Ok(CodeFlow {
+            ctx: ctx.clone(),
+            browser: ctx.session().await?,
+        })
+    })
+    .await?;
+    Ok(measure::run(w, ctx.window).await)
+}
+
+/// An access token from a fresh code flow.
+async fn access_token(ctx: &Ctx) -> anyhow::Result<String> {
+    let browser = Browser::new(&ctx.issuer)?;
+    http::json_str(&ctx.tokens(&browser, SCOPE).await?, "access_token")
+}
+
+pub async fn userinfo(ctx: &Ctx) -> anyhow::Result<Stats> {
+    let token = access_token(ctx).await?;
+    let w = ctx.workers(|_| {
+        Ok(Userinfo {
+            http: http::client(None, None)?,
+            url: ctx.ep.userinfo.clone(),
+            token: token.clone(),
+        })
+    })?;
+    Ok(measure::run(w, ctx.window).await)
+}
+
+pub async fn introspection(ctx: &Ctx) -> anyhow::Result<Stats> {
+    let token = access_token(ctx).await?;
+    let w = ctx.workers(|_| {
+        Ok(Introspect {
+            http: http::client(None, None)?,
+            url: ctx.ep.introspect.clone(),
+            creds: ctx.web.clone(),
+            token: token.clone(),
+        })
+    })?;
+    Ok(measure::run(w, ctx.window).await)
+}
+
+pub async fn password_login(ctx: &Ctx) -> anyhow::Result<Stats> {
+    let w = setup(ctx.concurrency, |i| Login::new(ctx, i)).await?;
+    Ok(measure::run(w, ctx.window).await)
+}
+
+/// What the storm's sign-ins got.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Logins {
+    pub ok: u64,
+    pub throttled: u64,
+    pub busy: u64,
+    pub other: u64,
+}
+
+/// client_credentials at the usual concurrency while `clients` browsers sign in without
+/// pause. A browser told 429 or 503 waits `Retry-After` (at most 1 s), as a person would.
+pub async fn storm(ctx: &Ctx, clients: usize) -> anyhow::Result<(Stats, Logins)> {
+    let logins = setup(clients, |i| Login::new(ctx, i)).await?;
+    let end = Instant::now() + ctx.window.warmup + ctx.window.measured;
+    let storm: Vec<_> = logins
+        .into_iter()
+        .map(|l| tokio::spawn(sign_in_until(l, end)))
+        .collect();
+    let stats = measure::run(cc_workers(ctx)?, ctx.window).await;
+    let mut total = Logins::default();
+    for t in storm {
+        let l = t.await?;
+        total.ok += l.ok;
+        total.throttled += l.throttled;
+        total.busy += l.busy;
+        total.other += l.other;
+    }
+    Ok((stats, total))
+}
+
+async fn sign_in_until(mut l: Login, end: Instant) -> Logins {
+    let mut n = Logins::default();
+    while Instant::now() < end {
+        let res = l.browser.password_login(&l.url, &l.csrf, &l.user).await;
+        let wait = match &res {
+            Ok(r) if r.status() == StatusCode::SEE_OTHER => {
+                n.ok += 1;
+                None
+            }
+            Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => {
+                n.throttled += 1;
+                http::retry_after(r)
+            }
+            Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                n.busy += 1;
+                http::retry_after(r)
+            }
+            _ => {
+                n.other += 1;
+                Some(1)
+            }
+        };
+        if let Some(secs) = wait {
+            tokio::time::sleep(Duration::from_secs(secs.min(1))).await;
+        }
+        if res.is_err() {
+            // Reconnect with a new page (and CSRF cookie) after a transport error.
+            if let Ok(csrf) = l.browser.login_csrf(&l.url).await {
+                l.csrf = csrf;
+            }
+        }
+    }
+    n
+}
