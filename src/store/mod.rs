@@ -441,11 +441,35 @@ pub trait Store:
     async fn close(&self);
 }
 
+/// How to open a store.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectOptions {
+    /// Pool size (SQLite: the read pool; writes always go through one connection).
+    pub max_connections: u32,
+    /// SQLite: sync the write-ahead log at every commit (`synchronous = FULL`) instead of
+    /// at checkpoints (`NORMAL`). Ignored by PostgreSQL, whose commits are always synced.
+    pub sqlite_sync_every_commit: bool,
+}
+
 /// Connects to the database named by `url` and applies pending migrations.
 pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+    let options = ConnectOptions {
+        max_connections,
+        sqlite_sync_every_commit: false,
+    };
+    connect_with(url, options).await
+}
+
+/// [`connect`] with every option.
+pub async fn connect_with(
+    url: &str,
+    options: ConnectOptions,
+) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+        Ok(Arc::new(SqliteStore::connect_with(url, options).await?))
     } else {
-        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+        Ok(Arc::new(
+            PgStore::connect(url, options.max_connections).await?,
+        ))
     }
 }

@@ -188,7 +188,7 @@ macro_rules! grant_store {
             async fn get_code(&self, code_hash: &[u8]) -> Result<Option<AuthorizationCode>, StoreError> {
                 let row: Option<CodeRow> = sqlx::query_as(SELECT_CODE)
                     .bind(code_hash)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.reader)
                     .await
                     .map_err(backend)?;
                 row.map(AuthorizationCode::try_from).transpose()
@@ -245,7 +245,7 @@ macro_rules! grant_store {
 
             async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
                 let row: Option<GrantRow> =
-                    sqlx::query_as(SELECT_GRANT).bind(id).fetch_optional(&self.pool).await.map_err(backend)?;
+                    sqlx::query_as(SELECT_GRANT).bind(id).fetch_optional(&self.reader).await.map_err(backend)?;
                 row.map(Grant::try_from).transpose()
             }
 
@@ -269,7 +269,7 @@ macro_rules! grant_store {
                 let rows: Vec<GrantRow> = sqlx::query_as(SELECT_USER_GRANTS)
                     .bind(user_id)
                     .bind(now)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.reader)
                     .await
                     .map_err(backend)?;
                 rows.into_iter().map(Grant::try_from).collect()
@@ -300,7 +300,7 @@ macro_rules! grant_store {
                 let sealed: Option<Option<Vec<u8>>> =
                     sqlx::query_scalar("SELECT successor_sealed FROM refresh_tokens WHERE token_hash = $1")
                         .bind(token_hash)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.reader)
                         .await
                         .map_err(backend)?;
                 Ok(sealed.flatten())
@@ -309,7 +309,7 @@ macro_rules! grant_store {
             async fn get_refresh_token(&self, token_hash: &[u8]) -> Result<Option<RefreshToken>, StoreError> {
                 let row: Option<RefreshRow> = sqlx::query_as(SELECT_REFRESH)
                     .bind(token_hash)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.reader)
                     .await
                     .map_err(backend)?;
                 row.map(RefreshToken::try_from).transpose()

@@ -93,7 +93,7 @@ macro_rules! user_store {
                 let sql =
                     sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users ORDER BY username"));
                 let rows: Vec<UserRow> = sqlx::query_as(sql)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.reader)
                     .await
                     .map_err(backend)?;
                 rows.into_iter().map(User::try_from).collect()
@@ -151,7 +151,7 @@ macro_rules! user_store {
                     sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE {column} = $1"));
                 let row: Option<UserRow> = sqlx::query_as(sql)
                     .bind(value)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.reader)
                     .await
                     .map_err(backend)?;
                 row.map(User::try_from).transpose()
