@@ -14,6 +14,7 @@ mod cli;
 mod config_errors;
 mod conformance;
 mod csp;
+mod durability;
 mod flows_code;
 mod flows_concurrency;
 mod flows_logout;
