@@ -8,7 +8,7 @@ use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpServer};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::Settings;
+use crate::config::{Settings, SqliteSynchronous};
 use crate::crypto::kek::{MasterKey, MASTER_KEY_ENV};
 use crate::crypto::password::{PasswordHasher, PasswordParams};
 use crate::crypto::token::SecretHasher;
@@ -43,15 +43,18 @@ impl Context {
             std::env::var(MASTER_KEY_ENV).ok().as_deref(),
             &settings.keys.master_key_file,
         )?;
-        let store = store::connect(&settings.database.url, settings.database.max_connections)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot open database {}: {}",
-                    crate::config::redact_url(&settings.database.url),
-                    http::error::chain(&e)
-                )
-            })?;
+        let db = &settings.database;
+        let options = store::ConnectOptions {
+            max_connections: db.max_connections,
+            sqlite_sync_every_commit: db.sqlite_synchronous == SqliteSynchronous::Full,
+        };
+        let store = store::connect_with(&db.url, options).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open database {}: {}",
+                crate::config::redact_url(&settings.database.url),
+                http::error::chain(&e)
+            )
+        })?;
         let p = &settings.passwords;
         let passwords = PasswordHasher::with_queue(
             PasswordParams {

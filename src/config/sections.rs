@@ -11,8 +11,22 @@ use serde::Deserialize;
 pub struct DatabaseSettings {
     /// `sqlite://path/to/file.db` or `postgres://user:pass@host/db`.
     pub url: String,
-    /// Connection pool size.
+    /// Connection pool size (SQLite: the read pool; it always writes through one).
     pub max_connections: u32,
+    /// SQLite only: `normal` syncs the write-ahead log at checkpoints, `full` at every
+    /// commit (see `docs/performance.md`, "Durability of SQLite").
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// When SQLite syncs its write-ahead log to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// At checkpoints: commits survive a crash of the process, not of the machine.
+    #[default]
+    Normal,
+    /// At every commit: commits survive a power loss too.
+    Full,
 }
 
 impl Default for DatabaseSettings {
@@ -20,6 +34,7 @@ impl Default for DatabaseSettings {
         Self {
             url: "sqlite://data/latchkey.db".into(),
             max_connections: 16,
+            sqlite_synchronous: SqliteSynchronous::Normal,
         }
     }
 }
@@ -29,6 +44,7 @@ impl fmt::Debug for DatabaseSettings {
         f.debug_struct("DatabaseSettings")
             .field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
             .finish()
     }
 }

@@ -3,10 +3,15 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Params, Version};
 use ring::rand::{SecureRandom, SystemRandom};
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
+
+use memory::MemoryPool;
+
+mod memory;
 
 use super::CryptoError;
 use crate::domain::Password;
@@ -29,6 +34,8 @@ pub struct PasswordParams {
 #[derive(Clone)]
 pub struct PasswordHasher {
     argon2: Argon2<'static>,
+    /// Working memory for `max_concurrent` hashes, reused.
+    memory: Arc<MemoryPool>,
     dummy_hash: Arc<PasswordHash>,
     permits: Arc<Semaphore>,
     verifications: Arc<AtomicU64>,
@@ -74,12 +81,14 @@ impl PasswordHasher {
             None,
         )
         .map_err(|e| CryptoError::PasswordHash(e.to_string()))?;
+        let memory = Arc::new(MemoryPool::new(max_concurrent, params.block_count()));
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let dummy_hash = hash_blocking(&argon2, b"latchkey dummy password")?;
+        let dummy_hash = hash_blocking(&argon2, &memory, b"latchkey dummy password")?;
         let dummy_hash =
             PasswordHash::new(&dummy_hash).map_err(|e| CryptoError::PasswordHash(e.to_string()))?;
         Ok(Self {
             argon2,
+            memory,
             dummy_hash: Arc::new(dummy_hash),
             permits: Arc::new(Semaphore::new(max_concurrent)),
             verifications: Arc::new(AtomicU64::new(0)),
@@ -92,7 +101,8 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &Password) -> Result<String, CryptoError> {
         let password = zeroize::Zeroizing::new(password.expose().as_bytes().to_vec());
         let argon2 = self.argon2.clone();
-        self.run_blocking(move || hash_blocking(&argon2, &password))
+        let memory = Arc::clone(&self.memory);
+        self.run_blocking(move || hash_blocking(&argon2, &memory, &password))
             .await?
     }
 
@@ -106,18 +116,18 @@ impl PasswordHasher {
         password: &Password,
     ) -> Result<bool, CryptoError> {
         let password = zeroize::Zeroizing::new(password.expose().as_bytes().to_vec());
-        let argon2 = self.argon2.clone();
         let stored = stored.map(str::to_owned);
         let dummy = Arc::clone(&self.dummy_hash);
         let count = Arc::clone(&self.verifications);
+        let memory = Arc::clone(&self.memory);
         self.run_blocking(move || {
             let real = stored.as_deref().and_then(|s| PasswordHash::new(s).ok());
             match real {
-                Some(hash) => argon2_verify(&argon2, &password, &hash, &count),
+                Some(hash) => argon2_verify(&memory, &password, &hash, &count),
                 None => {
                     // Same work as a real check; the result is ignored. An unknown user, a
                     // user without a password and a corrupt hash each cost one verification.
-                    let _ = argon2_verify(&argon2, &password, &dummy, &count);
+                    let _ = argon2_verify(&memory, &password, &dummy, &count);
                     false
                 }
             }
@@ -174,26 +184,65 @@ impl Drop for Admission<'_> {
     }
 }
 
-/// One argon2 verification, counted (see [`PasswordHasher::verifications`]).
+/// One argon2 verification, counted (see [`PasswordHasher::verifications`]): the hash is
+/// recomputed with the stored string's algorithm, version, parameters and salt into pooled
+/// memory, and compared with the stored output in constant time.
 fn argon2_verify(
-    argon2: &Argon2<'_>,
+    memory: &MemoryPool,
     password: &[u8],
     hash: &PasswordHash,
     count: &AtomicU64,
 ) -> bool {
     count.fetch_add(1, Ordering::Relaxed);
-    argon2.verify_password(password, hash).is_ok()
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(hash) else {
+        return false;
+    };
+    let needed = params.block_count();
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut out = zeroize::Zeroizing::new(vec![0u8; expected.len()]);
+    let computed = memory.with(needed, |blocks| {
+        argon2.hash_password_into_with_memory(password, salt, &mut out, blocks)
+    });
+    computed.is_ok() && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
-fn hash_blocking(argon2: &Argon2<'_>, password: &[u8]) -> Result<String, CryptoError> {
+/// Hashes `password` with a fresh random salt into pooled memory; returns the PHC string.
+fn hash_blocking(
+    argon2: &Argon2<'_>,
+    memory: &MemoryPool,
+    password: &[u8],
+) -> Result<String, CryptoError> {
+    let failed = |e: &dyn std::fmt::Display| CryptoError::PasswordHash(e.to_string());
     let mut salt = [0u8; SALT_LEN];
     SystemRandom::new()
         .fill(&mut salt)
         .map_err(|_| CryptoError::Random)?;
-    argon2
-        .hash_password_with_salt(password, &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| CryptoError::PasswordHash(e.to_string()))
+    let params = argon2.params();
+    let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let mut out = zeroize::Zeroizing::new(vec![0u8; len]);
+    memory
+        .with(params.block_count(), |blocks| {
+            argon2.hash_password_into_with_memory(password, &salt, &mut out, blocks)
+        })
+        .map_err(|e| failed(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
+        salt: Some(Salt::new(&salt).map_err(|e| failed(&e))?),
+        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
+    };
+    Ok(phc.to_string())
 }
 
 #[cfg(test)]

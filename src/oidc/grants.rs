@@ -330,6 +330,25 @@ pub fn check_family_alive(
     Ok(())
 }
 
+/// The same rule as [`check_family_alive`], as the bounds a store checks atomically while
+/// it rotates (RFC 9700 §4.14.2): a family is alive at `now` only if it was created after
+/// `created_after` and last used after `used_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FamilyBounds {
+    /// `now - absolute_ttl`: the family's `created_at` must be later.
+    pub created_after: UnixTime,
+    /// `now - idle_ttl`: the family's `last_used_at` must be later.
+    pub used_after: UnixTime,
+}
+
+/// The bounds [`check_family_alive`] applies at `now`.
+pub fn family_bounds(now: UnixTime, absolute_ttl: i64, idle_ttl: i64) -> FamilyBounds {
+    FamilyBounds {
+        created_after: now.saturating_sub(absolute_ttl),
+        used_after: now.saturating_sub(idle_ttl),
+    }
+}
+
 /// OIDC Core §11: refresh tokens for offline access are issued only when `offline_access`
 /// was granted — and only to clients registered for the refresh_token grant.
 pub fn issues_refresh_token(client: &Client, scope: &Scope) -> bool {

@@ -33,8 +33,8 @@ pub use discovery::{
 pub use error::{ErrorCode, OAuthError};
 pub use grants::{
     check_code_redemption, check_family_alive, check_grant_allowed, check_resource_within_grant,
-    choose_audience, client_credentials_scope, issues_refresh_token, narrow_scope,
-    parse_token_request, CodeGrantView, FamilyView, TokenRequest, CODE_TTL,
+    choose_audience, client_credentials_scope, family_bounds, issues_refresh_token, narrow_scope,
+    parse_token_request, CodeGrantView, FamilyBounds, FamilyView, TokenRequest, CODE_TTL,
 };
 pub use introspection::{
     active_response, inactive_response, issued_to_live_client, may_introspect,

@@ -264,8 +264,13 @@ async fn consent_state(
         });
     };
     let user_id = session.user.id.as_str();
+    let consenting = step == (Step::Consented { allow: true });
+    // First-party clients are not asked: their remembered consent is not needed either.
+    if client.first_party && !consenting {
+        return Ok(ConsentState::NotRequired);
+    }
     let granted = state.store.get_consent(user_id, &client.id).await?;
-    if step == (Step::Consented { allow: true }) {
+    if consenting {
         let mut all: Vec<String> = request.scope.iter().map(str::to_owned).collect();
         if let Some(g) = &granted {
             all.extend(g.iter().map(str::to_owned));
@@ -276,9 +281,6 @@ async fn consent_state(
             .save_consent(user_id, &client.id, &merged, now)
             .await?;
         return Ok(ConsentState::GrantedNow);
-    }
-    if client.first_party {
-        return Ok(ConsentState::NotRequired);
     }
     Ok(match granted {
         Some(g) if crate::oidc::consent_covers(&g, &request.scope) => ConsentState::Granted,

@@ -99,11 +99,17 @@ impl ClientCache {
     }
 }
 
-/// The client a request names by `client_id`, straight from the store (browser flows are
-/// not on the hot path); `None` for a missing, malformed or unknown id.
+/// The client a request names by `client_id`, through the cache like the token endpoint
+/// (a deleted client stops being offered within `clients.cache_refresh_secs`, and its
+/// codes are refused at the token endpoint, which authenticates it); `None` for a
+/// missing, malformed or unknown id.
 pub async fn named(state: &AppState, id: Option<&str>) -> Result<Option<Client>, ServiceError> {
     match id.map(ClientId::parse) {
-        Some(Ok(id)) => Ok(state.store.get_client(&id).await?),
+        Some(Ok(id)) => Ok(state
+            .clients
+            .get(state.store.as_ref(), &id)
+            .await?
+            .map(|c| Client::clone(&c))),
         _ => Ok(None),
     }
 }

@@ -58,9 +58,6 @@ async fn live_access_token(
     let Ok(claims) = verify::<AccessTokenClaims>(token, &published.verifying, &expected) else {
         return Ok(None);
     };
-    if state.store.is_jti_revoked(&claims.jti).await? {
-        return Ok(None);
-    }
     // The client must still exist and not have revoked its tokens since (from the client
     // cache: a change is seen within `clients.cache_refresh_secs`).
     let owner = match ClientId::parse(&claims.client_id) {
@@ -71,22 +68,21 @@ async fn live_access_token(
         return Ok(None);
     }
     let user = match grant_of_jti(&claims.jti) {
-        None => None,
-        Some(grant_id) => {
-            let grant = state.store.get_grant(grant_id).await?;
-            let Some(grant) = grant.filter(|g| g.revoked_at.is_none()) else {
+        None => {
+            if state.store.is_jti_revoked(&claims.jti).await? {
                 return Ok(None);
-            };
-            match state.store.get_user(grant.user_id.as_str()).await? {
-                Some(u)
-                    if u.accepts_auth_under(grant.credentials_epoch)
-                        && u.id.as_str() == claims.sub =>
-                {
-                    Some(u)
-                }
-                _ => return Ok(None),
             }
+            None
         }
+        // One query: the grant not revoked, the `jti` not revoked, and the user.
+        Some(grant_id) => match state.store.get_token_grant(grant_id, &claims.jti).await? {
+            Some((grant, u))
+                if u.accepts_auth_under(grant.credentials_epoch) && u.id.as_str() == claims.sub =>
+            {
+                Some(u)
+            }
+            _ => return Ok(None),
+        },
     };
     Ok(Some(LiveAccessToken { claims, user }))
 }
@@ -137,7 +133,13 @@ pub async fn introspect(
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    if let Some(refresh) = state.store.get_refresh_token(&hash_token(token)).await? {
+    // A refresh token is random base64url, never a JWS with its dots: skip the lookup.
+    let maybe_refresh = !token.contains('.');
+    let refresh = match maybe_refresh {
+        true => state.store.get_refresh_token(&hash_token(token)).await?,
+        false => None,
+    };
+    if let Some(refresh) = refresh {
         // Refresh tokens concern only the client they were issued to (RFC 7662 §4).
         if refresh.client_id != client.id {
             return Ok(inactive_response());

@@ -41,7 +41,10 @@ pub async fn resolve(
     if !user.accepts_auth_under(session.credentials_epoch) {
         return Ok(None);
     }
-    state.store.touch_session(&id_hash, now).await?;
+    // Use is recorded by the second: at most one write per session and second.
+    if session.last_seen_at < now {
+        state.store.touch_session(&id_hash, now).await?;
+    }
     Ok(Some(ActiveSession { session, user }))
 }
 

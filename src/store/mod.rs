@@ -379,20 +379,61 @@ pub trait GrantStore: Send + Sync {
         &self,
         token_hash: &[u8],
     ) -> Result<Option<RefreshToken>, StoreError>;
-    /// In one transaction: marks the presented token spent only if it was unspent
-    /// (`UPDATE ... WHERE spent_at IS NULL RETURNING`), inserts its successor and touches
-    /// the grant, only if the grant is not revoked. False (and nothing changed) otherwise.
-    /// `successor_sealed` (the successor, sealed) is kept on the spent token's row for a
-    /// client with a refresh grace window.
+    /// A refresh token with its grant and the grant's user, in one query; `None` if the
+    /// token is unknown (or, impossibly with the foreign keys, its grant or user).
+    async fn get_refresh_family(
+        &self,
+        token_hash: &[u8],
+    ) -> Result<Option<RefreshFamily>, StoreError>;
+    /// For an access token whose `jti` names grant `grant_id`: the grant and its user, in
+    /// one query, unless the grant is revoked or the `jti` is (`None` then).
+    async fn get_token_grant(
+        &self,
+        grant_id: &str,
+        jti: &str,
+    ) -> Result<Option<(Grant, User)>, StoreError>;
+    /// In one short transaction (RFC 9700 §4.14.2): spends the presented token
+    /// (`UPDATE ... WHERE spent_at IS NULL`, and only if it is unexpired and belongs to the
+    /// successor's client and grant), touches the grant only if it is still alive (not
+    /// revoked, within `created_after`/`used_after`) and its user enabled under the
+    /// grant's credentials epoch, and inserts the successor. False (and nothing changed)
+    /// if any of that does not hold. `successor_sealed` (the successor, sealed) is kept on
+    /// the spent token's row for a client with a refresh grace window.
     async fn rotate_refresh_token(
         &self,
-        presented_hash: &[u8],
-        successor: &RefreshToken,
-        successor_sealed: Option<&[u8]>,
-        now: UnixTime,
+        rotation: &RefreshRotation<'_>,
     ) -> Result<bool, StoreError>;
     /// The sealed successor kept on a spent token's row, if any.
     async fn sealed_successor(&self, token_hash: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// A refresh token, its grant and the grant's user (see
+/// [`GrantStore::get_refresh_family`]).
+#[derive(Debug, Clone)]
+pub struct RefreshFamily {
+    /// The token.
+    pub token: RefreshToken,
+    /// Its grant.
+    pub grant: Grant,
+    /// The grant's user.
+    pub user: User,
+}
+
+/// What [`GrantStore::rotate_refresh_token`] writes, and what must still hold when it does.
+#[derive(Debug)]
+pub struct RefreshRotation<'a> {
+    /// The hash of the presented token.
+    pub presented_hash: &'a [u8],
+    /// Its successor: same grant, client and scope.
+    pub successor: &'a RefreshToken,
+    /// The successor's value sealed (clients with a refresh grace window only).
+    pub successor_sealed: Option<&'a [u8]>,
+    /// When the rotation happens.
+    pub now: UnixTime,
+    /// The grant's `created_at` must be later than this (absolute lifetime).
+    pub created_after: UnixTime,
+    /// The grant's `last_used_at` must be later than this (idle timeout).
+    pub used_after: UnixTime,
 }
 
 /// Revoked access-token ids and the audit trail.
@@ -627,11 +668,35 @@ pub trait Store:
     async fn close(&self);
 }
 
+/// How to open a store.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectOptions {
+    /// Pool size (SQLite: the read pool; writes always go through one connection).
+    pub max_connections: u32,
+    /// SQLite: sync the write-ahead log at every commit (`synchronous = FULL`) instead of
+    /// at checkpoints (`NORMAL`). Ignored by PostgreSQL, whose commits are always synced.
+    pub sqlite_sync_every_commit: bool,
+}
+
 /// Connects to the database named by `url` and applies pending migrations.
 pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+    let options = ConnectOptions {
+        max_connections,
+        sqlite_sync_every_commit: false,
+    };
+    connect_with(url, options).await
+}
+
+/// [`connect`] with every option.
+pub async fn connect_with(
+    url: &str,
+    options: ConnectOptions,
+) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+        Ok(Arc::new(SqliteStore::connect_with(url, options).await?))
     } else {
-        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+        Ok(Arc::new(
+            PgStore::connect(url, options.max_connections).await?,
+        ))
     }
 }

@@ -12,6 +12,8 @@ use super::StoreError;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(super) pool: PgPool,
+    /// The same pool: PostgreSQL needs no separate readers (see `SqliteStore`).
+    pub(super) reader: PgPool,
 }
 
 impl PgStore {
@@ -36,7 +38,10 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(super::sql::backend)?;
-        Ok(Self { pool })
+        Ok(Self {
+            reader: pool.clone(),
+            pool,
+        })
     }
 
     /// `BEGIN`: row locks and `UPDATE ... WHERE ... RETURNING` make single use atomic.

@@ -1,5 +1,11 @@
 //! The SQLite store: the embedded default, so `serve` works with nothing installed.
 //! Migrations in `migrations/sqlite/`.
+//!
+//! SQLite has one writer at a time. Writes go through a pool of exactly one connection,
+//! so concurrent writers wait in the pool's fair queue (microseconds each) instead of
+//! each holding a connection and sleeping in SQLite's busy handler, whose back-off
+//! (up to 100 ms a try) made the p99 of refresh rotation several hundred milliseconds.
+//! Reads go through a pool of read-only connections that WAL lets run beside the writer.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -12,17 +18,28 @@ use super::StoreError;
 /// SQLite implementation of every store trait.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// The single writer: every statement that changes something, and transactions.
     pub(super) pool: SqlitePool,
+    /// Read-only connections for plain `SELECT`s.
+    pub(super) reader: SqlitePool,
 }
 
 impl SqliteStore {
-    /// Opens (creating the file and its folder if needed) and migrates.
+    /// Opens (creating the file and its folder if needed) and migrates. `max_connections`
+    /// sizes the read pool; the write pool always has one connection.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = super::ConnectOptions {
+            max_connections,
+            sqlite_sync_every_commit: false,
+        };
+        Self::connect_with(url, options).await
+    }
+
+    /// [`SqliteStore::connect`] with every option.
+    pub async fn connect_with(url: &str, opts: super::ConnectOptions) -> Result<Self, StoreError> {
+        let max_connections = opts.max_connections;
         let options = SqliteConnectOptions::from_str(url)
             .map_err(super::sql::backend)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         if let Some(dir) = options.get_filename().parent() {
@@ -30,24 +47,49 @@ impl SqliteStore {
                 std::fs::create_dir_all(dir).map_err(super::sql::backend)?;
             }
         }
+        // WAL with synchronous = NORMAL (the default): a commit is durable against a crash
+        // of the process (the WAL is in the OS page cache), but the last transactions
+        // before a power loss or kernel crash may roll back; the WAL is synced at
+        // checkpoints. FULL syncs it at every commit. See `docs/performance.md`
+        // ("Durability of SQLite") for what that means for refresh rotation.
+        let synchronous = if opts.sqlite_sync_every_commit {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        };
+        let writer = options
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous);
         // A local file cannot drop a connection: skip the liveness ping before each use,
         // a round trip to the connection's worker thread on the token hot path.
         let pool = SqlitePoolOptions::new()
             .test_before_acquire(false)
-            .max_connections(max_connections)
+            .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(writer)
             .await
             .map_err(super::sql::backend)?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .map_err(super::sql::backend)?;
-        Ok(Self { pool })
+        // Opened after the writer made the file a WAL database (the mode is persistent).
+        let reader = SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(super::sql::backend)?;
+        Ok(Self { pool, reader })
     }
 
     /// `BEGIN IMMEDIATE` takes the write lock up front, so two writers never deadlock on a
-    /// lock upgrade and single use stays atomic (SQLite serialises writers).
+    /// lock upgrade and single use stays atomic (SQLite serialises writers). With the
+    /// single-connection write pool the lock is free by the time a transaction begins
+    /// (unless another process, such as an admin command, holds it).
     pub(super) async fn begin(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {

@@ -7,7 +7,7 @@ use latchkey::domain::{
     AuditEvent, AuditFilter, AuthorizationCode, Client, ClientId, ClientKind, Email, Grant,
     GrantType, RefreshToken, Scope, Session, User, UserId, Username,
 };
-use latchkey::store::Store;
+use latchkey::store::{RefreshRotation, Store};
 
 use crate::helpers::{fresh_store, Backend};
 
@@ -26,7 +26,7 @@ crate::both_stores!(
     a_users_sessions_and_grants_end_together,
 );
 
-async fn seeded(backend: Backend) -> (Arc<dyn Store>, tempfile::TempDir, User, Client) {
+pub(crate) async fn seeded(backend: Backend) -> (Arc<dyn Store>, tempfile::TempDir, User, Client) {
     let (store, dir) = fresh_store(backend).await;
     let user = User {
         id: UserId::generate(),
@@ -83,7 +83,7 @@ pub(crate) fn session(user: &User, sid: &str) -> Session {
     }
 }
 
-fn code(user: &User, client: &Client, hash: &[u8], grant: &str) -> AuthorizationCode {
+pub(crate) fn code(user: &User, client: &Client, hash: &[u8], grant: &str) -> AuthorizationCode {
     AuthorizationCode {
         code_hash: hash.to_vec(),
         grant_id: grant.into(),
@@ -104,7 +104,7 @@ fn code(user: &User, client: &Client, hash: &[u8], grant: &str) -> Authorization
     }
 }
 
-fn grant(user: &User, client: &Client, id: &str, sid: &str, scope: &str) -> Grant {
+pub(crate) fn grant(user: &User, client: &Client, id: &str, sid: &str, scope: &str) -> Grant {
     Grant {
         id: id.into(),
         client_id: client.id.clone(),
@@ -122,7 +122,7 @@ fn grant(user: &User, client: &Client, id: &str, sid: &str, scope: &str) -> Gran
     }
 }
 
-fn refresh(client: &Client, hash: &[u8], grant: &str) -> RefreshToken {
+pub(crate) fn refresh(client: &Client, hash: &[u8], grant: &str) -> RefreshToken {
     RefreshToken {
         token_hash: hash.to_vec(),
         grant_id: grant.into(),
@@ -131,6 +131,22 @@ fn refresh(client: &Client, hash: &[u8], grant: &str) -> RefreshToken {
         created_at: 110,
         expires_at: 10_000,
         spent_at: None,
+    }
+}
+
+/// A rotation of `presented` to `next` at `now`, with bounds no family here is near.
+pub(crate) fn rotation<'a>(
+    presented: &'a [u8],
+    next: &'a RefreshToken,
+    now: i64,
+) -> RefreshRotation<'a> {
+    RefreshRotation {
+        presented_hash: presented,
+        successor: next,
+        successor_sealed: None,
+        now,
+        created_after: 0,
+        used_after: 0,
     }
 }
 
@@ -257,7 +273,7 @@ async fn rotation_spends_once_and_keeps_the_family_scope(backend: Backend) {
         .unwrap();
     let next = refresh(&client, b"rt2", "g1");
     assert!(store
-        .rotate_refresh_token(b"rt1", &next, None, 200)
+        .rotate_refresh_token(&rotation(b"rt1", &next, 200))
         .await
         .unwrap());
     assert_eq!(
@@ -276,7 +292,7 @@ async fn rotation_spends_once_and_keeps_the_family_scope(backend: Backend) {
     let again = refresh(&client, b"rt3", "g1");
     assert!(
         !store
-            .rotate_refresh_token(b"rt1", &again, None, 201)
+            .rotate_refresh_token(&rotation(b"rt1", &again, 201))
             .await
             .unwrap(),
         "a spent token never rotates"
@@ -298,7 +314,7 @@ async fn rotation_on_a_revoked_family_changes_nothing(backend: Backend) {
     assert!(store.revoke_grant("g1", 150).await.unwrap());
     assert!(!store.revoke_grant("g1", 151).await.unwrap());
     assert!(!store
-        .rotate_refresh_token(b"rt1", &refresh(&client, b"rt2", "g1"), None, 200)
+        .rotate_refresh_token(&rotation(b"rt1", &refresh(&client, b"rt2", "g1"), 200))
         .await
         .unwrap());
     assert_eq!(
@@ -331,7 +347,7 @@ async fn thirty_two_concurrent_rotations_have_one_winner(backend: Backend) {
             let next = refresh(&client, format!("next-{i}").as_bytes(), "g1");
             tokio::spawn(async move {
                 store
-                    .rotate_refresh_token(b"rt1", &next, None, 200)
+                    .rotate_refresh_token(&rotation(b"rt1", &next, 200))
                     .await
                     .unwrap()
             })

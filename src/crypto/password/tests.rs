@@ -166,3 +166,60 @@ async fn a_full_queue_answers_busy_at_once_and_frees_its_places() {
         .await
         .unwrap());
 }
+
+/// A PHC string made by the argon2 crate's own allocating hasher, with `params`.
+fn reference_hash(password: &str, params: Params) -> String {
+    use argon2::PasswordHasher as _;
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_with_salt(password.as_bytes(), b"0123456789abcdef")
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn pooled_hashes_interoperate_with_the_argon2_crate() {
+    use argon2::PasswordVerifier as _;
+    let hasher = PasswordHasher::new(SMALL, 2).unwrap();
+    // Ours verify with the crate's verifier...
+    let ours = hasher.hash(&pw("correct horse")).await.unwrap();
+    let parsed = PasswordHash::new(&ours).unwrap();
+    assert!(Argon2::default()
+        .verify_password(b"correct horse", &parsed)
+        .is_ok());
+    // ...and the crate's verify with ours: the same cost, a smaller one, and a larger one
+    // than the pool's buffers (hashes stored before a cost change).
+    for (m, t) in [(1024, 1), (512, 2), (4096, 1)] {
+        let stored = reference_hash("correct horse", Params::new(m, t, 1, None).unwrap());
+        assert!(
+            hasher
+                .verify(Some(&stored), &pw("correct horse"))
+                .await
+                .unwrap(),
+            "{stored}"
+        );
+        assert!(!hasher
+            .verify(Some(&stored), &pw("correct horsf"))
+            .await
+            .unwrap());
+    }
+}
+
+#[tokio::test]
+async fn working_memory_is_reused_not_reallocated() {
+    let hasher = PasswordHasher::new(SMALL, 2).unwrap();
+    let stored = hasher.hash(&pw("p")).await.unwrap();
+    let runs: Vec<_> = (0..16)
+        .map(|_| {
+            let h = hasher.clone();
+            let s = stored.clone();
+            tokio::spawn(async move { h.verify(Some(&s), &pw("p")).await })
+        })
+        .collect();
+    for r in futures_util::future::join_all(runs).await {
+        let _ = r.unwrap();
+    }
+    assert!(
+        hasher.memory.pooled() <= 2,
+        "at most one buffer per permitted concurrent hash"
+    );
+}

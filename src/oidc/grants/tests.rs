@@ -320,6 +320,21 @@ fn idle_family_is_invalid_grant() {
 }
 
 #[test]
+fn family_bounds_agree_with_check_family_alive() {
+    for (created, used, now) in [(0, 100, 199), (0, 100, 200), (0, 990, 999), (0, 990, 1000)] {
+        let b = family_bounds(now, 1000, 100);
+        let by_bounds = created > b.created_after && used > b.used_after;
+        let by_check = check_family_alive(&family(created, used, false), now, 1000, 100).is_ok();
+        assert_eq!(
+            by_bounds, by_check,
+            "created {created} used {used} now {now}"
+        );
+    }
+    let huge = family_bounds(NOW, i64::MAX / 4, i64::MAX / 4);
+    assert!(huge.created_after < 0 && huge.used_after < 0);
+}
+
+#[test]
 fn refresh_token_needs_grant_and_offline_access() {
     let c = client();
     assert!(issues_refresh_token(&c, &scope("openid offline_access")));

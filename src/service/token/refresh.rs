@@ -5,15 +5,14 @@ use crate::clock::UnixTime;
 use crate::crypto::token::{hash_token, random_token};
 use crate::domain::{Client, Grant, RefreshToken, ResourceUri, Scope, User};
 use crate::oidc::{
-    check_family_alive, check_resource_within_grant, choose_audience, narrow_scope, FamilyView,
-    OAuthError,
+    check_family_alive, check_resource_within_grant, choose_audience, family_bounds, narrow_scope,
+    FamilyView, OAuthError,
 };
 use crate::service::session::secs;
 use crate::service::{AppState, ServiceError};
+use crate::store::{RefreshFamily, RefreshRotation};
 
-use super::{
-    bad_record, enabled_user, revoke_and_audit, user_tokens, Reuse, TokenError, TokenResponse,
-};
+use super::{bad_record, revoke_and_audit, user_tokens, Reuse, TokenError, TokenResponse};
 pub(super) struct RefreshInput<'a> {
     pub(super) token: &'a str,
     pub(super) scope: Option<&'a Scope>,
@@ -32,6 +31,11 @@ struct Checked {
 /// successor; presenting a spent token revokes the whole family, unless the client has a
 /// refresh grace window and the same client presents it again within it: then it gets the
 /// same successor (see `docs/architecture.md`).
+///
+/// The store is asked twice on the way that succeeds: one query reads the token, its
+/// grant and user (for the checks and the claims), then one short transaction spends the
+/// token, touches the grant and inserts the successor, re-checking inside it what may have
+/// changed since the read (spent, revoked, expired, user disabled or credentials changed).
 pub(super) async fn refresh(
     state: &AppState,
     client: &Client,
@@ -40,20 +44,18 @@ pub(super) async fn refresh(
     now: UnixTime,
 ) -> Result<TokenResponse, TokenError> {
     let hash = hash_token(input.token);
-    let Some(token) = state.store.get_refresh_token(&hash).await? else {
+    let Some(family) = state.store.get_refresh_family(&hash).await? else {
         return Err(OAuthError::invalid_grant("unknown refresh token").into());
     };
     // Bound to the client it was issued to (RFC 6749 §10.4); a foreign client changes nothing.
-    if token.client_id != client.id {
+    if family.token.client_id != client.id {
         return Err(OAuthError::invalid_grant("refresh token was issued to another client").into());
     }
-    if token.spent_at.is_some() {
-        return match grace_successor(state, client, &token, now).await? {
-            Some(successor) => respond(state, client, &input, &token, successor, now).await,
-            None => Err(reuse(state, &token, ip, now).await),
-        };
+    if family.token.spent_at.is_some() {
+        return presented_again(state, client, &input, family, ip, now).await;
     }
-    let checked = check(state, client, &input, &token, now).await?;
+    let token = family.token.clone();
+    let checked = check(state, client, &input, family, now)?;
     let successor_token = random_token().map_err(ServiceError::from)?;
     let successor = RefreshToken {
         token_hash: hash_token(&successor_token),
@@ -75,35 +77,86 @@ pub(super) async fn refresh(
     } else {
         None
     };
-    if !state
-        .store
-        .rotate_refresh_token(&hash, &successor, sealed.as_deref(), now)
-        .await?
-    {
-        // Spent meanwhile by a concurrent request, or the family was revoked: reuse, unless
-        // the concurrent request was this client's own within its grace window.
-        let spent = state.store.get_refresh_token(&hash).await?;
-        if let Some(spent) = spent.filter(|t| t.spent_at.is_some()) {
-            if let Some(successor) = grace_successor(state, client, &spent, now).await? {
-                return issue(state, client, checked, successor, now);
-            }
-        }
-        return Err(reuse(state, &token, ip, now).await);
+    let t = &state.settings.tokens;
+    let bounds = family_bounds(
+        now,
+        secs(t.refresh_absolute_ttl_secs),
+        secs(t.refresh_idle_ttl_secs),
+    );
+    let rotation = RefreshRotation {
+        presented_hash: &hash,
+        successor: &successor,
+        successor_sealed: sealed.as_deref(),
+        now,
+        created_after: bounds.created_after,
+        used_after: bounds.used_after,
+    };
+    if !state.store.rotate_refresh_token(&rotation).await? {
+        return lost_rotation(state, client, &input, &hash, ip, now).await;
     }
     issue(state, client, checked, successor_token, now)
 }
 
-/// The checks every refresh passes: a live family, an enabled user, a scope within the
-/// token's (RFC 6749 §6), a resource within the grant (RFC 8707 §2.2).
-async fn check(
+/// The rotation changed nothing: the token was spent meanwhile by a concurrent request
+/// (reuse, unless it was this client's own within its grace window), or the family or
+/// user changed since the read: say which, as the checks would have.
+async fn lost_rotation(
     state: &AppState,
     client: &Client,
     input: &RefreshInput<'_>,
-    token: &RefreshToken,
+    hash: &[u8],
+    ip: &str,
+    now: UnixTime,
+) -> Result<TokenResponse, TokenError> {
+    let Some(family) = state.store.get_refresh_family(hash).await? else {
+        return Err(OAuthError::invalid_grant("unknown refresh token").into());
+    };
+    if family.token.spent_at.is_some() {
+        return presented_again(state, client, input, family, ip, now).await;
+    }
+    check(state, client, input, family, now)?;
+    Err(OAuthError::invalid_grant("refresh token can no longer be used").into())
+}
+
+/// A spent token presented again: the same successor within the client's grace window,
+/// a reuse (the family is revoked) otherwise.
+async fn presented_again(
+    state: &AppState,
+    client: &Client,
+    input: &RefreshInput<'_>,
+    family: RefreshFamily,
+    ip: &str,
+    now: UnixTime,
+) -> Result<TokenResponse, TokenError> {
+    match grace_successor(state, client, &family.token, now).await? {
+        Some(successor) => {
+            tracing::info!(client_id = %client.id, grant_id = %family.grant.id,
+                "refresh token presented again within the client's grace window; same successor");
+            let checked = check(state, client, input, family, now)?;
+            issue(state, client, checked, successor, now)
+        }
+        None => Err(reuse(state, &family, ip, now).await),
+    }
+}
+
+/// The checks every refresh passes: a live family, an enabled user whose credentials did
+/// not change since the grant, a scope within the token's (RFC 6749 §6), a resource
+/// within the grant (RFC 8707 §2.2). The rotation re-checks the first two atomically.
+fn check(
+    state: &AppState,
+    client: &Client,
+    input: &RefreshInput<'_>,
+    family: RefreshFamily,
     now: UnixTime,
 ) -> Result<Checked, TokenError> {
-    let grant = live_grant(state, token, now).await?;
-    let user = enabled_user(state, grant.user_id.as_str(), grant.credentials_epoch).await?;
+    let RefreshFamily { token, grant, user } = family;
+    check_live(state, &token, &grant, now)?;
+    if !user.accepts_auth_under(grant.credentials_epoch) {
+        return Err(OAuthError::invalid_grant(
+            "the user is disabled, gone, or changed credentials",
+        )
+        .into());
+    }
     // The access token may narrow; the refresh token keeps its scope (RFC 6749 §6).
     let scope = narrow_scope(&token.scope, input.scope)?;
     let granted_resource = grant
@@ -141,21 +194,6 @@ fn issue(
     Ok(response)
 }
 
-/// A spent token presented again within the grace window: the same successor again.
-async fn respond(
-    state: &AppState,
-    client: &Client,
-    input: &RefreshInput<'_>,
-    spent: &RefreshToken,
-    successor: String,
-    now: UnixTime,
-) -> Result<TokenResponse, TokenError> {
-    let checked = check(state, client, input, spent, now).await?;
-    tracing::info!(client_id = %client.id, grant_id = %spent.grant_id,
-        "refresh token presented again within the client's grace window; same successor");
-    issue(state, client, checked, successor, now)
-}
-
 /// The successor of `spent`, if the client has a grace window, the token was first used
 /// at most that many seconds ago, and the successor is unspent in the same family. `None`
 /// means the presentation is a reuse.
@@ -191,14 +229,12 @@ async fn grace_successor(
     Ok(usable.then_some(successor))
 }
 
-async fn live_grant(
+fn check_live(
     state: &AppState,
     token: &RefreshToken,
+    grant: &Grant,
     now: UnixTime,
-) -> Result<Grant, TokenError> {
-    let Some(grant) = state.store.get_grant(&token.grant_id).await? else {
-        return Err(OAuthError::invalid_grant("unknown grant").into());
-    };
+) -> Result<(), TokenError> {
     let t = &state.settings.tokens;
     let view = FamilyView {
         created_at: grant.created_at,
@@ -214,20 +250,16 @@ async fn live_grant(
     if now >= token.expires_at {
         return Err(OAuthError::invalid_grant("refresh token expired").into());
     }
-    Ok(grant)
+    Ok(())
 }
 
 /// A spent token presented again: revoke the family and leave an audit record.
-async fn reuse(state: &AppState, token: &RefreshToken, ip: &str, now: UnixTime) -> TokenError {
-    let user_id = match state.store.get_grant(&token.grant_id).await {
-        Ok(g) => g.map(|g| g.user_id.to_string()),
-        Err(e) => return e.into(),
-    };
+async fn reuse(state: &AppState, family: &RefreshFamily, ip: &str, now: UnixTime) -> TokenError {
     let reuse = Reuse {
         kind: "refresh_token_reuse",
-        grant_id: &token.grant_id,
-        client_id: token.client_id.as_str(),
-        user_id,
+        grant_id: &family.token.grant_id,
+        client_id: family.token.client_id.as_str(),
+        user_id: Some(family.user.id.to_string()),
         ip,
         detail: "a spent refresh token was presented; its family was revoked",
     };

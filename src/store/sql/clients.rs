@@ -136,7 +136,7 @@ macro_rules! client_store {
                     sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM clients WHERE id = $1"));
                 let row: Option<ClientRow> = sqlx::query_as(sql)
                     .bind(id.as_str())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.reader)
                     .await
                     .map_err(backend)?;
                 row.map(Client::try_from).transpose()
@@ -147,7 +147,7 @@ macro_rules! client_store {
                     "SELECT {COLUMNS} FROM clients ORDER BY created_at, id"
                 ));
                 let rows: Vec<ClientRow> = sqlx::query_as(sql)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.reader)
                     .await
                     .map_err(backend)?;
                 rows.into_iter().map(Client::try_from).collect()
@@ -167,7 +167,7 @@ macro_rules! client_store {
 
             async fn clients_generation(&self) -> Result<i64, StoreError> {
                 sqlx::query_scalar("SELECT value FROM generations WHERE name = 'clients'")
-                    .fetch_one(&self.pool)
+                    .fetch_one(&self.reader)
                     .await
                     .map_err(backend)
             }

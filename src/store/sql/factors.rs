@@ -116,7 +116,7 @@ macro_rules! factor_store {
                      FROM totp_credentials WHERE user_id = $1",
                 )
                 .bind(user_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reader)
                 .await
                 .map_err(backend)?;
                 Ok(row.map(TotpCredential::from))
@@ -209,7 +209,7 @@ macro_rules! factor_store {
                     "SELECT COUNT(*) FROM backup_codes WHERE user_id = $1 AND used_at IS NULL",
                 )
                 .bind(user_id)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reader)
                 .await
                 .map_err(backend)?;
                 u32::try_from(n).map_err(corrupt)

@@ -4,10 +4,11 @@
 
 use async_trait::async_trait;
 
+use super::users::UserRow;
 use super::{backend, corrupt, write_error};
 use crate::clock::UnixTime;
-use crate::domain::{AuthorizationCode, ClientId, Grant, RefreshToken, Scope, UserId};
-use crate::store::{GrantStore, PgStore, SqliteStore, StoreError};
+use crate::domain::{AuthorizationCode, ClientId, Grant, RefreshToken, Scope, User, UserId};
+use crate::store::{GrantStore, PgStore, RefreshFamily, RefreshRotation, SqliteStore, StoreError};
 
 #[derive(sqlx::FromRow)]
 struct CodeRow {
@@ -117,6 +118,73 @@ impl TryFrom<RefreshRow> for RefreshToken {
     }
 }
 
+/// A grant (`GrantRow`'s columns, unprefixed) joined with its user (`u_` prefixes).
+#[derive(sqlx::FromRow)]
+struct GrantUserRow {
+    #[sqlx(flatten)]
+    grant: GrantRow,
+    u_username: String,
+    u_email: String,
+    u_email_verified: bool,
+    u_password_hash: Option<String>,
+    u_disabled: bool,
+    u_roles: String,
+    u_created_at: i64,
+    u_updated_at: i64,
+    u_credentials_changed_at: i64,
+    u_credentials_epoch: i64,
+}
+
+/// A refresh token (`rt_` prefixes) joined with its grant and the grant's user.
+#[derive(sqlx::FromRow)]
+struct FamilyRow {
+    #[sqlx(flatten)]
+    grant_user: GrantUserRow,
+    rt_token_hash: Vec<u8>,
+    rt_client_id: String,
+    rt_scope: String,
+    rt_created_at: i64,
+    rt_expires_at: i64,
+    rt_spent_at: Option<i64>,
+}
+
+impl TryFrom<FamilyRow> for RefreshFamily {
+    type Error = StoreError;
+    fn try_from(r: FamilyRow) -> Result<Self, StoreError> {
+        let token = RefreshToken::try_from(RefreshRow {
+            token_hash: r.rt_token_hash,
+            grant_id: r.grant_user.grant.id.clone(),
+            client_id: r.rt_client_id,
+            scope: r.rt_scope,
+            created_at: r.rt_created_at,
+            expires_at: r.rt_expires_at,
+            spent_at: r.rt_spent_at,
+        })?;
+        let (grant, user) = r.grant_user.try_into()?;
+        Ok(RefreshFamily { token, grant, user })
+    }
+}
+
+impl TryFrom<GrantUserRow> for (Grant, User) {
+    type Error = StoreError;
+    fn try_from(r: GrantUserRow) -> Result<Self, StoreError> {
+        let user = User::try_from(UserRow {
+            id: r.grant.user_id.clone(),
+            username: r.u_username,
+            email: r.u_email,
+            email_verified: r.u_email_verified,
+            password_hash: r.u_password_hash,
+            disabled: r.u_disabled,
+            roles: r.u_roles,
+            created_at: r.u_created_at,
+            updated_at: r.u_updated_at,
+            credentials_changed_at: r.u_credentials_changed_at,
+            credentials_epoch: r.u_credentials_epoch,
+        })?;
+        Ok((Grant::try_from(r.grant)?, user))
+    }
+}
+
 fn split(v: &str) -> Vec<String> {
     v.split_whitespace().map(str::to_owned).collect()
 }
@@ -133,6 +201,42 @@ const SELECT_USER_GRANTS: &str = "SELECT id, client_id, user_id, sid, scope, res
 const SELECT_REFRESH: &str =
     "SELECT token_hash, grant_id, client_id, scope, created_at, expires_at, \
      spent_at FROM refresh_tokens WHERE token_hash = $1";
+/// The columns of `GrantUserRow`, from `grants g` and `users u`.
+macro_rules! grant_user_columns {
+    () => {
+        "g.id, g.client_id, g.user_id, g.sid, g.scope, g.resource, \
+     g.auth_time, g.credentials_epoch, g.amr, g.created_at, g.last_used_at, g.expires_at, g.revoked_at, \
+     u.username AS u_username, u.email AS u_email, u.email_verified AS u_email_verified, \
+     u.password_hash AS u_password_hash, u.disabled AS u_disabled, u.roles AS u_roles, \
+     u.created_at AS u_created_at, u.updated_at AS u_updated_at, \
+     u.credentials_changed_at AS u_credentials_changed_at, u.credentials_epoch AS u_credentials_epoch"
+    };
+}
+const SELECT_FAMILY: &str = concat!(
+    "SELECT ",
+    grant_user_columns!(),
+    ", r.token_hash AS rt_token_hash, r.client_id AS rt_client_id, r.scope AS rt_scope, \
+     r.created_at AS rt_created_at, r.expires_at AS rt_expires_at, r.spent_at AS rt_spent_at \
+     FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
+     WHERE r.token_hash = $1"
+);
+/// An access token's grant and user, unless the grant or the token's `jti` was revoked.
+const SELECT_TOKEN_GRANT: &str = concat!(
+    "SELECT ",
+    grant_user_columns!(),
+    " FROM grants g JOIN users u ON u.id = g.user_id WHERE g.id = $1 AND g.revoked_at IS NULL \
+     AND NOT EXISTS (SELECT 1 FROM revoked_jtis j WHERE j.jti = $2)"
+);
+/// RFC 9700 §4.14.2: the presented token is spent once, and only by its own client.
+const SPEND_REFRESH: &str = "UPDATE refresh_tokens SET spent_at = $1, successor_sealed = $2 \
+     WHERE token_hash = $3 AND spent_at IS NULL AND grant_id = $4 AND client_id = $5 \
+     AND expires_at > $1";
+/// The family must still be alive, and its user enabled under the epoch the grant was
+/// authenticated in (a disabling or password change stops the next refresh at once).
+const TOUCH_LIVE_GRANT: &str = "UPDATE grants SET last_used_at = $1 WHERE id = $2 \
+     AND revoked_at IS NULL AND created_at > $3 AND last_used_at > $4 \
+     AND EXISTS (SELECT 1 FROM users u WHERE u.id = grants.user_id AND NOT u.disabled \
+     AND u.credentials_epoch = grants.credentials_epoch)";
 const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, \
      created_at, expires_at, spent_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
@@ -188,7 +292,7 @@ macro_rules! grant_store {
             async fn get_code(&self, code_hash: &[u8]) -> Result<Option<AuthorizationCode>, StoreError> {
                 let row: Option<CodeRow> = sqlx::query_as(SELECT_CODE)
                     .bind(code_hash)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.reader)
                     .await
                     .map_err(backend)?;
                 row.map(AuthorizationCode::try_from).transpose()
@@ -245,7 +349,7 @@ macro_rules! grant_store {
 
             async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
                 let row: Option<GrantRow> =
-                    sqlx::query_as(SELECT_GRANT).bind(id).fetch_optional(&self.pool).await.map_err(backend)?;
+                    sqlx::query_as(SELECT_GRANT).bind(id).fetch_optional(&self.reader).await.map_err(backend)?;
                 row.map(Grant::try_from).transpose()
             }
 
@@ -269,7 +373,7 @@ macro_rules! grant_store {
                 let rows: Vec<GrantRow> = sqlx::query_as(SELECT_USER_GRANTS)
                     .bind(user_id)
                     .bind(now)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.reader)
                     .await
                     .map_err(backend)?;
                 rows.into_iter().map(Grant::try_from).collect()
@@ -300,7 +404,7 @@ macro_rules! grant_store {
                 let sealed: Option<Option<Vec<u8>>> =
                     sqlx::query_scalar("SELECT successor_sealed FROM refresh_tokens WHERE token_hash = $1")
                         .bind(token_hash)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.reader)
                         .await
                         .map_err(backend)?;
                 Ok(sealed.flatten())
@@ -309,47 +413,59 @@ macro_rules! grant_store {
             async fn get_refresh_token(&self, token_hash: &[u8]) -> Result<Option<RefreshToken>, StoreError> {
                 let row: Option<RefreshRow> = sqlx::query_as(SELECT_REFRESH)
                     .bind(token_hash)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.reader)
                     .await
                     .map_err(backend)?;
                 row.map(RefreshToken::try_from).transpose()
             }
 
-            async fn rotate_refresh_token(
-                &self,
-                presented_hash: &[u8],
-                successor: &RefreshToken,
-                successor_sealed: Option<&[u8]>,
-                now: UnixTime,
-            ) -> Result<bool, StoreError> {
+            async fn get_refresh_family(&self, token_hash: &[u8]) -> Result<Option<RefreshFamily>, StoreError> {
+                let row: Option<FamilyRow> = sqlx::query_as(SELECT_FAMILY)
+                    .bind(token_hash)
+                    .fetch_optional(&self.reader)
+                    .await
+                    .map_err(backend)?;
+                row.map(RefreshFamily::try_from).transpose()
+            }
+
+            async fn get_token_grant(&self, grant_id: &str, jti: &str) -> Result<Option<(Grant, User)>, StoreError> {
+                let row: Option<GrantUserRow> = sqlx::query_as(SELECT_TOKEN_GRANT)
+                    .bind(grant_id)
+                    .bind(jti)
+                    .fetch_optional(&self.reader)
+                    .await
+                    .map_err(backend)?;
+                row.map(<(Grant, User)>::try_from).transpose()
+            }
+
+            async fn rotate_refresh_token(&self, r: &RefreshRotation<'_>) -> Result<bool, StoreError> {
+                let next = r.successor;
+                // Dropping `tx` before the commit rolls everything back.
                 let mut tx = self.begin().await?;
-                // Spend the presented token only if it is unspent.
-                let spent: Option<String> = sqlx::query_scalar(
-                    "UPDATE refresh_tokens SET spent_at = $1, successor_sealed = $3 \
-                     WHERE token_hash = $2 AND spent_at IS NULL RETURNING grant_id",
-                )
-                .bind(now)
-                .bind(presented_hash)
-                .bind(successor_sealed)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-                if spent.as_deref() != Some(successor.grant_id.as_str()) {
+                let spent = sqlx::query(SPEND_REFRESH)
+                    .bind(r.now)
+                    .bind(r.successor_sealed)
+                    .bind(r.presented_hash)
+                    .bind(&next.grant_id)
+                    .bind(next.client_id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                if spent.rows_affected() != 1 {
                     return Ok(false);
                 }
-                // The family must still be alive when we extend it.
-                let touched = sqlx::query(
-                    "UPDATE grants SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-                )
-                .bind(now)
-                .bind(&successor.grant_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+                let touched = sqlx::query(TOUCH_LIVE_GRANT)
+                    .bind(r.now)
+                    .bind(&next.grant_id)
+                    .bind(r.created_after)
+                    .bind(r.used_after)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
                 if touched.rows_affected() != 1 {
                     return Ok(false);
                 }
-                insert_refresh!(successor, &mut *tx)?;
+                insert_refresh!(next, &mut *tx)?;
                 tx.commit().await.map_err(backend)?;
                 Ok(true)
             }

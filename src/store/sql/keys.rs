@@ -78,13 +78,13 @@ macro_rules! key_store {
                 let sql = sqlx::AssertSqlSafe(format!(
                     "{SELECT} WHERE state <> 'retired' ORDER BY created_at, kid"
                 ));
-                let rows: Vec<KeyRow> = sqlx::query_as(sql).fetch_all(&self.pool).await.map_err(backend)?;
+                let rows: Vec<KeyRow> = sqlx::query_as(sql).fetch_all(&self.reader).await.map_err(backend)?;
                 rows.into_iter().map(SigningKeyRecord::try_from).collect()
             }
 
             async fn list_all_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
                 let sql = sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY created_at, kid"));
-                let rows: Vec<KeyRow> = sqlx::query_as(sql).fetch_all(&self.pool).await.map_err(backend)?;
+                let rows: Vec<KeyRow> = sqlx::query_as(sql).fetch_all(&self.reader).await.map_err(backend)?;
                 rows.into_iter().map(SigningKeyRecord::try_from).collect()
             }
 

@@ -108,6 +108,7 @@ macro_rules! store_impl {
 
             async fn close(&self) {
                 self.pool.close().await;
+                self.reader.close().await;
             }
         }
     };

@@ -96,7 +96,7 @@ macro_rules! passkey_store {
                 let stored: Option<Option<String>> =
                     sqlx::query_scalar("SELECT webauthn_handle FROM users WHERE id = $1")
                         .bind(user_id)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.reader)
                         .await
                         .map_err(backend)?;
                 Ok(stored.flatten())
@@ -112,7 +112,7 @@ macro_rules! passkey_store {
                 ));
                 let row: Option<UserRow> = sqlx::query_as(sql)
                     .bind(handle)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.reader)
                     .await
                     .map_err(backend)?;
                 row.map(User::try_from).transpose()
@@ -147,7 +147,7 @@ macro_rules! passkey_store {
                 ));
                 let rows: Vec<PasskeyRow> = sqlx::query_as(sql)
                     .bind(user_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.reader)
                     .await
                     .map_err(backend)?;
                 Ok(rows.into_iter().map(PasskeyRecord::from).collect())
@@ -161,7 +161,7 @@ macro_rules! passkey_store {
                     sqlx::AssertSqlSafe(format!("{SELECT_PASSKEY} WHERE credential_id = $1"));
                 let row: Option<PasskeyRow> = sqlx::query_as(sql)
                     .bind(credential_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.reader)
                     .await
                     .map_err(backend)?;
                 Ok(row.map(PasskeyRecord::from))

@@ -129,7 +129,7 @@ macro_rules! revocation_store {
                 }
                 let rows: Vec<EventRow> = query
                     .bind(i64::from(filter.limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.reader)
                     .await
                     .map_err(backend)?;
                 Ok(rows.into_iter().map(AuditEvent::from).collect())
@@ -138,7 +138,7 @@ macro_rules! revocation_store {
             async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError> {
                 let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM revoked_jtis WHERE jti = $1")
                     .bind(jti)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&self.reader)
                     .await
                     .map_err(backend)?;
                 Ok(n > 0)

@@ -87,14 +87,14 @@ macro_rules! session_store {
             async fn get_session(&self, id_hash: &[u8]) -> Result<Option<Session>, StoreError> {
                 let sql = sqlx::AssertSqlSafe(format!("{SELECT} WHERE id_hash = $1"));
                 let row: Option<SessionRow> =
-                    sqlx::query_as(sql).bind(id_hash).fetch_optional(&self.pool).await.map_err(backend)?;
+                    sqlx::query_as(sql).bind(id_hash).fetch_optional(&self.reader).await.map_err(backend)?;
                 row.map(Session::try_from).transpose()
             }
 
             async fn get_session_by_sid(&self, sid: &str) -> Result<Option<Session>, StoreError> {
                 let sql = sqlx::AssertSqlSafe(format!("{SELECT} WHERE sid = $1"));
                 let row: Option<SessionRow> =
-                    sqlx::query_as(sql).bind(sid).fetch_optional(&self.pool).await.map_err(backend)?;
+                    sqlx::query_as(sql).bind(sid).fetch_optional(&self.reader).await.map_err(backend)?;
                 row.map(Session::try_from).transpose()
             }
 
@@ -124,7 +124,7 @@ macro_rules! session_store {
                 let rows: Vec<SessionRow> = sqlx::query_as(sql)
                     .bind(user_id)
                     .bind(now)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.reader)
                     .await
                     .map_err(backend)?;
                 rows.into_iter().map(Session::try_from).collect()
@@ -174,7 +174,7 @@ macro_rules! session_store {
                     sqlx::query_scalar("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
                         .bind(user_id)
                         .bind(client_id.as_str())
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.reader)
                         .await
                         .map_err(backend)?;
                 scope.map(|s| Scope::parse(&s).map_err(corrupt)).transpose()

@@ -10,17 +10,17 @@ use crate::store::{PgStore, SqliteStore, StoreError, UserStore};
 /// A `users` row as `COLUMNS` selects it; `passkeys.rs` looks users up by handle with it.
 #[derive(sqlx::FromRow)]
 pub(super) struct UserRow {
-    id: String,
-    username: String,
-    email: String,
-    email_verified: bool,
-    password_hash: Option<String>,
-    disabled: bool,
-    roles: String,
-    created_at: i64,
-    updated_at: i64,
-    credentials_changed_at: i64,
-    credentials_epoch: i64,
+    pub(super) id: String,
+    pub(super) username: String,
+    pub(super) email: String,
+    pub(super) email_verified: bool,
+    pub(super) password_hash: Option<String>,
+    pub(super) disabled: bool,
+    pub(super) roles: String,
+    pub(super) created_at: i64,
+    pub(super) updated_at: i64,
+    pub(super) credentials_changed_at: i64,
+    pub(super) credentials_epoch: i64,
 }
 
 impl TryFrom<UserRow> for User {
@@ -93,7 +93,7 @@ macro_rules! user_store {
                 let sql =
                     sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users ORDER BY username"));
                 let rows: Vec<UserRow> = sqlx::query_as(sql)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.reader)
                     .await
                     .map_err(backend)?;
                 rows.into_iter().map(User::try_from).collect()
@@ -151,7 +151,7 @@ macro_rules! user_store {
                     sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE {column} = $1"));
                 let row: Option<UserRow> = sqlx::query_as(sql)
                     .bind(value)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.reader)
                     .await
                     .map_err(backend)?;
                 row.map(User::try_from).transpose()
