@@ -72,7 +72,10 @@ impl Email {
     pub fn parse(value: &str) -> Result<Self, ParseError> {
         let v = value.trim();
         let bad = || ParseError::new("email", format!("{v:?} is not an e-mail address"));
-        if v.len() > 254 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // RFC 5322 specials are refused too: a mailer reads `x<bob@example.com>` or
+        // `bob@example.com(x)` as another mailbox than the string that is stored.
+        let special = |c: char| c.is_whitespace() || c.is_control() || "\"(),:;<>[\\]".contains(c);
+        if v.len() > 254 || v.chars().any(special) {
             return Err(bad());
         }
         let (local, domain) = v.rsplit_once('@').ok_or_else(bad)?;
@@ -211,6 +214,10 @@ mod tests {
             "bob@localhost",
             "a b@x.io",
             "bob@x..io",
+            "x<bob@x.io>",
+            "bob@x.io(x)",
+            "a,b@x.io",
+            "\"b\"@x.io",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }

@@ -20,6 +20,7 @@ crate::both_stores!(
     registration_does_not_reveal_taken_names_or_addresses,
     registration_is_throttled_per_client_and_per_mailbox,
     link_pages_are_strict_and_never_cached,
+    an_address_that_names_another_mailbox_is_refused,
 );
 
 fn verify_prefix(app: &TestApp) -> String {
@@ -489,4 +490,55 @@ async fn link_pages_are_strict_and_never_cached(backend: Backend) {
             "the token stays out of Referer"
         );
     }
+}
+
+/// `x<alice@example.com>` is stored as one string but mailed (as a display name and an
+/// address) to alice@example.com: it would get past the taken-address check, send a
+/// verification link for mallory's account to alice's mailbox, and leave mallory with
+/// `email_verified` for a string that is not the mailbox that confirmed it.
+async fn an_address_that_names_another_mailbox_is_refused(backend: Backend) {
+    let (app, sink) = spawn_app_with_mail(backend, |s| s.registration.enabled = true).await;
+    alice(&app).await;
+    for address in [
+        "x<alice@example.com>",
+        "alice@example.com(x)",
+        "a,b@example.com",
+    ] {
+        let (status, page) = register(&app, &Browser::new(&app), "mallory", address).await;
+        assert_eq!(status, 400, "{address}: {page}");
+        assert!(page.contains("not an e-mail address"), "{page}");
+    }
+    let browser = signed_in(&app, USERNAME).await;
+    let page = browser
+        .http
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let res = submit(
+        &app,
+        &browser,
+        &page,
+        "/account/email",
+        &[("email", "y<bob@example.com>")],
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    let parsed = latchkey::domain::Username::parse("mallory").unwrap();
+    assert!(app
+        .state
+        .store
+        .get_user_by_username(&parsed)
+        .await
+        .unwrap()
+        .is_none());
+    let queued = app.state.store.list_mail(false, 100).await.unwrap();
+    assert!(
+        queued.iter().all(|m| !m.recipient.contains('<')),
+        "{queued:?}"
+    );
+    assert!(sink.messages_to("bob@example.com").is_empty());
 }
