@@ -62,7 +62,22 @@ pub fn main() -> ExitCode {
 
 /// Runs a parsed command; prints any error as one line.
 pub fn run(cli: Cli) -> ExitCode {
-    let outcome = actix_web::rt::System::new().block_on(dispatch(cli));
+    // The system runtime is multi-threaded: the database connections, the outbox worker and
+    // the other background tasks live on it, and a single-threaded one made its one thread
+    // the bottleneck of every PostgreSQL round trip (each HTTP worker waited for it to
+    // turn). The HTTP workers keep their own single-threaded runtimes (actix-web).
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("latchkey-rt")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = actix_web::rt::System::with_tokio_rt(move || runtime).block_on(dispatch(cli));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

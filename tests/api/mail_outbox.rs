@@ -17,6 +17,7 @@ crate::both_stores!(
     a_request_succeeds_while_smtp_is_down_and_its_mail_arrives_later,
     failures_back_off_and_are_given_up_after_max_attempts,
     a_permanent_refusal_is_given_up_at_once_and_blocks_nothing,
+    concurrent_link_requests_leave_one_valid_link,
 );
 
 mod two_nodes {
@@ -262,4 +263,59 @@ async fn two_nodes_deliver_each_message_once() {
     to.sort();
     to.dedup();
     assert_eq!(to.len(), 40, "each once");
+}
+
+/// Sixteen links issued for one user at once (forgot-password pressed on several devices):
+/// each issue voids the user's earlier links of its purpose, and the issues are serialised
+/// per user, so exactly one stays valid.
+async fn concurrent_link_requests_leave_one_valid_link(backend: Backend) {
+    use latchkey::domain::{AccountToken, TokenPurpose};
+    let app = spawn_app(backend).await;
+    let user = alice(&app).await;
+    let now = app.clock.now();
+    let mut tasks = Vec::new();
+    for i in 0..16u8 {
+        let store = app.state.store.clone();
+        let user_id = user.id.as_str().to_owned();
+        let mail = app
+            .state
+            .mailer
+            .compose(
+                "security_notice",
+                "alice@example.com",
+                minijinja::context! { username => "alice", what => "x" },
+                now,
+            )
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            let token = AccountToken {
+                token_hash: vec![i; 32],
+                purpose: TokenPurpose::PasswordReset,
+                user_id,
+                email: None,
+                credentials_epoch: 1,
+                created_at: now,
+                expires_at: now + 3600,
+                used_at: None,
+            };
+            store.issue_account_token(&token, &mail).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut valid = 0;
+    for i in 0..16u8 {
+        let t = app
+            .state
+            .store
+            .get_account_token(&[i; 32])
+            .await
+            .unwrap()
+            .unwrap();
+        if t.used_at.is_none() {
+            valid += 1;
+        }
+    }
+    assert_eq!(valid, 1, "exactly one link may stay valid");
 }

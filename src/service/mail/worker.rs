@@ -15,8 +15,10 @@ use crate::domain::OutboxMail;
 use super::transport::{SendError, Transport};
 use crate::service::AppState;
 
-/// Messages claimed per round.
-const BATCH: u32 = 16;
+/// Messages claimed at a time. One: each is leased for one SMTP conversation
+/// ([`lease_secs`]) right before it is sent, so a slow server cannot let the lease of a
+/// message further down a batch run out while it waits, and another node send it too.
+const BATCH: u32 = 1;
 
 /// When a message that failed its `attempts`-th attempt is tried again; `None` when it is
 /// given up.

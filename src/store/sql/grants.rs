@@ -439,38 +439,88 @@ macro_rules! grant_store {
             }
 
             async fn rotate_refresh_token(&self, r: &RefreshRotation<'_>) -> Result<bool, StoreError> {
-                let next = r.successor;
-                // Dropping `tx` before the commit rolls everything back.
-                let mut tx = self.begin().await?;
-                let spent = sqlx::query(SPEND_REFRESH)
-                    .bind(r.now)
-                    .bind(r.successor_sealed)
-                    .bind(r.presented_hash)
-                    .bind(&next.grant_id)
-                    .bind(next.client_id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                if spent.rows_affected() != 1 {
-                    return Ok(false);
-                }
-                let touched = sqlx::query(TOUCH_LIVE_GRANT)
-                    .bind(r.now)
-                    .bind(&next.grant_id)
-                    .bind(r.created_after)
-                    .bind(r.used_after)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                if touched.rows_affected() != 1 {
-                    return Ok(false);
-                }
-                insert_refresh!(next, &mut *tx)?;
-                tx.commit().await.map_err(backend)?;
-                Ok(true)
+                self.rotate_refresh(r).await
             }
         }
     };
+}
+
+/// PostgreSQL rotates in ONE statement, one round trip: the spend (only while the family
+/// is alive and its user enabled under the grant's epoch), the grant's touch and the
+/// successor's insert are data-modifying CTEs of a single `INSERT`, atomic like a
+/// transaction (RFC 9700 §4.14.2: the presented token is invalidated together with the
+/// issue of its successor). Every condition is checked in SQL, so nothing read earlier is
+/// trusted. A concurrent second use finds `spent_at` set after the row lock and inserts
+/// nothing. Each round trip costs both processes CPU on a busy machine; the transaction
+/// form below took six.
+const ROTATE_PG: &str = "WITH spent AS ( \
+     UPDATE refresh_tokens SET spent_at = $1, successor_sealed = $2 \
+     WHERE token_hash = $3 AND spent_at IS NULL AND grant_id = $4 AND client_id = $5 \
+     AND expires_at > $1 AND EXISTS (SELECT 1 FROM grants g JOIN users u ON u.id = g.user_id \
+     WHERE g.id = $4 AND g.revoked_at IS NULL AND g.created_at > $6 AND g.last_used_at > $7 \
+     AND NOT u.disabled AND u.credentials_epoch = g.credentials_epoch) \
+     RETURNING grant_id), \
+     touched AS (UPDATE grants SET last_used_at = $1 \
+     WHERE id IN (SELECT grant_id FROM spent) AND revoked_at IS NULL RETURNING id) \
+     INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, created_at, \
+     expires_at, spent_at) SELECT $8, id, $5, $9, $10, $11, NULL FROM touched";
+
+impl PgStore {
+    async fn rotate_refresh(&self, r: &RefreshRotation<'_>) -> Result<bool, StoreError> {
+        let next = r.successor;
+        let done = sqlx::query(ROTATE_PG)
+            .bind(r.now)
+            .bind(r.successor_sealed)
+            .bind(r.presented_hash)
+            .bind(&next.grant_id)
+            .bind(next.client_id.as_str())
+            .bind(r.created_after)
+            .bind(r.used_after)
+            .bind(&next.token_hash)
+            .bind(next.scope.to_string())
+            .bind(next.created_at)
+            .bind(next.expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(write_error("refresh token"))?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+impl SqliteStore {
+    /// SQLite has no data-modifying CTEs: one `BEGIN IMMEDIATE` transaction on its single
+    /// writer connection, which a failed check rolls back.
+    async fn rotate_refresh(&self, r: &RefreshRotation<'_>) -> Result<bool, StoreError> {
+        let next = r.successor;
+        // Dropping `tx` before the commit rolls everything back.
+        let mut tx = self.begin().await?;
+        let spent = sqlx::query(SPEND_REFRESH)
+            .bind(r.now)
+            .bind(r.successor_sealed)
+            .bind(r.presented_hash)
+            .bind(&next.grant_id)
+            .bind(next.client_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if spent.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let touched = sqlx::query(TOUCH_LIVE_GRANT)
+            .bind(r.now)
+            .bind(&next.grant_id)
+            .bind(r.created_after)
+            .bind(r.used_after)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if touched.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_refresh!(next, &mut *tx)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
 }
 
 grant_store!(PgStore);

@@ -210,6 +210,15 @@ macro_rules! mail_store {
                 mail: &OutboxMail,
             ) -> Result<(), StoreError> {
                 let mut tx = self.begin().await?;
+                // Serialises issuers per user: on PostgreSQL this takes the user's row
+                // lock (SQLite's BEGIN IMMEDIATE already serialises), so of two
+                // concurrent requests the second voids the first's token instead of both
+                // staying valid.
+                sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1")
+                    .bind(&token.user_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
                 sqlx::query(
                     "UPDATE account_tokens SET used_at = $1 \
                      WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL",
