@@ -225,6 +225,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         window: Window {
             warmup: Duration::from_secs(a.warmup),
             measured: Duration::from_secs(a.duration),
+            server_pid: a.pid,
         },
     });
     let wanted = |key: &str| a.only.is_empty() || a.only.iter().any(|k| k == key);

@@ -15,6 +15,21 @@ pub trait Worker: Send + 'static {
 pub struct Window {
     pub warmup: Duration,
     pub measured: Duration,
+    /// The server's process: its CPU time over the measured window is divided by the
+    /// operations done (all threads; for Latchkey and the peer alike).
+    pub server_pid: u32,
+}
+
+/// User plus system CPU time of a process (all its threads), in seconds, from
+/// `/proc/PID/stat` (fields 14 and 15, in clock ticks of 1/100 s: Linux's USER_HZ).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// What one scenario measured.
@@ -25,11 +40,21 @@ pub struct Stats {
     pub errors: u64,
     pub first_error: Option<String>,
     pub seconds: f64,
+    /// Server CPU seconds spent over the measured window, if they could be read.
+    pub server_cpu_s: Option<f64>,
 }
 
 impl Stats {
     pub fn rate(&self) -> f64 {
         self.latencies_us.len() as f64 / self.seconds
+    }
+
+    /// Server CPU time per successful operation, in milliseconds.
+    pub fn cpu_ms_per_op(&self) -> Option<f64> {
+        let n = self.latencies_us.len();
+        self.server_cpu_s
+            .filter(|_| n > 0)
+            .map(|s| s * 1000.0 / n as f64)
     }
 
     /// The `q` quantile (0..=1) in milliseconds.
@@ -53,6 +78,9 @@ impl Stats {
             self.latencies_us.len(),
             self.errors
         );
+        if let Some(cpu) = self.cpu_ms_per_op() {
+            s.push_str(&format!("  server cpu {cpu:.3} ms/op"));
+        }
         if let Some(e) = &self.first_error {
             s.push_str(&format!("  (first error: {e})"));
         }
@@ -70,6 +98,9 @@ impl Stats {
                 ms(self.quantile_ms(0.99))
             )
         };
+        if let Some(cpu) = self.cpu_ms_per_op() {
+            s.push_str(&format!(", {cpu:.2} ms CPU"));
+        }
         if self.errors > 0 {
             s.push_str(&format!(" ({} errors)", thousands(self.errors as f64)));
         }
@@ -110,7 +141,14 @@ pub async fn run<W: Worker>(workers: Vec<W>, window: Window) -> Stats {
         .into_iter()
         .map(|w| tokio::spawn(drive(w, record_from, end)))
         .collect();
-    let mut stats = Stats::default();
+    tokio::time::sleep_until(record_from.into()).await;
+    let cpu_from = cpu_seconds(window.server_pid);
+    tokio::time::sleep_until(end.into()).await;
+    let cpu_to = cpu_seconds(window.server_pid);
+    let mut stats = Stats {
+        server_cpu_s: cpu_from.zip(cpu_to).map(|(a, b)| b - a),
+        ..Stats::default()
+    };
     for t in tasks {
         match t.await {
             Ok(part) => {
