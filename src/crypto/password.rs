@@ -81,9 +81,15 @@ impl PasswordHasher {
             None,
         )
         .map_err(|e| CryptoError::PasswordHash(e.to_string()))?;
-        let memory = Arc::new(MemoryPool::new(max_concurrent, params.block_count()));
+        let blocks = params.block_count();
+        let memory = Arc::new(MemoryPool::new(max_concurrent, blocks));
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let dummy_hash = hash_blocking(&argon2, &memory, b"latchkey dummy password")?;
+        // The dummy hash is computed in a scratch buffer that is freed right away (a block
+        // this large is mapped and unmapped on its own), so an idle server holds none of
+        // the pool's memory: the pool's blocks are allocated by the first sign-ins.
+        let scratch = MemoryPool::new(1, blocks);
+        let dummy_hash = hash_blocking(&argon2, &scratch, b"latchkey dummy password")?;
+        drop(scratch);
         let dummy_hash =
             PasswordHash::new(&dummy_hash).map_err(|e| CryptoError::PasswordHash(e.to_string()))?;
         Ok(Self {
