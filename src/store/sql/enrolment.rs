@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use super::mail::{insert_mail, INSERT_MAIL};
+use super::mail::{insert_mail, insert_token, INSERT_MAIL, INSERT_TOKEN};
 use super::users::{UserRow, COLUMNS};
 use super::{backend, write_error};
 use crate::clock::UnixTime;
@@ -33,10 +33,6 @@ const CHANGE_ADDRESS: &str = "UPDATE users SET email = $1, email_verified = TRUE
 const INSERT_USER: &str = "INSERT INTO users (id, username, email, email_verified, \
      password_hash, disabled, roles, created_at, updated_at, credentials_changed_at, \
      credentials_epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-
-const INSERT_TOKEN: &str = "INSERT INTO account_tokens (token_hash, purpose, user_id, email, \
-     credentials_epoch, created_at, expires_at, used_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)";
 
 /// What a spent token was issued for: user id, address, credentials epoch.
 type Spent = (String, Option<String>, i64);
@@ -79,17 +75,7 @@ macro_rules! enrolment_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(write_error("a user with this username or e-mail"))?;
-                sqlx::query(INSERT_TOKEN)
-                    .bind(token.token_hash.as_slice())
-                    .bind(token.purpose.as_str())
-                    .bind(&token.user_id)
-                    .bind(token.email.as_deref())
-                    .bind(token.credentials_epoch)
-                    .bind(token.created_at)
-                    .bind(token.expires_at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(write_error("token"))?;
+                insert_token!(tx, token)?;
                 insert_mail!(tx, mail)?;
                 tx.commit().await.map_err(backend)
             }

@@ -116,6 +116,28 @@ macro_rules! insert_mail {
 #[allow(unused_imports)]
 pub(crate) use insert_mail;
 
+pub(super) const INSERT_TOKEN: &str = "INSERT INTO account_tokens (token_hash, purpose, \
+     user_id, email, credentials_epoch, created_at, expires_at, used_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)";
+
+/// Stores a mailed link's token inside the caller's transaction (the change that mails it).
+macro_rules! insert_token {
+    ($tx:expr, $token:expr) => {
+        sqlx::query(INSERT_TOKEN)
+            .bind($token.token_hash.as_slice())
+            .bind($token.purpose.as_str())
+            .bind(&$token.user_id)
+            .bind($token.email.as_deref())
+            .bind($token.credentials_epoch)
+            .bind($token.created_at)
+            .bind($token.expires_at)
+            .execute(&mut *$tx)
+            .await
+            .map_err(write_error("token"))
+    };
+}
+pub(crate) use insert_token;
+
 macro_rules! mail_store {
     ($store:ty, $claim:expr) => {
         #[async_trait]
@@ -229,21 +251,7 @@ macro_rules! mail_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
-                sqlx::query(
-                    "INSERT INTO account_tokens (token_hash, purpose, user_id, email, \
-                     credentials_epoch, created_at, expires_at, used_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
-                )
-                .bind(token.token_hash.as_slice())
-                .bind(token.purpose.as_str())
-                .bind(&token.user_id)
-                .bind(token.email.as_deref())
-                .bind(token.credentials_epoch)
-                .bind(token.created_at)
-                .bind(token.expires_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(write_error("token"))?;
+                insert_token!(tx, token)?;
                 insert_mail!(tx, mail)?;
                 tx.commit().await.map_err(backend)
             }

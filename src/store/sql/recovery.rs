@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use super::mail::{insert_mail, INSERT_MAIL};
+use super::mail::{insert_mail, insert_token, INSERT_MAIL, INSERT_TOKEN};
 use super::{backend, corrupt, write_error};
 use crate::clock::UnixTime;
 use crate::domain::{CancelledBy, MfaRecovery, RecoveryState, RecoveryVia};
@@ -101,10 +101,6 @@ const SPEND_TOKEN: &str = "UPDATE account_tokens SET used_at = $1 WHERE token_ha
 
 const VOID_TOKENS: &str = "UPDATE account_tokens SET used_at = $1 \
      WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL";
-
-const INSERT_TOKEN: &str = "INSERT INTO account_tokens (token_hash, purpose, user_id, email, \
-     credentials_epoch, created_at, expires_at, used_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)";
 
 /// The recovery took effect: the second factors go, every authentication made under the
 /// old credentials epoch ends (sessions, pending logins, codes and refresh tokens check it).
@@ -210,17 +206,7 @@ macro_rules! recovery_store {
                         .map_err(backend)?;
                 }
                 if let Some(t) = c.issue {
-                    sqlx::query(INSERT_TOKEN)
-                        .bind(t.token_hash.as_slice())
-                        .bind(t.purpose.as_str())
-                        .bind(&t.user_id)
-                        .bind(t.email.as_deref())
-                        .bind(t.credentials_epoch)
-                        .bind(t.created_at)
-                        .bind(t.expires_at)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(write_error("token"))?;
+                    insert_token!(tx, t)?;
                 }
                 for mail in c.mails {
                     insert_mail!(tx, mail)?;
