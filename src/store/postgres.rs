@@ -8,6 +8,9 @@ use sqlx::PgPool;
 
 use super::StoreError;
 
+/// A pooled connection idle at least this long is pinged before use (see `connect_with`).
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// PostgreSQL implementation of every store trait.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -31,6 +34,21 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings a connection (a `Sync` round trip) when it goes back to the pool,
+            // and by default again before handing it out: two round trips around every
+            // query. The release ping stays; the acquire ping is only for a connection that
+            // sat idle long enough to have been cut (a restart, a firewall), so one in
+            // steady use costs a single round trip per query. A connection that dies while
+            // busy fails its request with `Unavailable` (503) and is then discarded.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(super::sql::backend)?;
