@@ -10,8 +10,10 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use memory::MemoryPool;
+use threads::HashThreads;
 
 mod memory;
+mod threads;
 
 use super::CryptoError;
 use crate::domain::Password;
@@ -38,6 +40,8 @@ pub struct PasswordHasher {
     memory: Arc<MemoryPool>,
     dummy_hash: Arc<PasswordHash>,
     permits: Arc<Semaphore>,
+    /// One thread per permit, below the request workers' priority.
+    threads: Arc<HashThreads>,
     verifications: Arc<AtomicU64>,
     /// Hashes admitted (running or waiting for a permit), and the most admitted at once.
     admitted: Arc<AtomicUsize>,
@@ -97,6 +101,7 @@ impl PasswordHasher {
             memory,
             dummy_hash: Arc::new(dummy_hash),
             permits: Arc::new(Semaphore::new(max_concurrent)),
+            threads: Arc::new(HashThreads::start(max_concurrent)?),
             verifications: Arc::new(AtomicU64::new(0)),
             admitted: Arc::new(AtomicUsize::new(0)),
             max_admitted: max_concurrent.saturating_add(max_queued),
@@ -141,14 +146,14 @@ impl PasswordHasher {
         .await
     }
 
-    /// Acquires a permit first (bounding memory: each run holds `memory_kib`), then runs `f`
-    /// on the blocking pool so async workers never stall on argon2.
     /// How many argon2 verifications this hasher has run, real and dummy: lets tests see
     /// that an unknown user costs the same work as a wrong password.
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
     }
 
+    /// Acquires a permit first (bounding memory: each run holds `memory_kib`), then runs `f`
+    /// on a hashing thread (see `threads`) so async workers never stall on argon2.
     async fn run_blocking<T, F>(&self, f: F) -> Result<T, CryptoError>
     where
         T: Send + 'static,
@@ -159,13 +164,13 @@ impl PasswordHasher {
             .acquire_owned()
             .await
             .map_err(|e| CryptoError::TaskJoin(e.to_string()))?;
-        tokio::task::spawn_blocking(move || {
-            let out = f();
-            drop(permit);
-            out
-        })
-        .await
-        .map_err(|e| CryptoError::TaskJoin(e.to_string()))
+        self.threads
+            .run(move || {
+                let out = f();
+                drop(permit);
+                out
+            })
+            .await
     }
 }
 
