@@ -6,6 +6,14 @@
 //! each holding a connection and sleeping in SQLite's busy handler, whose back-off
 //! (up to 100 ms a try) made the p99 of refresh rotation several hundred milliseconds.
 //! Reads go through a pool of read-only connections that WAL lets run beside the writer.
+//!
+//! The hot write transactions (refresh rotation, code redemption) run as tasks on the
+//! runtime that opened the store, not on the HTTP worker that asked for them: between its
+//! statements a transaction waits for its future to be polled again, and an HTTP worker
+//! signing tokens (hundreds of microseconds each, on the same thread) made the one writer
+//! connection sit idle under its lock for that long, several times per transaction. On
+//! the store's runtime (the multi-threaded one that `serve` starts, otherwise idle) the
+//! next statement follows at once.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,6 +30,8 @@ pub struct SqliteStore {
     pub(super) pool: SqlitePool,
     /// Read-only connections for plain `SELECT`s.
     pub(super) reader: SqlitePool,
+    /// The runtime that opened the store, where hot write transactions run.
+    runtime: tokio::runtime::Handle,
 }
 
 impl SqliteStore {
@@ -83,7 +93,24 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(super::sql::backend)?;
-        Ok(Self { pool, reader })
+        Ok(Self {
+            pool,
+            reader,
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// Runs `write` to completion as a task on the store's runtime (see the module
+    /// comment); it finishes even if the caller stops waiting.
+    pub(super) async fn on_store_runtime<T, F>(&self, write: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        self.runtime
+            .spawn(write)
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?
     }
 
     /// `BEGIN IMMEDIATE` takes the write lock up front, so two writers never deadlock on a
