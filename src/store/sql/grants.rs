@@ -256,37 +256,43 @@ macro_rules! insert_refresh {
     };
 }
 
+/// Inserts an authorization code (`$c`) through `$conn`.
+macro_rules! insert_code {
+    ($c:expr, $conn:expr) => {
+        sqlx::query(
+            "INSERT INTO authorization_codes (code_hash, grant_id, client_id, user_id, sid, \
+             redirect_uri, scope, nonce, code_challenge, resource, auth_time, amr, created_at, \
+             expires_at, consumed_at, credentials_epoch) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(&$c.code_hash)
+        .bind(&$c.grant_id)
+        .bind($c.client_id.as_str())
+        .bind($c.user_id.as_str())
+        .bind(&$c.sid)
+        .bind(&$c.redirect_uri)
+        .bind($c.scope.to_string())
+        .bind($c.nonce.as_deref())
+        .bind(&$c.code_challenge)
+        .bind($c.resource.as_deref())
+        .bind($c.auth_time)
+        .bind($c.amr.join(" "))
+        .bind($c.created_at)
+        .bind($c.expires_at)
+        .bind($c.consumed_at)
+        .bind($c.credentials_epoch)
+        .execute($conn)
+        .await
+        .map_err(write_error("authorization code"))
+    };
+}
+
 macro_rules! grant_store {
     ($store:ty) => {
         #[async_trait]
         impl GrantStore for $store {
             async fn insert_code(&self, c: &AuthorizationCode) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO authorization_codes (code_hash, grant_id, client_id, user_id, sid, \
-                     redirect_uri, scope, nonce, code_challenge, resource, auth_time, amr, created_at, \
-                     expires_at, consumed_at, credentials_epoch) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-                )
-                .bind(&c.code_hash)
-                .bind(&c.grant_id)
-                .bind(c.client_id.as_str())
-                .bind(c.user_id.as_str())
-                .bind(&c.sid)
-                .bind(&c.redirect_uri)
-                .bind(c.scope.to_string())
-                .bind(c.nonce.as_deref())
-                .bind(&c.code_challenge)
-                .bind(c.resource.as_deref())
-                .bind(c.auth_time)
-                .bind(c.amr.join(" "))
-                .bind(c.created_at)
-                .bind(c.expires_at)
-                .bind(c.consumed_at)
-                .bind(c.credentials_epoch)
-                .execute(&self.pool)
-                .await
-                .map_err(write_error("authorization code"))?;
-                Ok(())
+                self.write_code(c).await
             }
 
             async fn get_code(&self, code_hash: &[u8]) -> Result<Option<AuthorizationCode>, StoreError> {
@@ -305,46 +311,7 @@ macro_rules! grant_store {
                 refresh: Option<&RefreshToken>,
                 now: UnixTime,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.begin().await?;
-                // RFC 6749 §4.1.2: single use, decided by the row count of this UPDATE.
-                let consumed = sqlx::query(
-                    "UPDATE authorization_codes SET consumed_at = $1 \
-                     WHERE code_hash = $2 AND consumed_at IS NULL",
-                )
-                .bind(now)
-                .bind(code_hash)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-                if consumed.rows_affected() != 1 {
-                    return Ok(false);
-                }
-                sqlx::query(
-                    "INSERT INTO grants (id, client_id, user_id, sid, scope, resource, auth_time, amr, \
-                     created_at, last_used_at, expires_at, revoked_at, credentials_epoch) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                )
-                .bind(&g.id)
-                .bind(g.client_id.as_str())
-                .bind(g.user_id.as_str())
-                .bind(&g.sid)
-                .bind(g.scope.to_string())
-                .bind(g.resource.as_deref())
-                .bind(g.auth_time)
-                .bind(g.amr.join(" "))
-                .bind(g.created_at)
-                .bind(g.last_used_at)
-                .bind(g.expires_at)
-                .bind(g.revoked_at)
-                .bind(g.credentials_epoch)
-                .execute(&mut *tx)
-                .await
-                .map_err(write_error("grant"))?;
-                if let Some(t) = refresh {
-                    insert_refresh!(t, &mut *tx)?;
-                }
-                tx.commit().await.map_err(backend)?;
-                Ok(true)
+                self.redeem(code_hash, g, refresh, now).await
             }
 
             async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
@@ -487,10 +454,175 @@ impl PgStore {
     }
 }
 
+/// RFC 6749 §4.1.2: a code is used once, decided by the row count of this `UPDATE`.
+const CONSUME_CODE: &str = "UPDATE authorization_codes SET consumed_at = $1 \
+     WHERE code_hash = $2 AND consumed_at IS NULL";
+const INSERT_GRANT: &str = "INSERT INTO grants (id, client_id, user_id, sid, scope, resource, \
+     auth_time, amr, created_at, last_used_at, expires_at, revoked_at, credentials_epoch) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+
+/// PostgreSQL redeems a code in ONE statement, as it rotates: the code's consumption, the
+/// grant and (with `offline_access`) the first refresh token are data-modifying CTEs of
+/// one `INSERT`, atomic like the transaction SQLite uses; a code already consumed inserts
+/// nothing. `$1`-`$13` are the grant, `$14` the time, `$15` the code's hash.
+macro_rules! redeem_pg {
+    ($tail:expr) => {
+        concat!(
+            "WITH consumed AS (UPDATE authorization_codes SET consumed_at = $14 \
+             WHERE code_hash = $15 AND consumed_at IS NULL RETURNING 1)",
+            $tail
+        )
+    };
+}
+const REDEEM_PG: &str = redeem_pg!(
+    " INSERT INTO grants (id, client_id, user_id, sid, scope, resource, auth_time, amr, \
+     created_at, last_used_at, expires_at, revoked_at, credentials_epoch) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM consumed"
+);
+/// The same with the first refresh token (`$16`-`$21`) inserted for the new grant.
+const REDEEM_PG_WITH_REFRESH: &str = redeem_pg!(
+    ", granted AS (INSERT INTO grants (id, client_id, user_id, sid, scope, resource, \
+     auth_time, amr, created_at, last_used_at, expires_at, revoked_at, credentials_epoch) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM consumed RETURNING id) \
+     INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, created_at, \
+     expires_at, spent_at) SELECT $16, id, $17, $18, $19, $20, $21 FROM granted"
+);
+
+/// Binds a grant's thirteen columns in `INSERT_GRANT`'s order.
+macro_rules! bind_grant {
+    ($query:expr, $g:expr) => {
+        $query
+            .bind(&$g.id)
+            .bind($g.client_id.as_str())
+            .bind($g.user_id.as_str())
+            .bind(&$g.sid)
+            .bind($g.scope.to_string())
+            .bind($g.resource.as_deref())
+            .bind($g.auth_time)
+            .bind($g.amr.join(" "))
+            .bind($g.created_at)
+            .bind($g.last_used_at)
+            .bind($g.expires_at)
+            .bind($g.revoked_at)
+            .bind($g.credentials_epoch)
+    };
+}
+
+impl PgStore {
+    async fn write_code(&self, c: &AuthorizationCode) -> Result<(), StoreError> {
+        insert_code!(c, &self.pool)?;
+        Ok(())
+    }
+
+    async fn redeem(
+        &self,
+        code_hash: &[u8],
+        g: &Grant,
+        refresh: Option<&RefreshToken>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let sql = if refresh.is_some() {
+            REDEEM_PG_WITH_REFRESH
+        } else {
+            REDEEM_PG
+        };
+        let mut query = bind_grant!(sqlx::query(sql), g).bind(now).bind(code_hash);
+        if let Some(t) = refresh {
+            query = query
+                .bind(&t.token_hash)
+                .bind(t.client_id.as_str())
+                .bind(t.scope.to_string())
+                .bind(t.created_at)
+                .bind(t.expires_at)
+                .bind(t.spent_at);
+        }
+        let done = query
+            .execute(&self.pool)
+            .await
+            .map_err(write_error("grant"))?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
 impl SqliteStore {
+    async fn write_code(&self, c: &AuthorizationCode) -> Result<(), StoreError> {
+        let (store, c) = (self.clone(), c.clone());
+        self.on_store_runtime(async move {
+            insert_code!(c, &store.pool)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn redeem(
+        &self,
+        code_hash: &[u8],
+        g: &Grant,
+        refresh: Option<&RefreshToken>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let store = self.clone();
+        let (code_hash, g, refresh) = (code_hash.to_vec(), g.clone(), refresh.cloned());
+        self.on_store_runtime(async move {
+            store
+                .redeem_here(&code_hash, &g, refresh.as_ref(), now)
+                .await
+        })
+        .await
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction on the single writer; a consumed code rolls back.
+    async fn redeem_here(
+        &self,
+        code_hash: &[u8],
+        g: &Grant,
+        refresh: Option<&RefreshToken>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let consumed = sqlx::query(CONSUME_CODE)
+            .bind(now)
+            .bind(code_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if consumed.rows_affected() != 1 {
+            return Ok(false);
+        }
+        bind_grant!(sqlx::query(INSERT_GRANT), g)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error("grant"))?;
+        if let Some(t) = refresh {
+            insert_refresh!(t, &mut *tx)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn rotate_refresh(&self, r: &RefreshRotation<'_>) -> Result<bool, StoreError> {
+        let store = self.clone();
+        let presented = r.presented_hash.to_vec();
+        let sealed = r.successor_sealed.map(<[u8]>::to_vec);
+        let successor = r.successor.clone();
+        let (now, created_after, used_after) = (r.now, r.created_after, r.used_after);
+        self.on_store_runtime(async move {
+            let r = RefreshRotation {
+                presented_hash: &presented,
+                successor: &successor,
+                successor_sealed: sealed.as_deref(),
+                now,
+                created_after,
+                used_after,
+            };
+            store.rotate_refresh_here(&r).await
+        })
+        .await
+    }
+
     /// SQLite has no data-modifying CTEs: one `BEGIN IMMEDIATE` transaction on its single
     /// writer connection, which a failed check rolls back.
-    async fn rotate_refresh(&self, r: &RefreshRotation<'_>) -> Result<bool, StoreError> {
+    async fn rotate_refresh_here(&self, r: &RefreshRotation<'_>) -> Result<bool, StoreError> {
         let next = r.successor;
         // Dropping `tx` before the commit rolls everything back.
         let mut tx = self.begin().await?;
