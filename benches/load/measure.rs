@@ -32,6 +32,35 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// CPU seconds of every process named `postgres` (the local database server, if any):
+/// PostgreSQL's own work for the server's queries, which the server's CPU leaves out.
+fn database_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_end() == "postgres")
+        })
+        .filter_map(cpu_seconds)
+        .sum()
+}
+
+/// Busy CPU seconds of the whole machine (all but idle and iowait in `/proc/stat`).
+fn machine_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: f64 = ticks.iter().take(8).sum::<f64>() - ticks.get(3)? - ticks.get(4)?;
+    Some(busy / 100.0)
+}
+
 /// What one scenario measured.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -42,6 +71,10 @@ pub struct Stats {
     pub seconds: f64,
     /// Server CPU seconds spent over the measured window, if they could be read.
     pub server_cpu_s: Option<f64>,
+    /// The local PostgreSQL's CPU seconds over the same window.
+    pub database_cpu_s: f64,
+    /// The whole machine's busy CPU seconds (server, database and this driver).
+    pub machine_cpu_s: Option<f64>,
 }
 
 impl Stats {
@@ -55,6 +88,18 @@ impl Stats {
         self.server_cpu_s
             .filter(|_| n > 0)
             .map(|s| s * 1000.0 / n as f64)
+    }
+
+    /// `seconds` of CPU per successful operation, in milliseconds.
+    fn per_op_ms(&self, seconds: f64) -> Option<f64> {
+        let n = self.latencies_us.len();
+        (n > 0).then(|| seconds * 1000.0 / n as f64)
+    }
+
+    /// The local PostgreSQL's CPU per operation in milliseconds, when it did any work.
+    pub fn database_ms_per_op(&self) -> Option<f64> {
+        self.per_op_ms(self.database_cpu_s)
+            .filter(|&ms| ms >= 0.005)
     }
 
     /// The `q` quantile (0..=1) in milliseconds.
@@ -81,6 +126,12 @@ impl Stats {
         if let Some(cpu) = self.cpu_ms_per_op() {
             s.push_str(&format!("  server cpu {cpu:.3} ms/op"));
         }
+        if let Some(db) = self.database_ms_per_op() {
+            s.push_str(&format!("  database cpu {db:.3} ms/op"));
+        }
+        if let Some(all) = self.machine_cpu_s.and_then(|m| self.per_op_ms(m)) {
+            s.push_str(&format!("  machine cpu {all:.3} ms/op"));
+        }
         if let Some(e) = &self.first_error {
             s.push_str(&format!("  (first error: {e})"));
         }
@@ -100,6 +151,9 @@ impl Stats {
         };
         if let Some(cpu) = self.cpu_ms_per_op() {
             s.push_str(&format!(", {cpu:.2} ms CPU"));
+        }
+        if let Some(db) = self.database_ms_per_op() {
+            s.push_str(&format!(" + {db:.2} ms PostgreSQL"));
         }
         if self.errors > 0 {
             s.push_str(&format!(" ({} errors)", thousands(self.errors as f64)));
@@ -143,10 +197,16 @@ pub async fn run<W: Worker>(workers: Vec<W>, window: Window) -> Stats {
         .collect();
     tokio::time::sleep_until(record_from.into()).await;
     let cpu_from = cpu_seconds(window.server_pid);
+    let db_from = database_cpu_seconds();
+    let machine_from = machine_cpu_seconds();
     tokio::time::sleep_until(end.into()).await;
     let cpu_to = cpu_seconds(window.server_pid);
+    let db_to = database_cpu_seconds();
+    let machine_to = machine_cpu_seconds();
     let mut stats = Stats {
         server_cpu_s: cpu_from.zip(cpu_to).map(|(a, b)| b - a),
+        database_cpu_s: (db_to - db_from).max(0.0),
+        machine_cpu_s: machine_from.zip(machine_to).map(|(a, b)| b - a),
         ..Stats::default()
     };
     for t in tasks {
