@@ -27,16 +27,13 @@ pub async fn resolve(
         return Ok(None);
     };
     let id_hash = hash_token(cookie);
-    let Some(session) = state.store.get_session(&id_hash).await? else {
+    let Some((session, user)) = state.store.get_session_with_user(&id_hash).await? else {
         return Ok(None);
     };
     let idle = secs(state.settings.sessions.idle_timeout_secs);
     if !session.is_active(now, idle) {
         return Ok(None);
     }
-    let Some(user) = state.store.get_user(session.user_id.as_str()).await? else {
-        return Ok(None);
-    };
     // Disabled, or the password changed (or the account was disabled) after this login.
     if !user.accepts_auth_under(session.credentials_epoch) {
         return Ok(None);

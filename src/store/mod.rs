@@ -134,6 +134,11 @@ pub trait SessionStore: Send + Sync {
     async fn insert_session(&self, session: &Session) -> Result<(), StoreError>;
     /// Looks a session up by the hash of its cookie value.
     async fn get_session(&self, id_hash: &[u8]) -> Result<Option<Session>, StoreError>;
+    /// The same with the session's user, in one read (`None` also when the user is gone).
+    async fn get_session_with_user(
+        &self,
+        id_hash: &[u8],
+    ) -> Result<Option<(Session, User)>, StoreError>;
     /// Looks a session up by its public id.
     async fn get_session_by_sid(&self, sid: &str) -> Result<Option<Session>, StoreError>;
     /// Records use, for the idle timeout.
@@ -336,6 +341,12 @@ pub trait GrantStore: Send + Sync {
     async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError>;
     /// Looks a code up by its hash, consumed or not.
     async fn get_code(&self, code_hash: &[u8]) -> Result<Option<AuthorizationCode>, StoreError>;
+    /// A code with the session that authorized it and the code's user, in one read;
+    /// `None` when any of the three is missing (then [`GrantStore::get_code`] tells which).
+    async fn get_code_in_session(
+        &self,
+        code_hash: &[u8],
+    ) -> Result<Option<(AuthorizationCode, Session, User)>, StoreError>;
     /// In one transaction: marks the code consumed only if it was not
     /// (`UPDATE ... WHERE consumed_at IS NULL`), then stores the grant and its first
     /// refresh token. False (and nothing stored) if the code was already consumed.

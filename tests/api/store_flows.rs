@@ -15,6 +15,7 @@ crate::both_stores!(
     sessions_round_trip,
     consent_is_upserted,
     a_code_is_redeemed_once,
+    a_code_is_read_with_its_session_and_user,
     thirty_two_concurrent_redemptions_have_one_winner,
     rotation_spends_once_and_keeps_the_family_scope,
     rotation_on_a_revoked_family_changes_nothing,
@@ -159,6 +160,12 @@ async fn sessions_round_trip(backend: Backend) {
         store.get_session_by_sid("s1").await.unwrap(),
         Some(s.clone())
     );
+    assert_eq!(
+        store.get_session_with_user(b"s1").await.unwrap(),
+        Some((s.clone(), user.clone())),
+        "one read: the session and its user"
+    );
+    assert_eq!(store.get_session_with_user(b"nope").await.unwrap(), None);
     store.touch_session(b"s1", 150).await.unwrap();
     assert_eq!(
         store
@@ -177,6 +184,31 @@ async fn sessions_round_trip(backend: Backend) {
     let ended = store.get_session(b"s1").await.unwrap().unwrap();
     assert_eq!(ended.ended_at, Some(160));
     assert!(!ended.is_active(161, 1800));
+}
+
+async fn a_code_is_read_with_its_session_and_user(backend: Backend) {
+    let (store, _dir, user, client) = seeded(backend).await;
+    let c = code(&user, &client, b"code1", "g1");
+    store.insert_code(&c).await.unwrap();
+    assert_eq!(
+        store.get_code_in_session(b"code1").await.unwrap(),
+        None,
+        "no session s1 yet"
+    );
+    assert_eq!(store.get_code(b"code1").await.unwrap(), Some(c.clone()));
+    let s = session(&user, "s1");
+    store.insert_session(&s).await.unwrap();
+    assert_eq!(
+        store.get_code_in_session(b"code1").await.unwrap(),
+        Some((c.clone(), s, user.clone()))
+    );
+    assert_eq!(store.get_code_in_session(b"other").await.unwrap(), None);
+    // Redeemed without a refresh token: the grant alone (one statement on PostgreSQL).
+    let g = grant(&user, &client, "g1", "s1", "openid");
+    assert!(store.redeem_code(b"code1", &g, None, 120).await.unwrap());
+    assert_eq!(store.get_grant("g1").await.unwrap(), Some(g));
+    let (read, _, _) = store.get_code_in_session(b"code1").await.unwrap().unwrap();
+    assert_eq!(read.consumed_at, Some(120), "a consumed code is still read");
 }
 
 async fn consent_is_upserted(backend: Backend) {

@@ -2,7 +2,7 @@
 
 use crate::clock::UnixTime;
 use crate::crypto::token::{hash_token, random_token};
-use crate::domain::{AuthorizationCode, Client, Grant, RefreshToken, ResourceUri, User};
+use crate::domain::{AuthorizationCode, Client, Grant, RefreshToken, ResourceUri, Session, User};
 use crate::oidc::{
     check_code_redemption, check_resource_within_grant, choose_audience, issues_refresh_token,
     CodeChallenge, CodeGrantView, OAuthError,
@@ -10,10 +10,9 @@ use crate::oidc::{
 use crate::service::session::secs;
 use crate::service::tokens::access_token_ttl;
 use crate::service::{AppState, ServiceError};
+use crate::store::StoreError;
 
-use super::{
-    bad_record, enabled_user, revoke_and_audit, user_tokens, Reuse, TokenError, TokenResponse,
-};
+use super::{bad_record, revoke_and_audit, user_tokens, Reuse, TokenError, TokenResponse};
 pub(super) struct CodeInput<'a> {
     pub(super) code: &'a str,
     pub(super) redirect_uri: Option<&'a str>,
@@ -31,14 +30,21 @@ pub(super) async fn redeem_code(
     now: UnixTime,
 ) -> Result<TokenResponse, TokenError> {
     let code_hash = hash_token(input.code);
-    let Some(code) = state.store.get_code(&code_hash).await? else {
-        return Err(OAuthError::invalid_grant("unknown authorization code").into());
+    // One read on the way that succeeds: the code with its session and user. Without them
+    // (the session or user is gone, or one of their rows does not parse), the code alone
+    // decides between unknown and replay, so a replay is always handled as one.
+    let (code, signed_in) = match state.store.get_code_in_session(&code_hash).await {
+        Ok(Some((code, session, user))) => (code, Some((session, user))),
+        Err(e) if !matches!(e, StoreError::Corrupt(_)) => return Err(ServiceError::from(e).into()),
+        Ok(None) | Err(_) => match state.store.get_code(&code_hash).await? {
+            Some(code) => (code, None),
+            None => return Err(OAuthError::invalid_grant("unknown authorization code").into()),
+        },
     };
     if code.consumed_at.is_some() {
         return Err(replay(state, &code, ip, now).await);
     }
-    check_binding(state, client, &input, &code, now).await?;
-    let user = enabled_user(state, code.user_id.as_str(), code.credentials_epoch).await?;
+    let user = check_binding(state, client, &input, &code, signed_in, now)?;
     // A family lives as long as its refresh tokens may; a grant without one needs to
     // outlive only the access token issued now (its `jti` names the grant).
     let lifetime = if issues_refresh_token(client, &code.scope) {
@@ -77,15 +83,17 @@ pub(super) async fn redeem_code(
 }
 
 /// Everything the code is bound to must match (RFC 6749 §4.1.3, RFC 7636 §4.6), the
-/// session that authorized it must still be alive, and a requested resource must be
-/// within the grant (RFC 8707 §2.2). Nothing is changed when a check fails.
-async fn check_binding(
+/// session that authorized it must still be alive, a requested resource must be within
+/// the grant (RFC 8707 §2.2), and the user must be enabled under the credentials the code
+/// was issued with: returns that user. Nothing is changed when a check fails.
+fn check_binding(
     state: &AppState,
     client: &Client,
     input: &CodeInput<'_>,
     code: &AuthorizationCode,
+    signed_in: Option<(Session, User)>,
     now: UnixTime,
-) -> Result<(), TokenError> {
+) -> Result<User, TokenError> {
     check_code_redemption(
         &code_view(code)?,
         &client.id,
@@ -95,12 +103,11 @@ async fn check_binding(
     )?;
     // A code must not outlive its session (logout, disabled user, idle or absolute end).
     let idle = secs(state.settings.sessions.idle_timeout_secs);
-    let session = state.store.get_session_by_sid(&code.sid).await?;
-    if session.is_none_or(|s| !s.is_active(now, idle)) {
+    let Some((_, user)) = signed_in.filter(|(s, _)| s.is_active(now, idle)) else {
         return Err(
             OAuthError::invalid_grant("the session that authorized this code has ended").into(),
         );
-    }
+    };
     let granted = code
         .resource
         .as_deref()
@@ -108,7 +115,13 @@ async fn check_binding(
         .transpose()
         .map_err(bad_record)?;
     check_resource_within_grant(granted.as_ref(), input.resource)?;
-    Ok(())
+    if !user.accepts_auth_under(code.credentials_epoch) {
+        return Err(OAuthError::invalid_grant(
+            "the user is disabled, gone, or changed credentials",
+        )
+        .into());
+    }
+    Ok(user)
 }
 
 /// The grant (refresh family) a redemption creates; it carries the code's grant id.

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::clock::UnixTime;
-use crate::domain::{AuditEvent, Client, ClientKind, CredentialsEpoch, Grant, Scope, User};
+use crate::domain::{AuditEvent, Client, ClientKind, Grant, Scope, User};
 use crate::oidc::{
     authenticate, check_grant_allowed, choose_audience, client_credentials_scope,
     parse_token_request, presented_credentials, ClientAuthError, OAuthError, Params, TokenRequest,
@@ -208,21 +208,6 @@ fn bad_record(e: impl std::fmt::Display) -> TokenError {
     TokenError::Internal(ServiceError::Store(crate::store::StoreError::Corrupt(
         e.to_string(),
     )))
-}
-
-/// The user, if enabled and if the authentication made under `epoch` still stands (no
-/// password change or disabling since).
-async fn enabled_user(
-    state: &AppState,
-    user_id: &str,
-    epoch: CredentialsEpoch,
-) -> Result<User, TokenError> {
-    match state.store.get_user(user_id).await? {
-        Some(u) if u.accepts_auth_under(epoch) => Ok(u),
-        _ => Err(
-            OAuthError::invalid_grant("the user is disabled, gone, or changed credentials").into(),
-        ),
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -4,10 +4,13 @@
 
 use async_trait::async_trait;
 
-use super::users::UserRow;
+use super::sessions::{joined_session_columns, JoinedSessionRow};
+use super::users::{joined_user_columns, JoinedUserRow};
 use super::{backend, corrupt, write_error};
 use crate::clock::UnixTime;
-use crate::domain::{AuthorizationCode, ClientId, Grant, RefreshToken, Scope, User, UserId};
+use crate::domain::{
+    AuthorizationCode, ClientId, Grant, RefreshToken, Scope, Session, User, UserId,
+};
 use crate::store::{GrantStore, PgStore, RefreshFamily, RefreshRotation, SqliteStore, StoreError};
 
 #[derive(sqlx::FromRow)]
@@ -123,16 +126,8 @@ impl TryFrom<RefreshRow> for RefreshToken {
 struct GrantUserRow {
     #[sqlx(flatten)]
     grant: GrantRow,
-    u_username: String,
-    u_email: String,
-    u_email_verified: bool,
-    u_password_hash: Option<String>,
-    u_disabled: bool,
-    u_roles: String,
-    u_created_at: i64,
-    u_updated_at: i64,
-    u_credentials_changed_at: i64,
-    u_credentials_epoch: i64,
+    #[sqlx(flatten)]
+    user: JoinedUserRow,
 }
 
 /// A refresh token (`rt_` prefixes) joined with its grant and the grant's user.
@@ -168,20 +163,7 @@ impl TryFrom<FamilyRow> for RefreshFamily {
 impl TryFrom<GrantUserRow> for (Grant, User) {
     type Error = StoreError;
     fn try_from(r: GrantUserRow) -> Result<Self, StoreError> {
-        let user = User::try_from(UserRow {
-            id: r.grant.user_id.clone(),
-            username: r.u_username,
-            email: r.u_email,
-            email_verified: r.u_email_verified,
-            password_hash: r.u_password_hash,
-            disabled: r.u_disabled,
-            roles: r.u_roles,
-            created_at: r.u_created_at,
-            updated_at: r.u_updated_at,
-            credentials_changed_at: r.u_credentials_changed_at,
-            credentials_epoch: r.u_credentials_epoch,
-        })?;
-        Ok((Grant::try_from(r.grant)?, user))
+        Ok((Grant::try_from(r.grant)?, User::try_from(r.user)?))
     }
 }
 
@@ -193,6 +175,26 @@ const SELECT_CODE: &str =
     "SELECT code_hash, grant_id, client_id, user_id, sid, redirect_uri, scope, \
      nonce, code_challenge, resource, auth_time, credentials_epoch, amr, created_at, expires_at, \
      consumed_at FROM authorization_codes WHERE code_hash = $1";
+/// A code with the session that authorized it and its user: the token exchange's one read.
+const SELECT_CODE_IN_SESSION: &str = concat!(
+    "SELECT c.code_hash, c.grant_id, c.client_id, c.user_id, c.sid, c.redirect_uri, c.scope, \
+     c.nonce, c.code_challenge, c.resource, c.auth_time, c.credentials_epoch, c.amr, \
+     c.created_at, c.expires_at, c.consumed_at, ",
+    joined_session_columns!(),
+    ", ",
+    joined_user_columns!(),
+    " FROM authorization_codes c JOIN sessions s ON s.sid = c.sid \
+     JOIN users u ON u.id = c.user_id WHERE c.code_hash = $1"
+);
+#[derive(sqlx::FromRow)]
+struct CodeSessionRow {
+    #[sqlx(flatten)]
+    code: CodeRow,
+    #[sqlx(flatten)]
+    session: JoinedSessionRow,
+    #[sqlx(flatten)]
+    user: JoinedUserRow,
+}
 const SELECT_GRANT: &str = "SELECT id, client_id, user_id, sid, scope, resource, auth_time, \
      credentials_epoch, amr, created_at, last_used_at, expires_at, revoked_at FROM grants WHERE id = $1";
 const SELECT_USER_GRANTS: &str = "SELECT id, client_id, user_id, sid, scope, resource, auth_time, \
@@ -204,12 +206,11 @@ const SELECT_REFRESH: &str =
 /// The columns of `GrantUserRow`, from `grants g` and `users u`.
 macro_rules! grant_user_columns {
     () => {
-        "g.id, g.client_id, g.user_id, g.sid, g.scope, g.resource, \
-     g.auth_time, g.credentials_epoch, g.amr, g.created_at, g.last_used_at, g.expires_at, g.revoked_at, \
-     u.username AS u_username, u.email AS u_email, u.email_verified AS u_email_verified, \
-     u.password_hash AS u_password_hash, u.disabled AS u_disabled, u.roles AS u_roles, \
-     u.created_at AS u_created_at, u.updated_at AS u_updated_at, \
-     u.credentials_changed_at AS u_credentials_changed_at, u.credentials_epoch AS u_credentials_epoch"
+        concat!(
+            "g.id, g.client_id, g.user_id, g.sid, g.scope, g.resource, \
+     g.auth_time, g.credentials_epoch, g.amr, g.created_at, g.last_used_at, g.expires_at, g.revoked_at, ",
+            joined_user_columns!()
+        )
     };
 }
 const SELECT_FAMILY: &str = concat!(
@@ -302,6 +303,25 @@ macro_rules! grant_store {
                     .await
                     .map_err(backend)?;
                 row.map(AuthorizationCode::try_from).transpose()
+            }
+
+            async fn get_code_in_session(
+                &self,
+                code_hash: &[u8],
+            ) -> Result<Option<(AuthorizationCode, Session, User)>, StoreError> {
+                let row: Option<CodeSessionRow> = sqlx::query_as(SELECT_CODE_IN_SESSION)
+                    .bind(code_hash)
+                    .fetch_optional(&self.reader)
+                    .await
+                    .map_err(backend)?;
+                row.map(|r| {
+                    Ok((
+                        AuthorizationCode::try_from(r.code)?,
+                        Session::try_from(r.session)?,
+                        User::try_from(r.user)?,
+                    ))
+                })
+                .transpose()
             }
 
             async fn redeem_code(
@@ -536,10 +556,12 @@ impl PgStore {
                 .bind(t.expires_at)
                 .bind(t.spent_at);
         }
-        let done = query
-            .execute(&self.pool)
-            .await
-            .map_err(write_error("grant"))?;
+        let what = if refresh.is_some() {
+            "grant or refresh token"
+        } else {
+            "grant"
+        };
+        let done = query.execute(&self.pool).await.map_err(write_error(what))?;
         Ok(done.rows_affected() == 1)
     }
 }

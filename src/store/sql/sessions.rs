@@ -2,9 +2,10 @@
 
 use async_trait::async_trait;
 
+use super::users::{joined_user_columns, JoinedUserRow};
 use super::{backend, corrupt, write_error};
 use crate::clock::UnixTime;
-use crate::domain::{ClientId, FactorUse, Scope, Session, UserId};
+use crate::domain::{ClientId, FactorUse, Scope, Session, User, UserId};
 use crate::store::{ConsentStore, PgStore, SessionStore, SessionUpgrade, SqliteStore, StoreError};
 
 #[derive(sqlx::FromRow)]
@@ -46,6 +47,78 @@ impl TryFrom<SessionRow> for Session {
         })
     }
 }
+
+/// A session joined to other tables: `SessionRow`'s columns with `s_` prefixes, as
+/// `joined_session_columns!()` selects them from `sessions s`.
+#[derive(sqlx::FromRow)]
+pub(super) struct JoinedSessionRow {
+    s_id_hash: Vec<u8>,
+    s_sid: String,
+    s_user_id: String,
+    s_user_agent: String,
+    s_ip: String,
+    s_auth_time: i64,
+    s_credentials_epoch: i64,
+    s_amr: String,
+    s_factors: String,
+    s_created_at: i64,
+    s_last_seen_at: i64,
+    s_expires_at: i64,
+    s_ended_at: Option<i64>,
+}
+
+impl TryFrom<JoinedSessionRow> for Session {
+    type Error = StoreError;
+
+    fn try_from(r: JoinedSessionRow) -> Result<Self, StoreError> {
+        Session::try_from(SessionRow {
+            id_hash: r.s_id_hash,
+            sid: r.s_sid,
+            user_id: r.s_user_id,
+            user_agent: r.s_user_agent,
+            ip: r.s_ip,
+            auth_time: r.s_auth_time,
+            credentials_epoch: r.s_credentials_epoch,
+            amr: r.s_amr,
+            factors: r.s_factors,
+            created_at: r.s_created_at,
+            last_seen_at: r.s_last_seen_at,
+            expires_at: r.s_expires_at,
+            ended_at: r.s_ended_at,
+        })
+    }
+}
+
+/// The columns of `JoinedSessionRow`, from `sessions s`.
+macro_rules! joined_session_columns {
+    () => {
+        "s.id_hash AS s_id_hash, s.sid AS s_sid, s.user_id AS s_user_id, \
+         s.user_agent AS s_user_agent, s.ip AS s_ip, s.auth_time AS s_auth_time, \
+         s.credentials_epoch AS s_credentials_epoch, s.amr AS s_amr, s.factors AS s_factors, \
+         s.created_at AS s_created_at, s.last_seen_at AS s_last_seen_at, \
+         s.expires_at AS s_expires_at, s.ended_at AS s_ended_at"
+    };
+}
+pub(super) use joined_session_columns;
+
+/// A session with its user.
+#[derive(sqlx::FromRow)]
+struct SessionUserRow {
+    #[sqlx(flatten)]
+    session: JoinedSessionRow,
+    #[sqlx(flatten)]
+    user: JoinedUserRow,
+}
+
+/// A session by its cookie's hash, with its user: one read for every request that
+/// carries a session cookie.
+const SELECT_WITH_USER: &str = concat!(
+    "SELECT ",
+    joined_session_columns!(),
+    ", ",
+    joined_user_columns!(),
+    " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1"
+);
 
 /// The stored form of a session's factors: a JSON array of `{"kind", "at"}`.
 fn factors_json(factors: &[FactorUse]) -> Result<String, StoreError> {
@@ -89,6 +162,16 @@ macro_rules! session_store {
                 let row: Option<SessionRow> =
                     sqlx::query_as(sql).bind(id_hash).fetch_optional(&self.reader).await.map_err(backend)?;
                 row.map(Session::try_from).transpose()
+            }
+
+            async fn get_session_with_user(&self, id_hash: &[u8]) -> Result<Option<(Session, User)>, StoreError> {
+                let row: Option<SessionUserRow> = sqlx::query_as(SELECT_WITH_USER)
+                    .bind(id_hash)
+                    .fetch_optional(&self.reader)
+                    .await
+                    .map_err(backend)?;
+                row.map(|r| Ok((Session::try_from(r.session)?, User::try_from(r.user)?)))
+                    .transpose()
             }
 
             async fn get_session_by_sid(&self, sid: &str) -> Result<Option<Session>, StoreError> {

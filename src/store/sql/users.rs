@@ -46,6 +46,55 @@ impl TryFrom<UserRow> for User {
     }
 }
 
+/// A user joined to another table: `UserRow`'s columns with `u_` prefixes, as
+/// `joined_user_columns!()` selects them from `users u`.
+#[derive(sqlx::FromRow)]
+pub(super) struct JoinedUserRow {
+    u_id: String,
+    u_username: String,
+    u_email: String,
+    u_email_verified: bool,
+    u_password_hash: Option<String>,
+    u_disabled: bool,
+    u_roles: String,
+    u_created_at: i64,
+    u_updated_at: i64,
+    u_credentials_changed_at: i64,
+    u_credentials_epoch: i64,
+}
+
+impl TryFrom<JoinedUserRow> for User {
+    type Error = StoreError;
+
+    fn try_from(r: JoinedUserRow) -> Result<Self, StoreError> {
+        User::try_from(UserRow {
+            id: r.u_id,
+            username: r.u_username,
+            email: r.u_email,
+            email_verified: r.u_email_verified,
+            password_hash: r.u_password_hash,
+            disabled: r.u_disabled,
+            roles: r.u_roles,
+            created_at: r.u_created_at,
+            updated_at: r.u_updated_at,
+            credentials_changed_at: r.u_credentials_changed_at,
+            credentials_epoch: r.u_credentials_epoch,
+        })
+    }
+}
+
+/// The columns of `JoinedUserRow`, from `users u`.
+macro_rules! joined_user_columns {
+    () => {
+        "u.id AS u_id, u.username AS u_username, u.email AS u_email, \
+         u.email_verified AS u_email_verified, u.password_hash AS u_password_hash, \
+         u.disabled AS u_disabled, u.roles AS u_roles, u.created_at AS u_created_at, \
+         u.updated_at AS u_updated_at, u.credentials_changed_at AS u_credentials_changed_at, \
+         u.credentials_epoch AS u_credentials_epoch"
+    };
+}
+pub(super) use joined_user_columns;
+
 /// The columns `UserRow` reads, in its order.
 pub(super) const COLUMNS: &str =
     "id, username, email, email_verified, password_hash, disabled, roles, created_at, updated_at, \
