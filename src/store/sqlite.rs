@@ -101,16 +101,22 @@ impl SqliteStore {
     }
 
     /// Runs `write` to completion as a task on the store's runtime (see the module
-    /// comment); it finishes even if the caller stops waiting.
+    /// comment). It finishes even if the caller stops waiting: a redemption or rotation
+    /// whose client went away is committed, as one that commits just before the client
+    /// disconnects always was. Never await this from a task on the store's runtime that
+    /// blocks its thread. A runtime that has shut down answers `Unavailable`.
     pub(super) async fn on_store_runtime<T, F>(&self, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
     {
-        self.runtime
-            .spawn(write)
-            .await
-            .map_err(|e| StoreError::Backend(Box::new(e)))?
+        self.runtime.spawn(write).await.map_err(|e| {
+            if e.is_cancelled() {
+                StoreError::Unavailable(Box::new(e))
+            } else {
+                StoreError::Backend(Box::new(e))
+            }
+        })?
     }
 
     /// `BEGIN IMMEDIATE` takes the write lock up front, so two writers never deadlock on a

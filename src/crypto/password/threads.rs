@@ -17,12 +17,14 @@ use std::sync::{Arc, Mutex};
 use crate::crypto::CryptoError;
 
 /// The nice value of the hashing threads (Linux; 0 is a worker's, 19 the lowest).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) const HASH_THREAD_NICE: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
 
 /// A fixed set of threads fed through one queue. The hasher's semaphore admits at most as
-/// many jobs as there are threads, so a job never waits here for a thread.
+/// many jobs as there are threads (a job gives its permit back just before its thread
+/// returns to the queue), so a job waits here at most for that moment.
 pub(super) struct HashThreads {
     jobs: mpsc::Sender<Job>,
 }
