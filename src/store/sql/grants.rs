@@ -576,6 +576,8 @@ impl SqliteStore {
         .await
     }
 
+    /// One `BEGIN IMMEDIATE` transaction on the single writer, run on the store's runtime;
+    /// a consumed code rolls back.
     async fn redeem(
         &self,
         code_hash: &[u8],
@@ -585,20 +587,15 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         let store = self.clone();
         let (code_hash, g, refresh) = (code_hash.to_vec(), g.clone(), refresh.cloned());
-        self.on_store_runtime(async move {
-            store
-                .redeem_here(&code_hash, &g, refresh.as_ref(), now)
-                .await
-        })
-        .await
+        self.on_store_runtime(async move { store.redeem_here(&code_hash, &g, refresh, now).await })
+            .await
     }
 
-    /// One `BEGIN IMMEDIATE` transaction on the single writer; a consumed code rolls back.
     async fn redeem_here(
         &self,
         code_hash: &[u8],
         g: &Grant,
-        refresh: Option<&RefreshToken>,
+        refresh: Option<RefreshToken>,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
