@@ -477,9 +477,19 @@ impl PgStore {
 /// RFC 6749 §4.1.2: a code is used once, decided by the row count of this `UPDATE`.
 const CONSUME_CODE: &str = "UPDATE authorization_codes SET consumed_at = $1 \
      WHERE code_hash = $2 AND consumed_at IS NULL";
-const INSERT_GRANT: &str = "INSERT INTO grants (id, client_id, user_id, sid, scope, resource, \
-     auth_time, amr, created_at, last_used_at, expires_at, revoked_at, credentials_epoch) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+/// A grant's thirteen columns as `$1`-`$13`, in `bind_grant!`'s order; `VALUES` for
+/// SQLite, `SELECT ... FROM consumed` inside PostgreSQL's one-statement redemption.
+macro_rules! insert_grant {
+    ($source:expr) => {
+        concat!(
+            "INSERT INTO grants (id, client_id, user_id, sid, scope, resource, auth_time, amr, \
+             created_at, last_used_at, expires_at, revoked_at, credentials_epoch) ",
+            $source
+        )
+    };
+}
+const INSERT_GRANT: &str =
+    insert_grant!("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
 
 /// PostgreSQL redeems a code in ONE statement, as it rotates: the code's consumption, the
 /// grant and (with `offline_access`) the first refresh token are data-modifying CTEs of
@@ -494,19 +504,19 @@ macro_rules! redeem_pg {
         )
     };
 }
-const REDEEM_PG: &str = redeem_pg!(
-    " INSERT INTO grants (id, client_id, user_id, sid, scope, resource, auth_time, amr, \
-     created_at, last_used_at, expires_at, revoked_at, credentials_epoch) \
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM consumed"
-);
+const REDEEM_PG: &str = redeem_pg!(concat!(
+    " ",
+    insert_grant!("SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM consumed")
+));
 /// The same with the first refresh token (`$16`-`$21`) inserted for the new grant.
-const REDEEM_PG_WITH_REFRESH: &str = redeem_pg!(
-    ", granted AS (INSERT INTO grants (id, client_id, user_id, sid, scope, resource, \
-     auth_time, amr, created_at, last_used_at, expires_at, revoked_at, credentials_epoch) \
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM consumed RETURNING id) \
-     INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, created_at, \
+const REDEEM_PG_WITH_REFRESH: &str = redeem_pg!(concat!(
+    ", granted AS (",
+    insert_grant!(
+        "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM consumed RETURNING id"
+    ),
+    ") INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, created_at, \
      expires_at, spent_at) SELECT $16, id, $17, $18, $19, $20, $21 FROM granted"
-);
+));
 
 /// Binds a grant's thirteen columns in `INSERT_GRANT`'s order.
 macro_rules! bind_grant {
