@@ -14,6 +14,7 @@ crate::both_stores!(
     disable_then_enable_does_not_revive_sessions_or_tokens,
     a_password_change_ends_sessions_and_tokens,
     a_code_issued_before_logout_cannot_be_redeemed_after,
+    a_code_issued_before_a_disabling_or_password_change_cannot_be_redeemed_after,
     a_hint_signed_by_a_retired_key_asks_for_confirmation,
     refresh_tokens_are_introspected_only_by_their_client,
     userinfo_refuses_tokens_for_another_audience,
@@ -89,6 +90,44 @@ async fn a_code_issued_before_logout_cannot_be_redeemed_after(backend: Backend) 
             .status(),
         303
     );
+    assert_error(
+        exchange_code(&app, &client, &code, &req).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+}
+
+async fn a_code_issued_before_a_disabling_or_password_change_cannot_be_redeemed_after(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let client = confidential_client(&app).await;
+    alice(&app).await;
+    let store = app.state.store.as_ref();
+    let req = AuthRequest::new(&client, FULL_SCOPE);
+
+    let browser = Browser::new(&app);
+    let code = login_and_get_code(&app, &browser, &req, USERNAME).await;
+    admin::set_user_disabled(store, USERNAME, true, app.clock.now())
+        .await
+        .unwrap();
+    admin::set_user_disabled(store, USERNAME, false, app.clock.now())
+        .await
+        .unwrap();
+    assert_error(
+        exchange_code(&app, &client, &code, &req).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+
+    let browser = Browser::new(&app);
+    let code = login_and_get_code(&app, &browser, &req, USERNAME).await;
+    let pw = latchkey::domain::Password::parse("a brand new password").unwrap();
+    admin::set_password(store, &app.state.passwords, USERNAME, &pw, app.clock.now())
+        .await
+        .unwrap();
     assert_error(
         exchange_code(&app, &client, &code, &req).await,
         400,
