@@ -9,10 +9,12 @@
 # installed from npm into a throw-away folder. Prints one markdown table.
 #
 #   bash benches/load.sh [--peer] [--duration SECS] [--concurrency N] [--stores "sqlite postgres"]
+#                        [--only client_credentials,refresh,...]   (the table's keys; default all)
 #
 # Environment: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432; the role must be
 # allowed to CREATE DATABASE), PEER_VERSION (npm version of oidc-provider; default 9 on
-# Node.js 22+, else 8), STORM_CLIENTS (64), CARGO_TARGET_DIR. Servers listen on free
+# Node.js 22+, else 8), STORM_CLIENTS (64), CARGO_TARGET_DIR, BENCH_SERVER_BIN (a server binary
+# to measure instead of building this checkout's). Servers listen on free
 # 127.0.0.1 ports and the driver talks to nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,7 @@ ROOT=$PWD
 DURATION=10
 CONCURRENCY=16
 STORES="sqlite postgres"
+ONLY=""
 PEER=${PEER:-0}
 STORM_CLIENTS=${STORM_CLIENTS:-64}
 PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
@@ -30,7 +33,8 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=$2; shift ;;
     --concurrency) CONCURRENCY=$2; shift ;;
     --stores) STORES=$2; shift ;;
-    *) echo "usage: $0 [--peer] [--duration SECS] [--concurrency N] [--stores \"sqlite postgres\"]" >&2; exit 2 ;;
+    --only) ONLY=$2; shift ;;
+    *) echo "usage: $0 [--peer] [--duration SECS] [--concurrency N] [--stores \"sqlite postgres\"] [--only KEYS]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -39,10 +43,11 @@ done
 while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^LATCHKEY_' || true)
 
 echo "== building the release server and the load driver" >&2
-cargo build --release --quiet --bin latchkey
+# BENCH_SERVER_BIN measures a server built elsewhere (an A/B of two commits on one host).
+[ -n "${BENCH_SERVER_BIN:-}" ] || cargo build --release --quiet --bin latchkey
 DRIVER=$(cargo bench --bench load --no-run --message-format=json --quiet \
   | grep '"kind":\["bench"\],[^}]*"name":"load"' | grep -o '"executable":"[^"]*"' | cut -d'"' -f4)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/latchkey
+BIN=${BENCH_SERVER_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/latchkey}
 [ -x "$BIN" ] && [ -x "$DRIVER" ] || { echo "build failed: no $BIN or driver" >&2; exit 1; }
 
 WORK=$(mktemp -d -t latchkey-bench.XXXXXX)
@@ -80,7 +85,8 @@ measure() {
   "$DRIVER" ready --url "$ready_url" --since-ns "$since" --pid "$pid" --out "$out"
   echo "== $label: $CONCURRENCY workers x ${DURATION}s per scenario" >&2
   "$DRIVER" run --target "$target" --issuer "$issuer" --pid "$pid" --out "$out" \
-    --duration "$DURATION" --concurrency "$CONCURRENCY" --storm-clients "$STORM_CLIENTS"
+    --duration "$DURATION" --concurrency "$CONCURRENCY" --storm-clients "$STORM_CLIENTS" \
+    ${ONLY:+--only "$ONLY"}
   COLUMNS_ARGS+=(--column "$label=$out")
 }
 
@@ -195,4 +201,4 @@ echo
 echo "Machine: $(nproc) cores ($cpu), $mem, $(. /etc/os-release && echo "$PRETTY_NAME"); load driver on the same machine."
 echo "Each scenario: $CONCURRENCY workers, each on its own connection, for ${DURATION}s after a 1 s warm-up; cells are operations per second and p99 latency (a code flow is one operation: authorize + token). The storm: $STORM_CLIENTS browsers signing in without pause (waiting Retry-After when refused) while $CONCURRENCY workers ask for client_credentials tokens."
 echo
-"$DRIVER" table "${COLUMNS_ARGS[@]}" "${NOTES[@]}"
+"$DRIVER" table "${COLUMNS_ARGS[@]}" "${NOTES[@]}" ${ONLY:+--partial}

@@ -46,10 +46,11 @@ fn read(path: &Path) -> anyhow::Result<HashMap<String, String>> {
 }
 
 /// The markdown table of `columns` (label, results file). Returns it and the number of
-/// empty cells (a measurement that did not happen).
+/// empty cells (a measurement that did not happen; "not run" when `partial`).
 pub fn render(
     columns: &[(String, std::path::PathBuf)],
     notes: &[String],
+    partial: bool,
 ) -> anyhow::Result<(String, usize)> {
     let data: Vec<_> = columns
         .iter()
@@ -69,7 +70,11 @@ pub fn render(
             let cell = d.get(*key).map_or_else(
                 || {
                     missing += 1;
-                    "**missing**"
+                    if partial {
+                        "not run"
+                    } else {
+                        "**missing**"
+                    }
                 },
                 String::as_str,
             );
