@@ -414,6 +414,18 @@ pub trait GrantStore: Send + Sync {
         &self,
         rotation: &RefreshRotation<'_>,
     ) -> Result<bool, StoreError>;
+    /// The common rotation with nothing read first (RFC 9700 §4.14.2), atomically: spends
+    /// the presented token under the same conditions as `rotate_refresh_token` (unspent,
+    /// unexpired, `client_id`'s, its family alive and its user enabled under the grant's
+    /// credentials epoch) and only if its grant is bound to no resource (RFC 8707), touches
+    /// the grant, and inserts `successor_hash` with the spent token's scope and the grant's
+    /// expiry. Returns the spent token with the touched grant and its user; `None` (and
+    /// nothing changed) if any condition does not hold, and the caller reads the family to
+    /// find out which.
+    async fn spend_refresh_token(
+        &self,
+        spend: &RefreshSpend<'_>,
+    ) -> Result<Option<RefreshFamily>, StoreError>;
     /// The sealed successor kept on a spent token's row, if any.
     async fn sealed_successor(&self, token_hash: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 }
@@ -428,6 +440,25 @@ pub struct RefreshFamily {
     pub grant: Grant,
     /// The grant's user.
     pub user: User,
+}
+
+/// What [`GrantStore::spend_refresh_token`] writes, and what must still hold when it does.
+#[derive(Debug)]
+pub struct RefreshSpend<'a> {
+    /// The hash of the presented token.
+    pub presented_hash: &'a [u8],
+    /// The client presenting it: the token must be this client's.
+    pub client_id: &'a ClientId,
+    /// The hash of its successor (same grant, client and scope; the grant's expiry).
+    pub successor_hash: &'a [u8],
+    /// The successor's value sealed (clients with a refresh grace window only).
+    pub successor_sealed: Option<&'a [u8]>,
+    /// When the rotation happens.
+    pub now: UnixTime,
+    /// The grant's `created_at` must be later than this (absolute lifetime).
+    pub created_after: UnixTime,
+    /// The grant's `last_used_at` must be later than this (idle timeout).
+    pub used_after: UnixTime,
 }
 
 /// What [`GrantStore::rotate_refresh_token`] writes, and what must still hold when it does.

@@ -8,12 +8,15 @@
 //! Reads go through a pool of read-only connections that WAL lets run beside the writer.
 //!
 //! The hot write transactions (refresh rotation, code redemption) run as tasks on the
-//! runtime that opened the store, not on the HTTP worker that asked for them: between its
-//! statements a transaction waits for its future to be polled again, and an HTTP worker
-//! signing tokens (hundreds of microseconds each, on the same thread) made the one writer
+//! store's own thread, not on the HTTP worker that asked for them: between its statements
+//! a transaction waits for its future to be polled again, and an HTTP worker signing
+//! tokens (hundreds of microseconds each, on the same thread) made the one writer
 //! connection sit idle under its lock for that long, several times per transaction. On
-//! the store's runtime (the multi-threaded one that `serve` starts, otherwise idle) the
-//! next statement follows at once.
+//! the store's thread, which does nothing else, the next statement follows at once. It is
+//! one thread with a current-thread runtime, as SQLite has one writer: on the
+//! multi-threaded runtime they ran on before, the idle workers woke each other at every
+//! hop to and from the connection's thread, and that scheduling cost about a fifth of
+//! the server's CPU during refresh rotation (measured with `perf`; `docs/performance.md`).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,8 +33,38 @@ pub struct SqliteStore {
     pub(super) pool: SqlitePool,
     /// Read-only connections for plain `SELECT`s.
     pub(super) reader: SqlitePool,
-    /// The runtime that opened the store, where hot write transactions run.
+    /// The store's thread, where hot write transactions run.
+    writer_thread: std::sync::Arc<WriterThread>,
+}
+
+/// A thread running a current-thread runtime until the last clone of the store is gone
+/// (dropping `_stop` ends it; tasks still pending then are cancelled).
+#[derive(Debug)]
+struct WriterThread {
     runtime: tokio::runtime::Handle,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl WriterThread {
+    fn start() -> Result<Self, StoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(super::sql::backend)?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("latchkey-sqlite".into())
+            .spawn(move || {
+                // Ok when told to stop, Err when the sender is dropped: both mean stop.
+                let _ = runtime.block_on(stopped);
+            })
+            .map_err(super::sql::backend)?;
+        Ok(Self {
+            runtime: handle,
+            _stop: stop,
+        })
+    }
 }
 
 impl SqliteStore {
@@ -96,21 +129,21 @@ impl SqliteStore {
         Ok(Self {
             pool,
             reader,
-            runtime: tokio::runtime::Handle::current(),
+            writer_thread: std::sync::Arc::new(WriterThread::start()?),
         })
     }
 
-    /// Runs `write` to completion as a task on the store's runtime (see the module
+    /// Runs `write` to completion as a task on the store's thread (see the module
     /// comment). It finishes even if the caller stops waiting: a redemption or rotation
     /// whose client went away is committed, as one that commits just before the client
-    /// disconnects always was. Never await this from a task on the store's runtime that
-    /// blocks its thread. A runtime that has shut down answers `Unavailable`.
+    /// disconnects always was. Never await this from a task on the store's thread. A
+    /// thread that has stopped answers `Unavailable`.
     pub(super) async fn on_store_runtime<T, F>(&self, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
     {
-        self.runtime.spawn(write).await.map_err(|e| {
+        self.writer_thread.runtime.spawn(write).await.map_err(|e| {
             if e.is_cancelled() {
                 StoreError::Unavailable(Box::new(e))
             } else {

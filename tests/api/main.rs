@@ -43,6 +43,7 @@ mod store_contract;
 mod store_flows;
 mod store_passkeys;
 mod store_rotation;
+mod store_spend;
 mod store_upkeep;
 mod throttle;
 mod two_nodes;

@@ -6,11 +6,11 @@ use crate::crypto::token::{hash_token, random_token};
 use crate::domain::{Client, Grant, RefreshToken, ResourceUri, Scope, User};
 use crate::oidc::{
     check_family_alive, check_resource_within_grant, choose_audience, family_bounds, narrow_scope,
-    FamilyView, OAuthError,
+    FamilyBounds, FamilyView, OAuthError,
 };
 use crate::service::session::secs;
 use crate::service::{AppState, ServiceError};
-use crate::store::{RefreshFamily, RefreshRotation};
+use crate::store::{RefreshFamily, RefreshRotation, RefreshSpend};
 
 use super::{bad_record, revoke_and_audit, user_tokens, Reuse, TokenError, TokenResponse};
 pub(super) struct RefreshInput<'a> {
@@ -44,6 +44,13 @@ pub(super) async fn refresh(
     now: UnixTime,
 ) -> Result<TokenResponse, TokenError> {
     let hash = hash_token(input.token);
+    // Without `scope` or `resource` nothing in the request is checked against the family,
+    // so the store can spend first and check everything atomically (one round trip).
+    if input.scope.is_none() && input.resource.is_none() {
+        if let Some(response) = rotate_at_once(state, client, &hash, now).await? {
+            return Ok(response);
+        }
+    }
     let Some(family) = state.store.get_refresh_family(&hash).await? else {
         return Err(OAuthError::invalid_grant("unknown refresh token").into());
     };
@@ -66,23 +73,8 @@ pub(super) async fn refresh(
         expires_at: checked.grant.expires_at,
         spent_at: None,
     };
-    // Kept only for a client with a grace window: bound to the token it succeeds.
-    let sealed = if client.refresh_grace_secs > 0 {
-        Some(
-            state
-                .refresh_successors
-                .seal(successor_token.as_bytes(), &hash)
-                .map_err(ServiceError::from)?,
-        )
-    } else {
-        None
-    };
-    let t = &state.settings.tokens;
-    let bounds = family_bounds(
-        now,
-        secs(t.refresh_absolute_ttl_secs),
-        secs(t.refresh_idle_ttl_secs),
-    );
+    let sealed = seal_successor(state, client, &successor_token, &hash)?;
+    let bounds = bounds_at(state, now);
     let rotation = RefreshRotation {
         presented_hash: &hash,
         successor: &successor,
@@ -95,6 +87,74 @@ pub(super) async fn refresh(
         return lost_rotation(state, client, &input, &hash, ip, now).await;
     }
     issue(state, client, checked, successor_token, now)
+}
+
+/// The common refresh in one store call: the store spends the token and inserts its
+/// successor only if every check on stored state passes (the same checks as `check`, in
+/// SQL), and returns the family. `None` when it changed nothing: a spent or unknown token,
+/// a dead family, a grant bound to a resource; the full path then reads the family to
+/// answer as it always does (a reuse revokes the family there).
+async fn rotate_at_once(
+    state: &AppState,
+    client: &Client,
+    hash: &[u8],
+    now: UnixTime,
+) -> Result<Option<TokenResponse>, TokenError> {
+    // Everything that can fail is done before the spend, so a failure changes nothing.
+    let audience = choose_audience(client, None, state.settings.default_audience())?;
+    let successor_token = random_token().map_err(ServiceError::from)?;
+    let successor_hash = hash_token(&successor_token);
+    let sealed = seal_successor(state, client, &successor_token, hash)?;
+    let bounds = bounds_at(state, now);
+    let spend = RefreshSpend {
+        presented_hash: hash,
+        client_id: &client.id,
+        successor_hash: &successor_hash,
+        successor_sealed: sealed.as_deref(),
+        now,
+        created_after: bounds.created_after,
+        used_after: bounds.used_after,
+    };
+    let Some(RefreshFamily { token, grant, user }) =
+        state.store.spend_refresh_token(&spend).await?
+    else {
+        return Ok(None);
+    };
+    let checked = Checked {
+        grant,
+        user,
+        scope: token.scope,
+        audience,
+    };
+    issue(state, client, checked, successor_token, now).map(Some)
+}
+
+/// The successor sealed to the token it succeeds, kept only for a client with a refresh
+/// grace window.
+fn seal_successor(
+    state: &AppState,
+    client: &Client,
+    successor_token: &str,
+    hash: &[u8],
+) -> Result<Option<Vec<u8>>, TokenError> {
+    if client.refresh_grace_secs <= 0 {
+        return Ok(None);
+    }
+    let sealed = state
+        .refresh_successors
+        .seal(successor_token.as_bytes(), hash)
+        .map_err(ServiceError::from)?;
+    Ok(Some(sealed))
+}
+
+/// The family bounds a rotation at `now` checks (absolute lifetime, idle timeout).
+fn bounds_at(state: &AppState, now: UnixTime) -> FamilyBounds {
+    let t = &state.settings.tokens;
+    family_bounds(
+        now,
+        secs(t.refresh_absolute_ttl_secs),
+        secs(t.refresh_idle_ttl_secs),
+    )
 }
 
 /// The rotation changed nothing: the token was spent meanwhile by a concurrent request

@@ -11,7 +11,9 @@ use crate::clock::UnixTime;
 use crate::domain::{
     AuthorizationCode, ClientId, Grant, RefreshToken, Scope, Session, User, UserId,
 };
-use crate::store::{GrantStore, PgStore, RefreshFamily, RefreshRotation, SqliteStore, StoreError};
+use crate::store::{
+    GrantStore, PgStore, RefreshFamily, RefreshRotation, RefreshSpend, SqliteStore, StoreError,
+};
 
 #[derive(sqlx::FromRow)]
 struct CodeRow {
@@ -428,6 +430,10 @@ macro_rules! grant_store {
             async fn rotate_refresh_token(&self, r: &RefreshRotation<'_>) -> Result<bool, StoreError> {
                 self.rotate_refresh(r).await
             }
+
+            async fn spend_refresh_token(&self, s: &RefreshSpend<'_>) -> Result<Option<RefreshFamily>, StoreError> {
+                self.spend_refresh(s).await
+            }
         }
     };
 }
@@ -474,11 +480,96 @@ impl PgStore {
     }
 }
 
-/// RFC 6749 §4.1.2: a code is used once, decided by the row count of this `UPDATE`.
-const CONSUME_CODE: &str = "UPDATE authorization_codes SET consumed_at = $1 \
-     WHERE code_hash = $2 AND consumed_at IS NULL";
-/// A grant's thirteen columns as `$1`-`$13`, in `bind_grant!`'s order; `VALUES` for
-/// SQLite, `SELECT ... FROM consumed` inside PostgreSQL's one-statement redemption.
+/// The spend's conditions (`$1` the time, `$2` the sealed successor, `$3` the presented
+/// hash, `$4` the client, `$5`/`$6` the family's bounds): `ROTATE_PG`'s, with the grant
+/// found through the token instead of trusted from a read, and bound to no resource.
+macro_rules! spend_at_once {
+    () => {
+        "UPDATE refresh_tokens SET spent_at = $1, successor_sealed = $2 \
+     WHERE token_hash = $3 AND spent_at IS NULL AND client_id = $4 AND expires_at > $1 \
+     AND EXISTS (SELECT 1 FROM grants g JOIN users u ON u.id = g.user_id \
+     WHERE g.id = refresh_tokens.grant_id AND g.revoked_at IS NULL AND g.resource IS NULL \
+     AND g.created_at > $5 AND g.last_used_at > $6 \
+     AND NOT u.disabled AND u.credentials_epoch = g.credentials_epoch)"
+    };
+}
+
+/// PostgreSQL's `spend_refresh_token`: the spend, the grant's touch and the successor's
+/// insert (`$7`) as data-modifying CTEs of one statement that also returns the family, so
+/// the common refresh is one round trip with no read before it. The final `SELECT` joins
+/// only the CTEs' own rows (and the user), so a lost race returns nothing.
+const SPEND_AND_READ_PG: &str = concat!(
+    "WITH spent AS (",
+    spend_at_once!(),
+    " RETURNING token_hash, grant_id, client_id, scope, created_at, expires_at, spent_at), \
+     touched AS (UPDATE grants SET last_used_at = $1 \
+     WHERE id IN (SELECT grant_id FROM spent) AND revoked_at IS NULL \
+     RETURNING id, client_id, user_id, sid, scope, resource, auth_time, credentials_epoch, amr, \
+     created_at, last_used_at, expires_at, revoked_at), \
+     successor AS (INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, \
+     created_at, expires_at, spent_at) SELECT $7, t.id, s.client_id, s.scope, $1, \
+     t.expires_at, NULL FROM touched t JOIN spent s ON s.grant_id = t.id RETURNING grant_id) \
+     SELECT ",
+    grant_user_columns!(),
+    ", r.token_hash AS rt_token_hash, r.client_id AS rt_client_id, r.scope AS rt_scope, \
+     r.created_at AS rt_created_at, r.expires_at AS rt_expires_at, r.spent_at AS rt_spent_at \
+     FROM successor n JOIN touched g ON g.id = n.grant_id JOIN spent r ON r.grant_id = g.id \
+     JOIN users u ON u.id = g.user_id"
+);
+
+/// SQLite's `spend_refresh_token`: no data-modifying CTEs, so four statements sent as one
+/// command (sqlx runs them in order on the connection's thread, with `$n` naming the same
+/// argument in each). Each statement after the spend goes on only if the one before it
+/// changed exactly one row: `changes()` is the row count of the most recently completed
+/// `INSERT`/`UPDATE`/`DELETE` (https://sqlite.org/lang_corefunc.html#changes), and the
+/// caller's `BEGIN IMMEDIATE` write lock keeps everything else out between them. The last
+/// statement returns the family only if the successor was inserted.
+const SPEND_AND_READ_SQLITE: &str = concat!(
+    spend_at_once!(),
+    "; UPDATE grants SET last_used_at = $1 WHERE changes() = 1 \
+     AND id = (SELECT grant_id FROM refresh_tokens WHERE token_hash = $3); \
+     INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, created_at, \
+     expires_at, spent_at) SELECT $7, r.grant_id, r.client_id, r.scope, $1, g.expires_at, NULL \
+     FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
+     WHERE changes() = 1 AND r.token_hash = $3; ",
+    "SELECT ",
+    grant_user_columns!(),
+    ", r.token_hash AS rt_token_hash, r.client_id AS rt_client_id, r.scope AS rt_scope, \
+     r.created_at AS rt_created_at, r.expires_at AS rt_expires_at, r.spent_at AS rt_spent_at \
+     FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
+     WHERE changes() = 1 AND r.token_hash = $3"
+);
+
+/// Binds the six parameters of `spend_at_once!`.
+macro_rules! bind_spend {
+    ($query:expr, $s:expr) => {
+        $query
+            .bind($s.now)
+            .bind($s.successor_sealed)
+            .bind($s.presented_hash)
+            .bind($s.client_id.as_str())
+            .bind($s.created_after)
+            .bind($s.used_after)
+    };
+}
+
+impl PgStore {
+    async fn spend_refresh(
+        &self,
+        s: &RefreshSpend<'_>,
+    ) -> Result<Option<RefreshFamily>, StoreError> {
+        let row: Option<FamilyRow> = bind_spend!(sqlx::query_as(SPEND_AND_READ_PG), s)
+            .bind(s.successor_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(write_error("refresh token"))?;
+        row.map(RefreshFamily::try_from).transpose()
+    }
+}
+
+/// A grant's thirteen columns as `$1`-`$13`, in `bind_grant!`'s order, inserted from
+/// `$source`: `SELECT ... FROM consumed` inside PostgreSQL's one-statement redemption,
+/// `SELECT ... WHERE changes() = 1` in SQLite's one command.
 macro_rules! insert_grant {
     ($source:expr) => {
         concat!(
@@ -488,8 +579,19 @@ macro_rules! insert_grant {
         )
     };
 }
-const INSERT_GRANT: &str =
-    insert_grant!("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
+/// The first refresh token's insert (`$16`-`$21`, `bind_redemption!`'s order), from
+/// `$grant_id`.
+macro_rules! insert_first_refresh {
+    ($grant_id:literal, $source:literal) => {
+        concat!(
+            "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, created_at, \
+             expires_at, spent_at) SELECT $16, ",
+            $grant_id,
+            ", $17, $18, $19, $20, $21 ",
+            $source
+        )
+    };
+}
 
 /// PostgreSQL redeems a code in ONE statement, as it rotates: the code's consumption, the
 /// grant and (with `offline_access`) the first refresh token are data-modifying CTEs of
@@ -514,11 +616,34 @@ const REDEEM_PG_WITH_REFRESH: &str = redeem_pg!(concat!(
     insert_grant!(
         "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM consumed RETURNING id"
     ),
-    ") INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, created_at, \
-     expires_at, spent_at) SELECT $16, id, $17, $18, $19, $20, $21 FROM granted"
+    ") ",
+    insert_first_refresh!("id", "FROM granted")
 ));
 
-/// Binds a grant's thirteen columns in `INSERT_GRANT`'s order.
+/// SQLite has no data-modifying CTEs: the same as statements of ONE command, each after
+/// the consumption going on only if the one before it changed a row (`changes()`, see
+/// `SPEND_AND_READ_SQLITE`); the last one answers 1 if everything was inserted.
+macro_rules! redeem_sqlite {
+    ($tail:expr) => {
+        concat!(
+            "UPDATE authorization_codes SET consumed_at = $14 \
+             WHERE code_hash = $15 AND consumed_at IS NULL; ",
+            insert_grant!(
+                "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+                 WHERE changes() = 1; "
+            ),
+            $tail,
+            "SELECT changes()"
+        )
+    };
+}
+const REDEEM_SQLITE: &str = redeem_sqlite!("");
+const REDEEM_SQLITE_WITH_REFRESH: &str = redeem_sqlite!(concat!(
+    insert_first_refresh!("$1", "WHERE changes() = 1"),
+    "; "
+));
+
+/// Binds a grant's thirteen columns in `insert_grant!`'s order.
 macro_rules! bind_grant {
     ($query:expr, $g:expr) => {
         $query
@@ -536,6 +661,33 @@ macro_rules! bind_grant {
             .bind($g.revoked_at)
             .bind($g.credentials_epoch)
     };
+}
+
+/// Binds a redemption's parameters: the grant (`$1`-`$13`), the time, the code's hash, and
+/// the first refresh token's (`$16`-`$21`) if there is one.
+macro_rules! bind_redemption {
+    ($query:expr, $g:expr, $now:expr, $code_hash:expr, $refresh:expr) => {{
+        let mut query = bind_grant!($query, $g).bind($now).bind($code_hash);
+        if let Some(t) = $refresh {
+            query = query
+                .bind(&t.token_hash)
+                .bind(t.client_id.as_str())
+                .bind(t.scope.to_string())
+                .bind(t.created_at)
+                .bind(t.expires_at)
+                .bind(t.spent_at);
+        }
+        query
+    }};
+}
+
+/// What a redemption inserts, for a conflict's message.
+fn redemption_label(refresh: Option<&RefreshToken>) -> &'static str {
+    if refresh.is_some() {
+        "grant or refresh token"
+    } else {
+        "grant"
+    }
 }
 
 impl PgStore {
@@ -556,21 +708,8 @@ impl PgStore {
         } else {
             REDEEM_PG
         };
-        let mut query = bind_grant!(sqlx::query(sql), g).bind(now).bind(code_hash);
-        if let Some(t) = refresh {
-            query = query
-                .bind(&t.token_hash)
-                .bind(t.client_id.as_str())
-                .bind(t.scope.to_string())
-                .bind(t.created_at)
-                .bind(t.expires_at)
-                .bind(t.spent_at);
-        }
-        let what = if refresh.is_some() {
-            "grant or refresh token"
-        } else {
-            "grant"
-        };
+        let query = bind_redemption!(sqlx::query(sql), g, now, code_hash, refresh);
+        let what = redemption_label(refresh);
         let done = query.execute(&self.pool).await.map_err(write_error(what))?;
         Ok(done.rows_affected() == 1)
     }
@@ -608,22 +747,20 @@ impl SqliteStore {
         refresh: Option<RefreshToken>,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
+        let sql = if refresh.is_some() {
+            REDEEM_SQLITE_WITH_REFRESH
+        } else {
+            REDEEM_SQLITE
+        };
         let mut tx = self.begin().await?;
-        let consumed = sqlx::query(CONSUME_CODE)
-            .bind(now)
-            .bind(code_hash)
-            .execute(&mut *tx)
+        let query = bind_redemption!(sqlx::query_scalar(sql), g, now, code_hash, refresh.as_ref());
+        let done: Option<i64> = query
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(backend)?;
-        if consumed.rows_affected() != 1 {
+            .map_err(write_error(redemption_label(refresh.as_ref())))?;
+        // A consumed code inserted nothing; dropping `tx` rolls back.
+        if done != Some(1) {
             return Ok(false);
-        }
-        bind_grant!(sqlx::query(INSERT_GRANT), g)
-            .execute(&mut *tx)
-            .await
-            .map_err(write_error("grant"))?;
-        if let Some(t) = refresh {
-            insert_refresh!(t, &mut *tx)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(true)
@@ -681,6 +818,54 @@ impl SqliteStore {
         insert_refresh!(next, &mut *tx)?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
+    }
+}
+
+impl SqliteStore {
+    async fn spend_refresh(
+        &self,
+        s: &RefreshSpend<'_>,
+    ) -> Result<Option<RefreshFamily>, StoreError> {
+        let store = self.clone();
+        let presented = s.presented_hash.to_vec();
+        let client_id = s.client_id.clone();
+        let successor_hash = s.successor_hash.to_vec();
+        let sealed = s.successor_sealed.map(<[u8]>::to_vec);
+        let (now, created_after, used_after) = (s.now, s.created_after, s.used_after);
+        self.on_store_runtime(async move {
+            let s = RefreshSpend {
+                presented_hash: &presented,
+                client_id: &client_id,
+                successor_hash: &successor_hash,
+                successor_sealed: sealed.as_deref(),
+                now,
+                created_after,
+                used_after,
+            };
+            store.spend_refresh_here(&s).await
+        })
+        .await
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction holding ONE command (`SPEND_AND_READ_SQLITE`), so
+    /// the single writer's thread is woken three times, not six; nothing is committed
+    /// unless the family comes back.
+    async fn spend_refresh_here(
+        &self,
+        s: &RefreshSpend<'_>,
+    ) -> Result<Option<RefreshFamily>, StoreError> {
+        let mut tx = self.begin().await?;
+        let row: Option<FamilyRow> = bind_spend!(sqlx::query_as(SPEND_AND_READ_SQLITE), s)
+            .bind(s.successor_hash)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(write_error("refresh token"))?;
+        // Dropping `tx` rolls back whatever a statement without a row might have left.
+        let Some(family) = row.map(RefreshFamily::try_from).transpose()? else {
+            return Ok(None);
+        };
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(family))
     }
 }
 
