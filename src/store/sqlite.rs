@@ -22,8 +22,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{Sqlite, SqlitePool};
 
+use super::lane::Lane;
 use super::StoreError;
 
 /// SQLite implementation of every store trait.
@@ -31,8 +32,9 @@ use super::StoreError;
 pub struct SqliteStore {
     /// The single writer: every statement that changes something, and transactions.
     pub(super) pool: SqlitePool,
-    /// Read-only connections for plain `SELECT`s.
-    pub(super) reader: SqlitePool,
+    /// Read-only connections for plain `SELECT`s (`store::lane`: no round trip to the
+    /// connection's thread when it goes back).
+    pub(super) reader: Lane<Sqlite>,
     /// The store's thread, where hot write transactions run.
     writer_thread: std::sync::Arc<WriterThread>,
 }
@@ -119,18 +121,22 @@ impl SqliteStore {
             .await
             .map_err(super::sql::backend)?;
         // Opened after the writer made the file a WAL database (the mode is persistent).
-        let reader = SqlitePoolOptions::new()
-            .test_before_acquire(false)
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.read_only(true))
-            .await
-            .map_err(super::sql::backend)?;
+        let reader = Lane::new(
+            options.read_only(true),
+            max_connections.max(1),
+            Duration::from_secs(10),
+        );
         Ok(Self {
             pool,
             reader,
             writer_thread: std::sync::Arc::new(WriterThread::start()?),
         })
+    }
+
+    /// Closes every connection.
+    pub(super) async fn close_all(&self) {
+        self.pool.close().await;
+        self.reader.close().await;
     }
 
     /// Runs `write` to completion as a task on the store's thread (see the module

@@ -47,7 +47,7 @@ pub(super) fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> Sto
 
 /// The database is down, restarting, unreachable or saturated, as opposed to a statement
 /// that failed: the request may succeed if repeated in a moment.
-fn is_outage(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(super) fn is_outage(e: &(dyn std::error::Error + 'static)) -> bool {
     match e.downcast_ref::<sqlx::Error>() {
         Some(
             sqlx::Error::PoolTimedOut
@@ -107,8 +107,7 @@ macro_rules! store_impl {
             }
 
             async fn close(&self) {
-                self.pool.close().await;
-                self.reader.close().await;
+                self.close_all().await;
             }
         }
     };
