@@ -15,8 +15,9 @@
 //! the store's thread, which does nothing else, the next statement follows at once. It is
 //! one thread with a current-thread runtime, as SQLite has one writer: on the
 //! multi-threaded runtime they ran on before, the idle workers woke each other at every
-//! hop to and from the connection's thread, and that scheduling cost about a fifth of
-//! the server's CPU during refresh rotation (measured with `perf`; `docs/performance.md`).
+//! hop to and from the connection's thread: its threads took 19 % of the server's CPU
+//! samples during refresh rotation, nearly all of it in the scheduler, where this thread
+//! takes 12 % (`perf`; "Fourth round" in `docs/performance.md`).
 
 use std::str::FromStr;
 use std::time::Duration;
