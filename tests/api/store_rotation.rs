@@ -43,7 +43,7 @@ fn web_successor(hash: &[u8]) -> RefreshToken {
 }
 
 /// Nothing changed: rt1 unspent, the successor absent, the grant untouched.
-async fn assert_unchanged(store: &dyn Store, successor: &[u8]) {
+pub(crate) async fn assert_unchanged(store: &dyn Store, successor: &[u8]) {
     let rt1 = store.get_refresh_token(b"rt1").await.unwrap().unwrap();
     assert_eq!(rt1.spent_at, None, "the presented token stays unspent");
     assert_eq!(store.get_refresh_token(successor).await.unwrap(), None);

@@ -9,6 +9,7 @@ use latchkey::store::{RefreshSpend, Store};
 
 use crate::helpers::Backend;
 use crate::store_flows::{code, grant, refresh, seeded};
+use crate::store_rotation::assert_unchanged;
 
 crate::both_stores!(
     a_spend_returns_the_family_and_stores_the_successor,
@@ -61,13 +62,11 @@ fn spend<'a>(
     }
 }
 
-/// Nothing changed: rt1 unspent, the successor absent, the grant untouched.
-async fn assert_unchanged(store: &dyn Store, successor: &[u8]) {
-    let rt1 = store.get_refresh_token(b"rt1").await.unwrap().unwrap();
-    assert_eq!(rt1.spent_at, None, "the presented token stays unspent");
-    assert_eq!(store.get_refresh_token(successor).await.unwrap(), None);
-    let g = store.get_grant("g1").await.unwrap().unwrap();
-    assert_eq!(g.last_used_at, 110, "the grant is not touched");
+/// `spend` spends nothing and changes nothing: rt1 unspent, the successor absent, the grant
+/// untouched.
+async fn refused(store: &dyn Store, spend: &RefreshSpend<'_>) {
+    assert!(store.spend_refresh_token(spend).await.unwrap().is_none());
+    assert_unchanged(store, spend.successor_hash).await;
 }
 
 async fn a_spend_returns_the_family_and_stores_the_successor(backend: Backend) {
@@ -126,25 +125,10 @@ async fn a_spend_refuses_a_spent_unknown_expired_or_foreign_token(backend: Backe
     let (store, _dir) = with_family(backend, None).await;
     let client = web();
     // rt1 expires at 9,000.
-    assert!(store
-        .spend_refresh_token(&spend(b"rt1", &client, b"rt2", 9_000))
-        .await
-        .unwrap()
-        .is_none());
-    assert_unchanged(store.as_ref(), b"rt2").await;
+    refused(store.as_ref(), &spend(b"rt1", &client, b"rt2", 9_000)).await;
     let other = ClientId::parse("other").unwrap();
-    assert!(store
-        .spend_refresh_token(&spend(b"rt1", &other, b"rt2", 200))
-        .await
-        .unwrap()
-        .is_none());
-    assert_unchanged(store.as_ref(), b"rt2").await;
-    assert!(store
-        .spend_refresh_token(&spend(b"nope", &client, b"rt2", 200))
-        .await
-        .unwrap()
-        .is_none());
-    assert_unchanged(store.as_ref(), b"rt2").await;
+    refused(store.as_ref(), &spend(b"rt1", &other, b"rt2", 200)).await;
+    refused(store.as_ref(), &spend(b"nope", &client, b"rt2", 200)).await;
 }
 
 async fn a_spend_refuses_a_dead_family_or_user(backend: Backend) {
@@ -156,52 +140,28 @@ async fn a_spend_refuses_a_dead_family_or_user(backend: Backend) {
         used_after: 110,
         ..spend(b"rt1", &client, b"rt2", 200)
     };
-    assert!(store.spend_refresh_token(&idle).await.unwrap().is_none());
-    assert_unchanged(store.as_ref(), b"rt2").await;
+    refused(store.as_ref(), &idle).await;
     let too_old = RefreshSpend {
         created_after: 110,
         ..spend(b"rt1", &client, b"rt2", 200)
     };
-    assert!(store.spend_refresh_token(&too_old).await.unwrap().is_none());
-    assert_unchanged(store.as_ref(), b"rt2").await;
+    refused(store.as_ref(), &too_old).await;
     // Revoked.
     assert!(store.revoke_grant("g1", 150).await.unwrap());
-    assert!(store
-        .spend_refresh_token(&spend(b"rt1", &client, b"rt2", 200))
-        .await
-        .unwrap()
-        .is_none());
-    let rt1 = store.get_refresh_token(b"rt1").await.unwrap().unwrap();
-    assert_eq!(rt1.spent_at, None);
-    assert_eq!(store.get_refresh_token(b"rt2").await.unwrap(), None);
+    refused(store.as_ref(), &spend(b"rt1", &client, b"rt2", 200)).await;
     // A disabled user; enabled again, the moved credentials epoch keeps the grant dead.
     let (store, _dir) = with_family(backend, None).await;
     assert!(store.set_user_disabled(&alice, true, 150).await.unwrap());
-    assert!(store
-        .spend_refresh_token(&spend(b"rt1", &client, b"rt2", 200))
-        .await
-        .unwrap()
-        .is_none());
-    assert_unchanged(store.as_ref(), b"rt2").await;
+    refused(store.as_ref(), &spend(b"rt1", &client, b"rt2", 200)).await;
     assert!(store.set_user_disabled(&alice, false, 160).await.unwrap());
-    assert!(store
-        .spend_refresh_token(&spend(b"rt1", &client, b"rt2", 200))
-        .await
-        .unwrap()
-        .is_none());
-    assert_unchanged(store.as_ref(), b"rt2").await;
+    refused(store.as_ref(), &spend(b"rt1", &client, b"rt2", 200)).await;
     // A password change.
     let (store, _dir) = with_family(backend, None).await;
     store
         .set_password_hash(&alice, "$argon2id$x", 150)
         .await
         .unwrap();
-    assert!(store
-        .spend_refresh_token(&spend(b"rt1", &client, b"rt2", 200))
-        .await
-        .unwrap()
-        .is_none());
-    assert_unchanged(store.as_ref(), b"rt2").await;
+    refused(store.as_ref(), &spend(b"rt1", &client, b"rt2", 200)).await;
 }
 
 /// The audience of a resource-bound grant depends on the client's registration, which the
@@ -209,12 +169,7 @@ async fn a_spend_refuses_a_dead_family_or_user(backend: Backend) {
 async fn a_grant_bound_to_a_resource_is_left_to_the_full_path(backend: Backend) {
     let (store, _dir) = with_family(backend, Some("https://api.example/")).await;
     let client = web();
-    assert!(store
-        .spend_refresh_token(&spend(b"rt1", &client, b"rt2", 200))
-        .await
-        .unwrap()
-        .is_none());
-    assert_unchanged(store.as_ref(), b"rt2").await;
+    refused(store.as_ref(), &spend(b"rt1", &client, b"rt2", 200)).await;
 }
 
 async fn racing_spends_spend_once(backend: Backend) {
