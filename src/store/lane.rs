@@ -116,14 +116,33 @@ impl<DB: Database> Lane<DB> {
     ) {
         let reusable = match outcome {
             Ok(_) => true,
-            Err(e @ sqlx::Error::Database(_)) => !super::sql::is_outage(e),
+            Err(e @ sqlx::Error::Database(db)) => !super::sql::is_outage(e) && !ends_session(&**db),
             Err(_) => false,
         };
-        if reusable {
-            self.inner.lock_idle().push((conn, Instant::now()));
+        if reusable && !self.inner.permits.is_closed() {
+            let mut idle = self.inner.lock_idle();
+            // The oldest sit at the bottom of the stack, where `lease` does not look.
+            let stale = idle
+                .iter()
+                .take_while(|(_, since)| since.elapsed() >= IDLE_LIMIT)
+                .count();
+            idle.drain(..stale);
+            idle.push((conn, Instant::now()));
         }
         drop(permit);
     }
+}
+
+/// PostgreSQL ends the session after an error of severity FATAL or PANIC (whatever its
+/// code: an administrator, a shutdown, a recovery conflict, an idle timeout).
+fn ends_session(db: &dyn sqlx::error::DatabaseError) -> bool {
+    db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some_and(|pg| {
+            matches!(
+                pg.severity(),
+                sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
+            )
+        })
 }
 
 impl<DB: Database> Inner<DB> {
@@ -299,6 +318,38 @@ mod tests {
         lane.close().await;
         let e = sqlx::query("SELECT 1").execute(&lane).await.unwrap_err();
         assert!(matches!(e, sqlx::Error::PoolClosed), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_given_back_after_close_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let lane = sqlite_lane(&dir);
+        let (conn, permit) = lane.lease().await.unwrap();
+        lane.close().await;
+        lane.give_back(conn, &Ok::<(), sqlx::Error>(()), permit);
+        assert!(lane.inner.lock_idle().is_empty());
+    }
+
+    #[tokio::test]
+    async fn connections_idle_past_the_limit_are_closed_when_another_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::from_str(&format!(
+            "sqlite://{}",
+            dir.path().join("lane.db").display()
+        ))
+        .unwrap()
+        .create_if_missing(true);
+        let lane: Lane<Sqlite> = Lane::new(options, 2, Duration::from_secs(5));
+        let (old, old_permit) = lane.lease().await.unwrap();
+        let (fresh, fresh_permit) = lane.lease().await.unwrap();
+        lane.give_back(old, &Ok::<(), sqlx::Error>(()), old_permit);
+        // As if it had sat at the bottom of the stack for the whole limit.
+        let long_ago = Instant::now().checked_sub(IDLE_LIMIT).unwrap();
+        lane.inner.lock_idle()[0].1 = long_ago;
+        lane.give_back(fresh, &Ok::<(), sqlx::Error>(()), fresh_permit);
+        let idle = lane.inner.lock_idle();
+        assert_eq!(idle.len(), 1, "the stale one is gone");
+        assert!(idle[0].1 > long_ago, "the fresh one stays");
     }
 
     #[tokio::test]
