@@ -29,6 +29,12 @@ crate::both_stores!(
 
 pub(crate) async fn seeded(backend: Backend) -> (Arc<dyn Store>, tempfile::TempDir, User, Client) {
     let (store, dir) = fresh_store(backend).await;
+    let (user, client) = seed(store.as_ref()).await;
+    (store, dir, user, client)
+}
+
+/// Inserts user alice and client `web` into `store`.
+pub(crate) async fn seed(store: &dyn Store) -> (User, Client) {
     let user = User {
         id: UserId::generate(),
         username: Username::parse("alice").unwrap(),
@@ -63,7 +69,7 @@ pub(crate) async fn seeded(backend: Backend) -> (Arc<dyn Store>, tempfile::TempD
     };
     store.insert_user(&user).await.unwrap();
     store.insert_client(&client).await.unwrap();
-    (store, dir, user, client)
+    (user, client)
 }
 
 pub(crate) fn session(user: &User, sid: &str) -> Session {

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use latchkey::domain::{ClientId, Scope, Username};
-use latchkey::store::{RefreshSpend, Store};
+use latchkey::store::{RefreshSpend, Store, StoreError};
 
-use crate::helpers::Backend;
-use crate::store_flows::{code, grant, refresh, seeded};
+use crate::helpers::{fresh_database_url, Backend};
+use crate::store_flows::{code, grant, refresh, seed, seeded};
 use crate::store_rotation::assert_unchanged;
 
 crate::both_stores!(
@@ -17,6 +17,7 @@ crate::both_stores!(
     a_spend_refuses_a_dead_family_or_user,
     a_grant_bound_to_a_resource_is_left_to_the_full_path,
     racing_spends_spend_once,
+    a_family_that_no_longer_parses_is_left_unspent,
 );
 
 /// A store with user alice, client `web`, grant g1 (created and used at 110, expiring at
@@ -198,4 +199,73 @@ async fn racing_spends_spend_once(backend: Backend) {
         successors += usize::from(store.get_refresh_token(&[b's', i]).await.unwrap().is_some());
     }
     assert_eq!(successors, 1, "exactly one successor is stored");
+}
+
+/// Runs `sql` with `hash` as `$1` on the database at `url`, outside the store; the first
+/// column of the first row, if any.
+async fn raw(backend: Backend, url: &str, sql: &'static str, hash: &[u8]) -> Option<i64> {
+    use sqlx::Connection;
+    match backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(sql)
+                .bind(hash)
+                .fetch_optional(&mut c)
+                .await
+                .unwrap()
+                .flatten()
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(sql)
+                .bind(hash)
+                .fetch_optional(&mut c)
+                .await
+                .unwrap()
+                .flatten()
+        }
+    }
+}
+
+/// A stored value that no longer parses (a scope written before a stricter rule) makes
+/// the spend fail as corrupt, and leaves the token unspent and no successor, as the full
+/// path does (it reads, fails and spends nothing); otherwise a retry after the repair
+/// would be taken for a reuse and revoke the family.
+async fn a_family_that_no_longer_parses_is_left_unspent(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(backend, dir.path()).await;
+    let store = latchkey::store::connect(&url, 8).await.unwrap();
+    let (user, client) = seed(store.as_ref()).await;
+    store
+        .insert_code(&code(&user, &client, b"c", "g1"))
+        .await
+        .unwrap();
+    let g = grant(&user, &client, "g1", "s1", "openid offline_access");
+    let rt1 = refresh(&client, b"rt1", "g1");
+    assert!(store.redeem_code(b"c", &g, Some(&rt1), 110).await.unwrap());
+    raw(
+        backend,
+        &url,
+        "UPDATE refresh_tokens SET scope = 'openid \"x' WHERE token_hash = $1 RETURNING CAST(1 AS BIGINT)",
+        b"rt1",
+    )
+    .await
+    .expect("the scope is overwritten");
+    let e = store
+        .spend_refresh_token(&spend(b"rt1", &web(), b"rt2", 200))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
+    let spent_at = "SELECT spent_at FROM refresh_tokens WHERE token_hash = $1";
+    assert_eq!(
+        raw(backend, &url, spent_at, b"rt1").await,
+        None,
+        "rt1 unspent"
+    );
+    let count = "SELECT COUNT(*) FROM refresh_tokens WHERE token_hash = $1";
+    assert_eq!(
+        raw(backend, &url, count, b"rt2").await,
+        Some(0),
+        "no successor"
+    );
 }

@@ -32,10 +32,12 @@ struct Checked {
 /// refresh grace window and the same client presents it again within it: then it gets the
 /// same successor (see `docs/architecture.md`).
 ///
-/// The store is asked twice on the way that succeeds: one query reads the token, its
-/// grant and user (for the checks and the claims), then one short transaction spends the
-/// token, touches the grant and inserts the successor, re-checking inside it what may have
-/// changed since the read (spent, revoked, expired, user disabled or credentials changed).
+/// Without `scope` or `resource` the store is asked once on the way that succeeds
+/// (`rotate_at_once`). Otherwise, or when that spends nothing, twice: one query reads the
+/// token, its grant and user (for the checks and the claims), then one short transaction
+/// spends the token, touches the grant and inserts the successor, re-checking inside it
+/// what may have changed since the read (spent, revoked, expired, user disabled or
+/// credentials changed).
 pub(super) async fn refresh(
     state: &AppState,
     client: &Client,

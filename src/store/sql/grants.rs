@@ -540,6 +540,12 @@ const SPEND_AND_READ_SQLITE: &str = concat!(
      WHERE changes() = 1 AND r.token_hash = $3"
 );
 
+/// Undoes a spend whose family did not parse: the successor (`$1`) goes, the presented
+/// token (`$2`, spent at `$3`) is unspent again.
+const UNDO_SPEND_PG: &str = "WITH gone AS (DELETE FROM refresh_tokens WHERE token_hash = $1) \
+     UPDATE refresh_tokens SET spent_at = NULL, successor_sealed = NULL \
+     WHERE token_hash = $2 AND spent_at = $3";
+
 /// Binds the six parameters of `spend_at_once!`.
 macro_rules! bind_spend {
     ($query:expr, $s:expr) => {
@@ -563,7 +569,20 @@ impl PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(write_error("refresh token"))?;
-        row.map(RefreshFamily::try_from).transpose()
+        let family = row.map(RefreshFamily::try_from).transpose();
+        if family.is_err() {
+            // The statement has committed, but a family that no longer parses cannot be
+            // answered: put the token back as the full path would have left it (it reads,
+            // fails and spends nothing), so a retry after a repair is not taken for reuse.
+            sqlx::query(UNDO_SPEND_PG)
+                .bind(s.successor_hash)
+                .bind(s.presented_hash)
+                .bind(s.now)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        }
+        family
     }
 }
 
