@@ -241,13 +241,18 @@ mod tests {
 
     /// A lane of one connection to a fresh SQLite file.
     fn sqlite_lane(dir: &tempfile::TempDir) -> Lane<Sqlite> {
+        sqlite_lane_of(dir, 1, Duration::from_secs(5))
+    }
+
+    /// A lane of `size` connections to a fresh SQLite file, waiting at most `wait`.
+    fn sqlite_lane_of(dir: &tempfile::TempDir, size: u32, wait: Duration) -> Lane<Sqlite> {
         let options = SqliteConnectOptions::from_str(&format!(
             "sqlite://{}",
             dir.path().join("lane.db").display()
         ))
         .unwrap()
         .create_if_missing(true);
-        Lane::new(options, 1, Duration::from_secs(5))
+        Lane::new(options, size, wait)
     }
 
     /// Whether the lane's next statement runs on the connection that made `temp.mark`
@@ -333,13 +338,7 @@ mod tests {
     #[tokio::test]
     async fn connections_idle_past_the_limit_are_closed_when_another_comes_back() {
         let dir = tempfile::tempdir().unwrap();
-        let options = SqliteConnectOptions::from_str(&format!(
-            "sqlite://{}",
-            dir.path().join("lane.db").display()
-        ))
-        .unwrap()
-        .create_if_missing(true);
-        let lane: Lane<Sqlite> = Lane::new(options, 2, Duration::from_secs(5));
+        let lane = sqlite_lane_of(&dir, 2, Duration::from_secs(5));
         let (old, old_permit) = lane.lease().await.unwrap();
         let (fresh, fresh_permit) = lane.lease().await.unwrap();
         lane.give_back(old, &Ok::<(), sqlx::Error>(()), old_permit);
@@ -355,13 +354,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_lane_times_out() {
         let dir = tempfile::tempdir().unwrap();
-        let options = SqliteConnectOptions::from_str(&format!(
-            "sqlite://{}",
-            dir.path().join("lane.db").display()
-        ))
-        .unwrap()
-        .create_if_missing(true);
-        let lane: Lane<Sqlite> = Lane::new(options, 1, Duration::from_millis(50));
+        let lane = sqlite_lane_of(&dir, 1, Duration::from_millis(50));
         let (_held, _permit) = lane.lease().await.unwrap();
         let e = sqlx::query("SELECT 1").execute(&lane).await.unwrap_err();
         assert!(matches!(e, sqlx::Error::PoolTimedOut), "{e}");

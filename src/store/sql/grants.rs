@@ -215,11 +215,19 @@ macro_rules! grant_user_columns {
         )
     };
 }
+/// The columns of `FamilyRow` beyond `grant_user_columns!`: the token, from `refresh_tokens r`.
+macro_rules! family_token_columns {
+    () => {
+        "r.token_hash AS rt_token_hash, r.client_id AS rt_client_id, r.scope AS rt_scope, \
+         r.created_at AS rt_created_at, r.expires_at AS rt_expires_at, r.spent_at AS rt_spent_at"
+    };
+}
 const SELECT_FAMILY: &str = concat!(
     "SELECT ",
     grant_user_columns!(),
-    ", r.token_hash AS rt_token_hash, r.client_id AS rt_client_id, r.scope AS rt_scope, \
-     r.created_at AS rt_created_at, r.expires_at AS rt_expires_at, r.spent_at AS rt_spent_at \
+    ", ",
+    family_token_columns!(),
+    " \
      FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
      WHERE r.token_hash = $1"
 );
@@ -511,8 +519,9 @@ const SPEND_AND_READ_PG: &str = concat!(
      t.expires_at, NULL FROM touched t JOIN spent s ON s.grant_id = t.id RETURNING grant_id) \
      SELECT ",
     grant_user_columns!(),
-    ", r.token_hash AS rt_token_hash, r.client_id AS rt_client_id, r.scope AS rt_scope, \
-     r.created_at AS rt_created_at, r.expires_at AS rt_expires_at, r.spent_at AS rt_spent_at \
+    ", ",
+    family_token_columns!(),
+    " \
      FROM successor n JOIN touched g ON g.id = n.grant_id JOIN spent r ON r.grant_id = g.id \
      JOIN users u ON u.id = g.user_id"
 );
@@ -534,8 +543,9 @@ const SPEND_AND_READ_SQLITE: &str = concat!(
      WHERE changes() = 1 AND r.token_hash = $3; ",
     "SELECT ",
     grant_user_columns!(),
-    ", r.token_hash AS rt_token_hash, r.client_id AS rt_client_id, r.scope AS rt_scope, \
-     r.created_at AS rt_created_at, r.expires_at AS rt_expires_at, r.spent_at AS rt_spent_at \
+    ", ",
+    family_token_columns!(),
+    " \
      FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
      WHERE changes() = 1 AND r.token_hash = $3"
 );
