@@ -148,6 +148,10 @@ pub struct User {
     /// Bumped by the same `UPDATE` that changes the password or disables the account.
     /// Sessions, codes and grants record the epoch they were authenticated under.
     pub credentials_epoch: CredentialsEpoch,
+    /// An MFA recovery took effect and the user has not enrolled a second factor since:
+    /// no client may be signed in to until they do. Set and cleared by its own
+    /// statements; carried here so that the session read brings it along.
+    pub must_enrol_factor: bool,
 }
 
 /// A count of a user's credential changes. Unlike a timestamp it orders a login and a
@@ -182,6 +186,7 @@ mod tests {
             updated_at: 5,
             credentials_changed_at: 5,
             credentials_epoch: 2,
+            must_enrol_factor: false,
         };
         assert!(u.accepts_auth_under(2));
         assert!(!u.accepts_auth_under(1), "made before the change");

@@ -80,5 +80,6 @@ pub(crate) fn user() -> User {
         updated_at: 200,
         credentials_changed_at: 0,
         credentials_epoch: 1,
+        must_enrol_factor: false,
     }
 }

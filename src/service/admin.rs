@@ -308,6 +308,7 @@ pub async fn create_user(
         updated_at: now,
         credentials_changed_at: now,
         credentials_epoch: 1,
+        must_enrol_factor: false,
     };
     store.insert_user(&user).await?;
     Ok(user)

@@ -107,7 +107,7 @@ pub async fn authorize(
     // A user whose MFA recovery took effect reaches no client until they enrol a new
     // second factor: their password-only session must step up, which they cannot yet.
     if let Some(s) = session.filter(|s| level_of(&s.session.factors) < AcrLevel::Mfa) {
-        if super::recovery::must_enrol(state, s.user.id.as_str()).await? {
+        if super::recovery::user_must_enrol(state, &s.user).await? {
             request.min_level = AcrLevel::Mfa.max(request.min_level);
         }
     }

@@ -294,6 +294,7 @@ fn invited_user(username: Username, email: Email, roles: Vec<Role>, now: UnixTim
         updated_at: now,
         credentials_changed_at: now,
         credentials_epoch: 1,
+        must_enrol_factor: false,
     }
 }
 

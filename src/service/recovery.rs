@@ -9,7 +9,7 @@ mod account;
 mod due;
 mod links;
 
-pub use account::{account_box, must_enrol, AccountBox};
+pub use account::{account_box, must_enrol, user_must_enrol, AccountBox};
 pub use due::{run_due, spawn};
 
 use links::{cancel_mail, check_link, compose, new_token, words, NOTHING_PENDING, USED};

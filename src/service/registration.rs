@@ -152,6 +152,7 @@ fn new_user(username: Username, email: Email, hash: String, now: UnixTime) -> Us
         updated_at: now,
         credentials_changed_at: now,
         credentials_epoch: 1,
+        must_enrol_factor: false,
     }
 }
 

@@ -588,6 +588,7 @@ async fn the_last_way_to_sign_in_cannot_be_deleted(backend: Backend) {
         updated_at: now,
         credentials_changed_at: 0,
         credentials_epoch: 1,
+        must_enrol_factor: false,
     };
     app.state.store.insert_user(&user).await.unwrap();
     let passkey = |id: &str, cred: u8| PasskeyRecord {

@@ -53,6 +53,7 @@ fn user(name: &str) -> User {
         updated_at: 0,
         credentials_changed_at: 0,
         credentials_epoch: 1,
+        must_enrol_factor: false,
     }
 }
 

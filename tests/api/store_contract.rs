@@ -54,6 +54,7 @@ fn user(name: &str, email: &str) -> User {
         updated_at: 1,
         credentials_changed_at: 0,
         credentials_epoch: 1,
+        must_enrol_factor: false,
     }
 }
 

@@ -47,6 +47,7 @@ pub(crate) async fn seed(store: &dyn Store) -> (User, Client) {
         updated_at: 0,
         credentials_changed_at: 0,
         credentials_epoch: 1,
+        must_enrol_factor: false,
     };
     let client = Client {
         id: ClientId::parse("web").unwrap(),

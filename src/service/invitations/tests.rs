@@ -13,6 +13,7 @@ fn user() -> User {
         updated_at: 0,
         credentials_changed_at: 0,
         credentials_epoch: 1,
+        must_enrol_factor: false,
     }
 }
 

@@ -98,6 +98,7 @@ mod tests {
             updated_at: 0,
             credentials_changed_at: 0,
             credentials_epoch: 1,
+            must_enrol_factor: false,
         }
     }
 

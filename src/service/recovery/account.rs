@@ -1,7 +1,7 @@
 //! What the account page shows about recovery, and the must-enrol rule.
 
 use crate::clock::UnixTime;
-use crate::domain::RecoveryState;
+use crate::domain::{RecoveryState, User};
 
 use super::super::account::when;
 use super::super::{AppState, ServiceError};
@@ -44,10 +44,24 @@ pub async fn account_box(
 /// no application may be signed in to until they do (the authorization endpoint demands
 /// multi-factor of them).
 pub async fn must_enrol(state: &AppState, user_id: &str) -> Result<bool, ServiceError> {
-    let store = state.store.as_ref();
-    if !store.must_enrol_factor(user_id).await? {
+    if !state.store.must_enrol_factor(user_id).await? {
         return Ok(false);
     }
+    still_without_factor(state, user_id).await
+}
+
+/// [`must_enrol`] for a user record read with its flag (the session's, on the
+/// authorization path): nothing more is read while the flag is clear.
+pub async fn user_must_enrol(state: &AppState, user: &User) -> Result<bool, ServiceError> {
+    if !user.must_enrol_factor {
+        return Ok(false);
+    }
+    still_without_factor(state, user.id.as_str()).await
+}
+
+/// The flag is set: true while no second factor is enrolled, else the flag is cleared.
+async fn still_without_factor(state: &AppState, user_id: &str) -> Result<bool, ServiceError> {
+    let store = state.store.as_ref();
     if state.factors.enrolled(store, user_id).await?.is_empty() {
         return Ok(true);
     }

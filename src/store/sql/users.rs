@@ -21,6 +21,7 @@ pub(super) struct UserRow {
     pub(super) updated_at: i64,
     pub(super) credentials_changed_at: i64,
     pub(super) credentials_epoch: i64,
+    pub(super) must_enrol_factor: bool,
 }
 
 impl TryFrom<UserRow> for User {
@@ -42,6 +43,7 @@ impl TryFrom<UserRow> for User {
             updated_at: r.updated_at,
             credentials_changed_at: r.credentials_changed_at,
             credentials_epoch: r.credentials_epoch,
+            must_enrol_factor: r.must_enrol_factor,
         })
     }
 }
@@ -61,6 +63,7 @@ pub(super) struct JoinedUserRow {
     u_updated_at: i64,
     u_credentials_changed_at: i64,
     u_credentials_epoch: i64,
+    u_must_enrol_factor: bool,
 }
 
 impl TryFrom<JoinedUserRow> for User {
@@ -79,6 +82,7 @@ impl TryFrom<JoinedUserRow> for User {
             updated_at: r.u_updated_at,
             credentials_changed_at: r.u_credentials_changed_at,
             credentials_epoch: r.u_credentials_epoch,
+            must_enrol_factor: r.u_must_enrol_factor,
         })
     }
 }
@@ -90,7 +94,8 @@ macro_rules! joined_user_columns {
          u.email_verified AS u_email_verified, u.password_hash AS u_password_hash, \
          u.disabled AS u_disabled, u.roles AS u_roles, u.created_at AS u_created_at, \
          u.updated_at AS u_updated_at, u.credentials_changed_at AS u_credentials_changed_at, \
-         u.credentials_epoch AS u_credentials_epoch"
+         u.credentials_epoch AS u_credentials_epoch, \
+         u.must_enrol_factor AS u_must_enrol_factor"
     };
 }
 pub(super) use joined_user_columns;
@@ -98,7 +103,7 @@ pub(super) use joined_user_columns;
 /// The columns `UserRow` reads, in its order.
 pub(super) const COLUMNS: &str =
     "id, username, email, email_verified, password_hash, disabled, roles, created_at, updated_at, \
-     credentials_changed_at, credentials_epoch";
+     credentials_changed_at, credentials_epoch, must_enrol_factor";
 
 macro_rules! user_store {
     ($store:ty) => {
@@ -108,7 +113,8 @@ macro_rules! user_store {
                 sqlx::query(
                     "INSERT INTO users (id, username, email, email_verified, password_hash, \
                      disabled, roles, created_at, updated_at, credentials_changed_at, \
-                     credentials_epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     credentials_epoch, must_enrol_factor) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(u.id.as_str())
                 .bind(u.username.as_str())
@@ -121,6 +127,7 @@ macro_rules! user_store {
                 .bind(u.updated_at)
                 .bind(u.credentials_changed_at)
                 .bind(u.credentials_epoch)
+                .bind(u.must_enrol_factor)
                 .execute(&self.pool)
                 .await
                 .map_err(write_error("a user with this username or e-mail"))?;
