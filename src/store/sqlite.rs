@@ -159,6 +159,31 @@ impl SqliteStore {
         })?
     }
 
+    /// Runs `command`, which opens and commits its own transaction (`BEGIN IMMEDIATE; ...;
+    /// COMMIT`), on the single writer and returns its rows once the `COMMIT` ran: one
+    /// message to the connection's thread, where a sqlx transaction takes three (begin,
+    /// statement, commit). sqlx stops a command at its first failing statement, which
+    /// leaves the transaction open: it is rolled back before the connection goes back, and
+    /// a connection that cannot roll back, or whose command was abandoned half-way, is
+    /// closed instead (SQLite rolls back what a closing connection left open). Run it on
+    /// the store's runtime (`on_store_runtime`), which finishes every task it starts.
+    pub(super) async fn own_transaction<'q>(
+        &self,
+        command: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, sqlx::Error> {
+        let mut writer = Writer {
+            conn: self.pool.acquire().await?,
+            settled: false,
+        };
+        let rows = command.fetch_all(&mut *writer.conn).await;
+        writer.settled = rows.is_ok()
+            || sqlx::raw_sql("ROLLBACK")
+                .execute(&mut *writer.conn)
+                .await
+                .is_ok();
+        rows
+    }
+
     /// `BEGIN IMMEDIATE` takes the write lock up front, so two writers never deadlock on a
     /// lock upgrade and single use stays atomic (SQLite serialises writers). With the
     /// single-connection write pool the lock is free by the time a transaction begins
@@ -170,5 +195,94 @@ impl SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(super::sql::backend)
+    }
+}
+
+/// The writer connection of `SqliteStore::own_transaction`: closed when it goes back
+/// unless its command ended with nothing left open.
+struct Writer {
+    conn: sqlx::pool::PoolConnection<Sqlite>,
+    settled: bool,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        let url = format!("sqlite://{}", dir.path().join("own.db").display());
+        let store = SqliteStore::connect(&url, 2).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        store
+    }
+
+    async fn ids(store: &SqliteStore) -> Vec<i64> {
+        sqlx::query_scalar("SELECT id FROM t ORDER BY id")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+    }
+
+    fn insert(ids: &str) -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments> {
+        let inserts: String = ids
+            .split(',')
+            .map(|id| format!("INSERT INTO t VALUES ({id}); "))
+            .collect();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "BEGIN IMMEDIATE; {inserts}SELECT COUNT(*) FROM t; COMMIT"
+        )))
+    }
+
+    #[tokio::test]
+    async fn a_command_commits_its_own_transaction_and_returns_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let rows = store.own_transaction(insert("1,2")).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(sqlx::Row::get::<i64, _>(&rows[0], 0), 2);
+        assert_eq!(ids(&store).await, [1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_command_failing_half_way_leaves_nothing_and_the_writer_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        // The second insert breaks the primary key: the first must not survive, and the
+        // transaction must not stay open (the next BEGIN would fail inside it).
+        let e = store.own_transaction(insert("1,1")).await.unwrap_err();
+        assert!(e.as_database_error().is_some(), "{e}");
+        assert_eq!(ids(&store).await, Vec::<i64>::new());
+        store.own_transaction(insert("3")).await.unwrap();
+        assert_eq!(ids(&store).await, [3]);
+    }
+
+    #[tokio::test]
+    async fn a_command_abandoned_half_way_leaves_nothing_and_the_writer_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        // Dropped while its long insert runs: the connection's thread stops before the
+        // COMMIT, as no one takes its results, and leaves the transaction open.
+        let long = sqlx::query(
+            "BEGIN IMMEDIATE; WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n \
+             WHERE x < 300000) INSERT INTO t SELECT x FROM n; COMMIT",
+        );
+        tokio::select! {
+            biased;
+            done = store.own_transaction(long) => panic!("finished first: {done:?}"),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+        store.own_transaction(insert("-1")).await.unwrap();
+        assert_eq!(ids(&store).await, [-1]);
     }
 }

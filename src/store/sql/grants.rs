@@ -528,12 +528,16 @@ const SPEND_AND_READ_PG: &str = concat!(
 
 /// SQLite's `spend_refresh_token`: no data-modifying CTEs, so four statements sent as one
 /// command (sqlx runs them in order on the connection's thread, with `$n` naming the same
-/// argument in each). Each statement after the spend goes on only if the one before it
-/// changed exactly one row: `changes()` is the row count of the most recently completed
-/// `INSERT`/`UPDATE`/`DELETE` (https://sqlite.org/lang_corefunc.html#changes), and the
-/// caller's `BEGIN IMMEDIATE` write lock keeps everything else out between them. The last
-/// statement returns the family only if the successor was inserted.
+/// argument in each), inside the command's own `BEGIN IMMEDIATE` ... `COMMIT`
+/// (`SqliteStore::own_transaction`). Each statement after the spend goes on only if the
+/// one before it changed exactly one row: `changes()` is the row count of the most
+/// recently completed `INSERT`/`UPDATE`/`DELETE`
+/// (https://sqlite.org/lang_corefunc.html#changes), and the write lock keeps everything
+/// else out between them. So a spend that matches nothing writes nothing and the commit
+/// is empty; one that matches writes all three rows; the last statement returns the
+/// family only if the successor was inserted.
 const SPEND_AND_READ_SQLITE: &str = concat!(
+    "BEGIN IMMEDIATE; ",
     spend_at_once!(),
     "; UPDATE grants SET last_used_at = $1 WHERE changes() = 1 \
      AND id = (SELECT grant_id FROM refresh_tokens WHERE token_hash = $3); \
@@ -547,7 +551,7 @@ const SPEND_AND_READ_SQLITE: &str = concat!(
     family_token_columns!(),
     " \
      FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
-     WHERE changes() = 1 AND r.token_hash = $3"
+     WHERE changes() = 1 AND r.token_hash = $3; COMMIT"
 );
 
 /// Undoes a spend whose family did not parse: the successor (`$1`) goes, the presented
@@ -555,6 +559,11 @@ const SPEND_AND_READ_SQLITE: &str = concat!(
 const UNDO_SPEND_PG: &str = "WITH gone AS (DELETE FROM refresh_tokens WHERE token_hash = $1) \
      UPDATE refresh_tokens SET spent_at = NULL, successor_sealed = NULL \
      WHERE token_hash = $2 AND spent_at = $3";
+/// `UNDO_SPEND_PG` for SQLite, in a transaction of its own.
+const UNDO_SPEND_SQLITE: &str =
+    "BEGIN IMMEDIATE; DELETE FROM refresh_tokens WHERE token_hash = $1; \
+     UPDATE refresh_tokens SET spent_at = NULL, successor_sealed = NULL \
+     WHERE token_hash = $2 AND spent_at = $3; COMMIT";
 
 /// Binds the six parameters of `spend_at_once!`.
 macro_rules! bind_spend {
@@ -649,20 +658,21 @@ const REDEEM_PG_WITH_REFRESH: &str = redeem_pg!(concat!(
     insert_first_refresh!("id", "FROM granted")
 ));
 
-/// SQLite has no data-modifying CTEs: the same as statements of ONE command, each after
-/// the consumption going on only if the one before it changed a row (`changes()`, see
-/// `SPEND_AND_READ_SQLITE`); the last one answers 1 if everything was inserted.
+/// SQLite has no data-modifying CTEs: the same as statements of ONE command in its own
+/// transaction, each after the consumption going on only if the one before it changed a
+/// row (`changes()`, see `SPEND_AND_READ_SQLITE`); the last one answers 1 if everything
+/// was inserted, 0 if the code was consumed already and nothing was written.
 macro_rules! redeem_sqlite {
     ($tail:expr) => {
         concat!(
-            "UPDATE authorization_codes SET consumed_at = $14 \
+            "BEGIN IMMEDIATE; UPDATE authorization_codes SET consumed_at = $14 \
              WHERE code_hash = $15 AND consumed_at IS NULL; ",
             insert_grant!(
                 "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
                  WHERE changes() = 1; "
             ),
             $tail,
-            "SELECT changes()"
+            "SELECT changes(); COMMIT"
         )
     };
 }
@@ -781,18 +791,17 @@ impl SqliteStore {
         } else {
             REDEEM_SQLITE
         };
-        let mut tx = self.begin().await?;
-        let query = bind_redemption!(sqlx::query_scalar(sql), g, now, code_hash, refresh.as_ref());
-        let done: Option<i64> = query
-            .fetch_optional(&mut *tx)
+        let query = bind_redemption!(sqlx::query(sql), g, now, code_hash, refresh.as_ref());
+        let rows = self
+            .own_transaction(query)
             .await
             .map_err(write_error(redemption_label(refresh.as_ref())))?;
-        // A consumed code inserted nothing; dropping `tx` rolls back.
-        if done != Some(1) {
-            return Ok(false);
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(true)
+        // A consumed code changed nothing: its transaction committed nothing.
+        let done: Option<i64> = match rows.first() {
+            Some(row) => Some(sqlx::Row::try_get(row, 0).map_err(backend)?),
+            None => None,
+        };
+        Ok(done == Some(1))
     }
 
     async fn rotate_refresh(&self, r: &RefreshRotation<'_>) -> Result<bool, StoreError> {
@@ -876,25 +885,33 @@ impl SqliteStore {
         .await
     }
 
-    /// One `BEGIN IMMEDIATE` transaction holding ONE command (`SPEND_AND_READ_SQLITE`), so
-    /// the single writer's thread is woken three times, not six; nothing is committed
-    /// unless the family comes back.
+    /// ONE command (`SPEND_AND_READ_SQLITE`) in its own transaction, so the single
+    /// writer's thread is woken once; a spend that matches nothing commits nothing.
     async fn spend_refresh_here(
         &self,
         s: &RefreshSpend<'_>,
     ) -> Result<Option<RefreshFamily>, StoreError> {
-        let mut tx = self.begin().await?;
-        let row: Option<FamilyRow> = bind_spend!(sqlx::query_as(SPEND_AND_READ_SQLITE), s)
-            .bind(s.successor_hash)
-            .fetch_optional(&mut *tx)
+        let query = bind_spend!(sqlx::query(SPEND_AND_READ_SQLITE), s).bind(s.successor_hash);
+        let rows = self
+            .own_transaction(query)
             .await
             .map_err(write_error("refresh token"))?;
-        // Dropping `tx` rolls back whatever a statement without a row might have left.
-        let Some(family) = row.map(RefreshFamily::try_from).transpose()? else {
+        let Some(row) = rows.first() else {
             return Ok(None);
         };
-        tx.commit().await.map_err(backend)?;
-        Ok(Some(family))
+        let family = <FamilyRow as sqlx::FromRow<_>>::from_row(row)
+            .map_err(backend)
+            .and_then(RefreshFamily::try_from);
+        if family.is_err() {
+            // Committed, but a family that no longer parses cannot be answered: put the
+            // token back as on PostgreSQL (`PgStore::spend_refresh`).
+            let undo = sqlx::query(UNDO_SPEND_SQLITE)
+                .bind(s.successor_hash)
+                .bind(s.presented_hash)
+                .bind(s.now);
+            self.own_transaction(undo).await.map_err(backend)?;
+        }
+        family.map(Some)
     }
 }
 
