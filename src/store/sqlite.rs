@@ -162,7 +162,7 @@ impl SqliteStore {
     /// Runs `command`, which opens and commits its own transaction (`BEGIN IMMEDIATE; ...;
     /// COMMIT`), on the single writer and returns its rows once the `COMMIT` ran: one
     /// message to the connection's thread, where a sqlx transaction takes three (begin,
-    /// statement, commit). sqlx stops a command at its first failing statement, which
+    /// statement, commit), plus the pool's release ping either way. sqlx stops a command at its first failing statement, which
     /// leaves the transaction open: it is rolled back before the connection goes back, and
     /// a connection that cannot roll back, or whose command was abandoned half-way, is
     /// closed instead (SQLite rolls back what a closing connection left open). Run it on
@@ -258,6 +258,12 @@ mod tests {
     async fn a_command_failing_half_way_leaves_nothing_and_the_writer_usable() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
+        // A temporary table lives only in its own connection: it shows that the writer was
+        // rolled back and kept, not closed (closing would also undo the transaction).
+        sqlx::raw_sql("CREATE TEMP TABLE mark (x)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
         // The second insert breaks the primary key: the first must not survive, and the
         // transaction must not stay open (the next BEGIN would fail inside it).
         let e = store.own_transaction(insert("1,1")).await.unwrap_err();
@@ -265,6 +271,10 @@ mod tests {
         assert_eq!(ids(&store).await, Vec::<i64>::new());
         store.own_transaction(insert("3")).await.unwrap();
         assert_eq!(ids(&store).await, [3]);
+        sqlx::raw_sql("SELECT COUNT(*) FROM temp.mark")
+            .execute(&store.pool)
+            .await
+            .expect("the same writer connection");
     }
 
     #[tokio::test]
