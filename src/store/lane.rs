@@ -255,6 +255,16 @@ mod tests {
         Lane::new(options, size, wait)
     }
 
+    /// A lane of one connection whose connection holds `temp.mark` (see `same_connection`).
+    async fn marked_lane(dir: &tempfile::TempDir) -> Lane<Sqlite> {
+        let lane = sqlite_lane(dir);
+        sqlx::query("CREATE TEMP TABLE mark (x)")
+            .execute(&lane)
+            .await
+            .unwrap();
+        lane
+    }
+
     /// Whether the lane's next statement runs on the connection that made `temp.mark`
     /// (a temporary table lives only in its own connection).
     async fn same_connection(lane: &Lane<Sqlite>) -> bool {
@@ -267,11 +277,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_goes_back_after_its_statement_or_its_error() {
         let dir = tempfile::tempdir().unwrap();
-        let lane = sqlite_lane(&dir);
-        sqlx::query("CREATE TEMP TABLE mark (x)")
-            .execute(&lane)
-            .await
-            .unwrap();
+        let lane = marked_lane(&dir).await;
         assert!(same_connection(&lane).await, "reused after a statement");
         let rows = sqlx::query("SELECT 1 UNION ALL SELECT 2")
             .fetch_all(&lane)
@@ -293,11 +299,7 @@ mod tests {
     #[tokio::test]
     async fn a_statement_dropped_half_way_does_not_give_its_connection_back() {
         let dir = tempfile::tempdir().unwrap();
-        let lane = sqlite_lane(&dir);
-        sqlx::query("CREATE TEMP TABLE mark (x)")
-            .execute(&lane)
-            .await
-            .unwrap();
+        let lane = marked_lane(&dir).await;
         // A statement that runs for seconds, abandoned after 20 ms.
         let slow = sqlx::query(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000000) \

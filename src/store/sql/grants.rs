@@ -805,10 +805,11 @@ impl SqliteStore {
             .await
             .map_err(write_error(redemption_label(refresh.as_ref())))?;
         // A consumed code changed nothing: its transaction committed nothing.
-        let done: Option<i64> = match rows.first() {
-            Some(row) => Some(sqlx::Row::try_get(row, 0).map_err(backend)?),
-            None => None,
-        };
+        let done: Option<i64> = rows
+            .first()
+            .map(|row| sqlx::Row::try_get(row, 0))
+            .transpose()
+            .map_err(backend)?;
         Ok(done == Some(1))
     }
 
