@@ -17,7 +17,9 @@
 //! multi-threaded runtime they ran on before, the idle workers woke each other at every
 //! hop to and from the connection's thread: its threads took 19 % of the server's CPU
 //! samples during refresh rotation, nearly all of it in the scheduler, where this thread
-//! takes 12 % (`perf`; "Fourth round" in `docs/performance.md`).
+//! takes 12 % (`perf`; "Fourth round" in `docs/performance.md`). The refresh spends go
+//! one step further: those waiting for the writer run together, in one transaction
+//! (`sql::refresh_batch`).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -38,6 +40,8 @@ pub struct SqliteStore {
     pub(super) reader: Lane<Sqlite>,
     /// The store's thread, where hot write transactions run.
     writer_thread: std::sync::Arc<WriterThread>,
+    /// The queue of refresh spends, run in batches on the store's thread.
+    pub(super) spends: super::sql::refresh_batch::Spends,
 }
 
 /// A thread running a current-thread runtime until the last clone of the store is gone
@@ -127,10 +131,13 @@ impl SqliteStore {
             max_connections.max(1),
             Duration::from_secs(10),
         );
+        let writer_thread = WriterThread::start()?;
+        let spends = super::sql::refresh_batch::Spends::start(&writer_thread.runtime, pool.clone());
         Ok(Self {
             pool,
             reader,
-            writer_thread: std::sync::Arc::new(WriterThread::start()?),
+            writer_thread: std::sync::Arc::new(writer_thread),
+            spends,
         })
     }
 
@@ -171,17 +178,7 @@ impl SqliteStore {
         &self,
         command: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
     ) -> Result<Vec<sqlx::sqlite::SqliteRow>, sqlx::Error> {
-        let mut writer = Writer {
-            conn: self.pool.acquire().await?,
-            settled: false,
-        };
-        let rows = command.fetch_all(&mut *writer.conn).await;
-        writer.settled = rows.is_ok()
-            || sqlx::raw_sql("ROLLBACK")
-                .execute(&mut *writer.conn)
-                .await
-                .is_ok();
-        rows
+        own_transaction(&self.pool, command).await
     }
 
     /// `BEGIN IMMEDIATE` takes the write lock up front, so two writers never deadlock on a
@@ -196,6 +193,25 @@ impl SqliteStore {
             .await
             .map_err(super::sql::backend)
     }
+}
+
+/// `SqliteStore::own_transaction` on the writer `pool`, for tasks that hold the pool
+/// but not the store (`refresh_batch`).
+pub(super) async fn own_transaction<'q>(
+    pool: &SqlitePool,
+    command: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
+) -> Result<Vec<sqlx::sqlite::SqliteRow>, sqlx::Error> {
+    let mut writer = Writer {
+        conn: pool.acquire().await?,
+        settled: false,
+    };
+    let rows = command.fetch_all(&mut *writer.conn).await;
+    writer.settled = rows.is_ok()
+        || sqlx::raw_sql("ROLLBACK")
+            .execute(&mut *writer.conn)
+            .await
+            .is_ok();
+    rows
 }
 
 /// The writer connection of `SqliteStore::own_transaction`: closed when it goes back

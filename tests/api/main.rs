@@ -44,6 +44,7 @@ mod store_flows;
 mod store_passkeys;
 mod store_rotation;
 mod store_spend;
+mod store_spend_batch;
 mod store_upkeep;
 mod throttle;
 mod two_nodes;

@@ -526,6 +526,29 @@ const SPEND_AND_READ_PG: &str = concat!(
      JOIN users u ON u.id = g.user_id"
 );
 
+/// The statements of `SPEND_AND_READ_SQLITE` between its `BEGIN` and `COMMIT`, the final
+/// `SELECT` opening with `$select`.
+macro_rules! spend_and_read_sqlite {
+    ($select:expr) => {
+        concat!(
+            spend_at_once!(),
+            "; UPDATE grants SET last_used_at = $1 WHERE changes() = 1 \
+             AND id = (SELECT grant_id FROM refresh_tokens WHERE token_hash = $3); \
+             INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, created_at, \
+             expires_at, spent_at) SELECT $7, r.grant_id, r.client_id, r.scope, $1, g.expires_at, NULL \
+             FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
+             WHERE changes() = 1 AND r.token_hash = $3; ",
+            $select,
+            grant_user_columns!(),
+            ", ",
+            family_token_columns!(),
+            " \
+             FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
+             WHERE changes() = 1 AND r.token_hash = $3"
+        )
+    };
+}
+
 /// SQLite's `spend_refresh_token`: no data-modifying CTEs, so four statements sent as one
 /// command (sqlx runs them in order on the connection's thread, with `$n` naming the same
 /// argument in each), inside the command's own `BEGIN IMMEDIATE` ... `COMMIT`
@@ -536,23 +559,17 @@ const SPEND_AND_READ_PG: &str = concat!(
 /// else out between them. So a spend that matches nothing writes nothing and the commit
 /// is empty; one that matches writes all three rows; the last statement returns the
 /// family only if the successor was inserted.
-const SPEND_AND_READ_SQLITE: &str = concat!(
+pub(super) const SPEND_AND_READ_SQLITE: &str = concat!(
     "BEGIN IMMEDIATE; ",
-    spend_at_once!(),
-    "; UPDATE grants SET last_used_at = $1 WHERE changes() = 1 \
-     AND id = (SELECT grant_id FROM refresh_tokens WHERE token_hash = $3); \
-     INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, created_at, \
-     expires_at, spent_at) SELECT $7, r.grant_id, r.client_id, r.scope, $1, g.expires_at, NULL \
-     FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
-     WHERE changes() = 1 AND r.token_hash = $3; ",
-    "SELECT ",
-    grant_user_columns!(),
-    ", ",
-    family_token_columns!(),
-    " \
-     FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
-     WHERE changes() = 1 AND r.token_hash = $3; COMMIT"
+    spend_and_read_sqlite!("SELECT "),
+    "; COMMIT"
 );
+
+/// One spend of a batch (`refresh_batch`): `SPEND_AND_READ_SQLITE`'s statements without
+/// the transaction, its row tagged with the spend's place in the batch (`{slot}`), its
+/// parameters numbered `$1`..`$7` before `refresh_batch` shifts them.
+pub(super) const SPEND_BATCH_ITEM_SQLITE: &str =
+    spend_and_read_sqlite!("SELECT {slot} AS batch_slot, ");
 
 /// Undoes a spend whose family did not parse: the successor (`$1`) goes, the presented
 /// token (`$2`, spent at `$3`) is unspent again.
@@ -869,57 +886,36 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// One spend through the store's batches (`refresh_batch`): in its own transaction
+    /// with the spends waiting beside it, where it is one command of the writer's, and a
+    /// spend that matches nothing commits nothing.
     async fn spend_refresh(
         &self,
         s: &RefreshSpend<'_>,
     ) -> Result<Option<RefreshFamily>, StoreError> {
-        let store = self.clone();
-        let presented = s.presented_hash.to_vec();
-        let client_id = s.client_id.clone();
-        let successor_hash = s.successor_hash.to_vec();
-        let sealed = s.successor_sealed.map(<[u8]>::to_vec);
-        let (now, created_after, used_after) = (s.now, s.created_after, s.used_after);
-        self.on_store_runtime(async move {
-            let s = RefreshSpend {
-                presented_hash: &presented,
-                client_id: &client_id,
-                successor_hash: &successor_hash,
-                successor_sealed: sealed.as_deref(),
-                now,
-                created_after,
-                used_after,
-            };
-            store.spend_refresh_here(&s).await
-        })
-        .await
-    }
-
-    /// ONE command (`SPEND_AND_READ_SQLITE`) in its own transaction, so the single
-    /// writer's thread gets two messages (the command and the pool's release ping) where a
-    /// sqlx transaction sent four; a spend that matches nothing commits nothing.
-    async fn spend_refresh_here(
-        &self,
-        s: &RefreshSpend<'_>,
-    ) -> Result<Option<RefreshFamily>, StoreError> {
-        let query = bind_spend!(sqlx::query(SPEND_AND_READ_SQLITE), s).bind(s.successor_hash);
-        let rows = self
-            .own_transaction(query)
-            .await
-            .map_err(write_error("refresh token"))?;
-        let Some(row) = rows.first() else {
+        let Some(row) = self.spends.spend(s).await? else {
             return Ok(None);
         };
-        let family = <FamilyRow as sqlx::FromRow<_>>::from_row(row)
+        let family = <FamilyRow as sqlx::FromRow<_>>::from_row(&row)
             .map_err(backend)
             .and_then(RefreshFamily::try_from);
         if family.is_err() {
             // Committed, but a family that no longer parses cannot be answered: put the
             // token back as on PostgreSQL (`PgStore::spend_refresh`).
-            let undo = sqlx::query(UNDO_SPEND_SQLITE)
-                .bind(s.successor_hash)
-                .bind(s.presented_hash)
-                .bind(s.now);
-            undo_failed(self.own_transaction(undo).await.err());
+            let store = self.clone();
+            let (successor, presented, now) =
+                (s.successor_hash.to_vec(), s.presented_hash.to_vec(), s.now);
+            let undone = self.on_store_runtime(async move {
+                let undo = sqlx::query(UNDO_SPEND_SQLITE)
+                    .bind(successor)
+                    .bind(presented)
+                    .bind(now);
+                undo_failed(store.own_transaction(undo).await.err());
+                Ok(())
+            });
+            if let Err(e) = undone.await {
+                tracing::error!(error = %e, "a spend whose family does not parse could not be undone");
+            }
         }
         family.map(Some)
     }

@@ -25,6 +25,7 @@ mod keys;
 mod mail;
 mod passkeys;
 mod recovery;
+pub(super) mod refresh_batch;
 mod reset;
 mod revocation;
 mod sessions;

@@ -1,0 +1,204 @@
+//! Spends that run together: SQLite runs the refresh spends that wait for its one writer as
+//! one transaction (`store::sql::refresh_batch`). Each spend must get its own answer, as if
+//! it had run alone after the ones before it, and one spend's failure must stay its own.
+//! On SQLite the tests hold the write lock from a connection of their own while the spends
+//! queue, so that they do run as a batch; PostgreSQL runs the same spends one statement
+//! each, and must give the same answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use latchkey::domain::{ClientId, Scope};
+use latchkey::store::{RefreshFamily, RefreshSpend, Store, StoreError};
+use sqlx::Connection;
+
+use crate::helpers::Backend;
+use crate::store_flows::{code, grant, refresh, seeded};
+
+crate::both_stores!(
+    queued_spends_each_get_their_own_answer,
+    a_failing_spend_among_queued_ones_fails_alone,
+);
+
+/// A store with user alice, client `web` and families g0..g{n-1}, each with its unspent
+/// refresh token `rt{i}`.
+async fn with_families(backend: Backend, n: usize) -> (Arc<dyn Store>, tempfile::TempDir) {
+    let (store, dir, user, client) = seeded(backend).await;
+    for i in 0..n {
+        let (c, g, rt) = (format!("c{i}"), format!("g{i}"), format!("rt{i}"));
+        store
+            .insert_code(&code(&user, &client, c.as_bytes(), &g))
+            .await
+            .unwrap();
+        let family = grant(&user, &client, &g, "s1", "openid offline_access");
+        let token = refresh(&client, rt.as_bytes(), &g);
+        assert!(store
+            .redeem_code(c.as_bytes(), &family, Some(&token), 110)
+            .await
+            .unwrap());
+    }
+    (store, dir)
+}
+
+fn spend<'a>(presented: &'a [u8], client: &'a ClientId, successor: &'a [u8]) -> RefreshSpend<'a> {
+    RefreshSpend {
+        presented_hash: presented,
+        client_id: client,
+        successor_hash: successor,
+        successor_sealed: None,
+        now: 200,
+        created_after: 0,
+        used_after: 0,
+    }
+}
+
+/// Runs `spends` as the store's writer allows: on SQLite, one spend first (it takes the
+/// writer and waits for the write lock, which a connection of the test's holds), then the
+/// rest, which queue behind it and run together once the lock goes. Answers in order.
+async fn queued(
+    backend: Backend,
+    dir: &tempfile::TempDir,
+    store: &Arc<dyn Store>,
+    spends: &[RefreshSpend<'_>],
+) -> Vec<Result<Option<RefreshFamily>, StoreError>> {
+    let lock = match backend {
+        Backend::Sqlite => {
+            let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Some(conn)
+        }
+        Backend::Postgres => None,
+    };
+    let first = {
+        let store = store.clone();
+        let (presented, client, successor) = (
+            spends[0].presented_hash.to_vec(),
+            spends[0].client_id.clone(),
+            spends[0].successor_hash.to_vec(),
+        );
+        tokio::spawn(async move {
+            store
+                .spend_refresh_token(&spend(&presented, &client, &successor))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let release = async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(mut conn) = lock {
+            sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
+        }
+    };
+    let (rest, ()) = tokio::join!(
+        join_all(spends[1..].iter().map(|s| store.spend_refresh_token(s))),
+        release
+    );
+    let mut answers = vec![first.await.unwrap()];
+    answers.extend(rest);
+    answers
+}
+
+fn spent(answer: &Result<Option<RefreshFamily>, StoreError>) -> &RefreshFamily {
+    answer
+        .as_ref()
+        .expect("no error")
+        .as_ref()
+        .expect("the token is spent")
+}
+
+async fn queued_spends_each_get_their_own_answer(backend: Backend) {
+    let (store, dir) = with_families(backend, 5).await;
+    let web = ClientId::parse("web").unwrap();
+    let other = ClientId::parse("other").unwrap();
+    let spends = [
+        spend(b"rt0", &web, b"n0"),
+        spend(b"rt1", &web, b"n1"),
+        // rt2 presented by a client it does not belong to, then by its own: the first
+        // spends nothing, and the family goes to the second only.
+        spend(b"rt2", &other, b"x2"),
+        spend(b"rt2", &web, b"n2"),
+        // rt3 twice by its own client: single use, the second spends nothing.
+        spend(b"rt3", &web, b"n3"),
+        spend(b"rt3", &web, b"y3"),
+        spend(b"unknown", &web, b"z"),
+        spend(b"rt4", &web, b"n4"),
+    ];
+    let answers = queued(backend, &dir, &store, &spends).await;
+    for (i, (presented, grant_id)) in [
+        (0, (b"rt0", "g0")),
+        (1, (b"rt1", "g1")),
+        (3, (b"rt2", "g2")),
+        (4, (b"rt3", "g3")),
+        (7, (b"rt4", "g4")),
+    ] {
+        let family = spent(&answers[i]);
+        assert_eq!(family.token.token_hash, presented, "spend {i}");
+        assert_eq!(family.grant.id, grant_id, "spend {i}");
+        assert_eq!(family.token.spent_at, Some(200), "spend {i}");
+        assert_eq!(family.grant.last_used_at, 200, "spend {i}");
+        let successor = store
+            .get_refresh_token(spends[i].successor_hash)
+            .await
+            .unwrap()
+            .expect("the successor is stored");
+        assert_eq!(successor.grant_id, grant_id, "spend {i}");
+        assert_eq!(successor.client_id, web);
+        assert_eq!(
+            successor.scope,
+            Scope::parse("openid offline_access").unwrap()
+        );
+    }
+    for i in [2, 5, 6] {
+        assert!(
+            answers[i].as_ref().expect("no error").is_none(),
+            "spend {i} spends nothing"
+        );
+        assert_eq!(
+            store
+                .get_refresh_token(spends[i].successor_hash)
+                .await
+                .unwrap(),
+            None,
+            "spend {i} stores no successor"
+        );
+    }
+}
+
+async fn a_failing_spend_among_queued_ones_fails_alone(backend: Backend) {
+    let (store, dir) = with_families(backend, 4).await;
+    let web = ClientId::parse("web").unwrap();
+    let spends = [
+        spend(b"rt0", &web, b"n0"),
+        spend(b"rt1", &web, b"n1"),
+        // Its successor's hash is taken (rt3's): the insert breaks the primary key.
+        spend(b"rt2", &web, b"rt3"),
+        spend(b"rt3", &web, b"n3"),
+    ];
+    let answers = queued(backend, &dir, &store, &spends).await;
+    for i in [0, 1, 3] {
+        assert_eq!(
+            spent(&answers[i]).token.token_hash,
+            spends[i].presented_hash
+        );
+        assert!(store
+            .get_refresh_token(spends[i].successor_hash)
+            .await
+            .unwrap()
+            .is_some());
+    }
+    assert!(
+        matches!(answers[2], Err(StoreError::Conflict(_))),
+        "{:?}",
+        answers[2].as_ref().err()
+    );
+    // Nothing of the failed spend stays: rt2 unspent, its grant untouched.
+    let rt2 = store.get_refresh_token(b"rt2").await.unwrap().unwrap();
+    assert_eq!(rt2.spent_at, None);
+    let family = store.get_refresh_family(b"rt2").await.unwrap().unwrap();
+    assert_eq!(family.grant.last_used_at, 110);
+}
