@@ -31,9 +31,10 @@ use crate::clock::UnixTime;
 use crate::store::sqlite::own_transaction;
 use crate::store::{RefreshSpend, StoreError};
 
-/// The most spends in one batch. Each batch size is its own prepared command on the writer
-/// connection (four statements a spend), so this also bounds what the connection keeps.
-const MAX_BATCH: usize = 8;
+/// The most spends in one batch. A batch takes a power of two of them (`batch_size`), so
+/// the writer connection keeps at most four prepared batch commands (2, 4, 8 and 16
+/// spends: 120 statements).
+const MAX_BATCH: usize = 16;
 /// The parameters of one spend (`$1`..`$7` in `SPEND_AND_READ_SQLITE`).
 const PARAMS: usize = 7;
 
@@ -107,12 +108,13 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("the SQLite store's thread has stopped".into())
 }
 
-/// Takes the spends that are waiting, up to `MAX_BATCH`, and runs them; again until every
-/// `Spends` is gone.
+/// Takes the spends that are waiting (`batch_size` of them) and runs them; again until
+/// every `Spends` is gone.
 async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, pool: SqlitePool) {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        let size = batch_size(jobs.len() + 1);
+        while batch.len() < size {
             match jobs.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
@@ -120,6 +122,12 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, pool: SqlitePool) {
         }
         run_batch(&pool, batch).await;
     }
+}
+
+/// How many of `waiting` spends the next batch takes: as many as wait, up to `MAX_BATCH`,
+/// rounded down to a power of two; the rest go in the next.
+fn batch_size(waiting: usize) -> usize {
+    1 << waiting.clamp(1, MAX_BATCH).ilog2()
 }
 
 /// Runs `batch` as one transaction, or each spend on its own if there is one or the
@@ -190,7 +198,8 @@ fn bind<'q>(
         .bind(s.successor_hash.as_slice())
 }
 
-/// The command for a batch of `size` spends (2..=`MAX_BATCH`), built once per size.
+/// The command for a batch of `size` spends (2..=`MAX_BATCH`), built once per size (and
+/// prepared by the writer connection for the sizes `batch_size` gives).
 fn batch_sql(size: usize) -> &'static str {
     static COMMANDS: OnceLock<Vec<String>> = OnceLock::new();
     let commands = COMMANDS.get_or_init(|| (0..=MAX_BATCH).map(build_batch_sql).collect());
@@ -230,6 +239,15 @@ fn shift_parameters(sql: &str, by: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_takes_a_power_of_two_of_the_waiting_spends_up_to_the_most() {
+        let sizes: Vec<usize> = [1, 2, 3, 4, 7, 8, 15, 16, 17, 100]
+            .into_iter()
+            .map(batch_size)
+            .collect();
+        assert_eq!(sizes, [1, 2, 2, 4, 4, 8, 8, 16, 16, 16]);
+    }
 
     #[test]
     fn parameters_are_shifted_and_nothing_else_changes() {
