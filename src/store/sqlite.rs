@@ -141,6 +141,12 @@ impl SqliteStore {
         })
     }
 
+    /// How many refresh spends so far were answered by a batch of more than one
+    /// (`sql::refresh_batch`); for tests and diagnostics.
+    pub fn refresh_spends_batched(&self) -> u64 {
+        self.spends.answered_together()
+    }
+
     /// Closes every connection.
     pub(super) async fn close_all(&self) {
         self.pool.close().await;

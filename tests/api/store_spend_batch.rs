@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use latchkey::domain::{ClientId, Scope};
-use latchkey::store::{RefreshFamily, RefreshSpend, Store, StoreError};
+use latchkey::store::{RefreshFamily, RefreshSpend, SqliteStore, Store, StoreError};
 use sqlx::Connection;
 
-use crate::helpers::Backend;
-use crate::store_flows::{code, grant, refresh, seeded};
+use crate::helpers::{fresh_database_url, fresh_store, Backend};
+use crate::store_flows::{code, grant, refresh, seed};
 
 crate::both_stores!(
     queued_spends_each_get_their_own_answer,
@@ -22,9 +22,24 @@ crate::both_stores!(
 );
 
 /// A store with user alice, client `web` and families g0..g{n-1}, each with its unspent
-/// refresh token `rt{i}`.
-async fn with_families(backend: Backend, n: usize) -> (Arc<dyn Store>, tempfile::TempDir) {
-    let (store, dir, user, client) = seeded(backend).await;
+/// refresh token `rt{i}`; on SQLite also the store as itself, which counts its batches.
+async fn with_families(
+    backend: Backend,
+    n: usize,
+) -> (Arc<dyn Store>, Option<Arc<SqliteStore>>, tempfile::TempDir) {
+    let (store, sqlite, dir) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = fresh_database_url(backend, dir.path()).await;
+            let sqlite = Arc::new(SqliteStore::connect(&url, 8).await.unwrap());
+            (sqlite.clone() as Arc<dyn Store>, Some(sqlite), dir)
+        }
+        Backend::Postgres => {
+            let (store, dir) = fresh_store(backend).await;
+            (store, None, dir)
+        }
+    };
+    let (user, client) = seed(store.as_ref()).await;
     for i in 0..n {
         let (c, g, rt) = (format!("c{i}"), format!("g{i}"), format!("rt{i}"));
         store
@@ -38,7 +53,7 @@ async fn with_families(backend: Backend, n: usize) -> (Arc<dyn Store>, tempfile:
             .await
             .unwrap());
     }
-    (store, dir)
+    (store, sqlite, dir)
 }
 
 fn spend<'a>(presented: &'a [u8], client: &'a ClientId, successor: &'a [u8]) -> RefreshSpend<'a> {
@@ -113,7 +128,7 @@ fn spent(answer: &Result<Option<RefreshFamily>, StoreError>) -> &RefreshFamily {
 }
 
 async fn queued_spends_each_get_their_own_answer(backend: Backend) {
-    let (store, dir) = with_families(backend, 6).await;
+    let (store, sqlite, dir) = with_families(backend, 6).await;
     let web = ClientId::parse("web").unwrap();
     let other = ClientId::parse("other").unwrap();
     let spends = [
@@ -132,6 +147,13 @@ async fn queued_spends_each_get_their_own_answer(backend: Backend) {
         spend(b"rt5", &web, b"n5"),
     ];
     let answers = queued(backend, &dir, &store, &spends).await;
+    if let Some(sqlite) = sqlite {
+        assert_eq!(
+            sqlite.refresh_spends_batched(),
+            8,
+            "the eight spends that queued ran as one batch"
+        );
+    }
     let rt3_winner = if answers[4].as_ref().expect("no error").is_some() {
         4
     } else {
@@ -179,7 +201,7 @@ async fn queued_spends_each_get_their_own_answer(backend: Backend) {
 }
 
 async fn a_failing_spend_among_queued_ones_fails_alone(backend: Backend) {
-    let (store, dir) = with_families(backend, 5).await;
+    let (store, sqlite, dir) = with_families(backend, 5).await;
     let web = ClientId::parse("web").unwrap();
     let spends = [
         spend(b"rt0", &web, b"n0"),
@@ -190,6 +212,13 @@ async fn a_failing_spend_among_queued_ones_fails_alone(backend: Backend) {
         spend(b"rt4", &web, b"n4"),
     ];
     let answers = queued(backend, &dir, &store, &spends).await;
+    if let Some(sqlite) = sqlite {
+        assert_eq!(
+            sqlite.refresh_spends_batched(),
+            0,
+            "the batch broke a constraint: every spend ran on its own"
+        );
+    }
     for i in [0, 1, 3, 4] {
         assert_eq!(
             spent(&answers[i]).token.token_hash,

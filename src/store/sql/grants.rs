@@ -577,7 +577,7 @@ const UNDO_SPEND_PG: &str = "WITH gone AS (DELETE FROM refresh_tokens WHERE toke
      UPDATE refresh_tokens SET spent_at = NULL, successor_sealed = NULL \
      WHERE token_hash = $2 AND spent_at = $3";
 /// `UNDO_SPEND_PG` for SQLite, in a transaction of its own.
-const UNDO_SPEND_SQLITE: &str =
+pub(super) const UNDO_SPEND_SQLITE: &str =
     "BEGIN IMMEDIATE; DELETE FROM refresh_tokens WHERE token_hash = $1; \
      UPDATE refresh_tokens SET spent_at = NULL, successor_sealed = NULL \
      WHERE token_hash = $2 AND spent_at = $3; COMMIT";
@@ -597,7 +597,7 @@ macro_rules! bind_spend {
 
 /// A failed undo leaves the presented token spent (its client's retry is then taken for
 /// reuse): logged here, as the caller answers with the family's own error.
-fn undo_failed(error: Option<sqlx::Error>) {
+pub(super) fn undo_failed(error: Option<sqlx::Error>) {
     if let Some(e) = error {
         tracing::error!(error = %e, "a spend whose family does not parse could not be undone");
     }
@@ -893,32 +893,17 @@ impl SqliteStore {
         &self,
         s: &RefreshSpend<'_>,
     ) -> Result<Option<RefreshFamily>, StoreError> {
-        let Some(row) = self.spends.spend(s).await? else {
-            return Ok(None);
-        };
-        let family = <FamilyRow as sqlx::FromRow<_>>::from_row(&row)
-            .map_err(backend)
-            .and_then(RefreshFamily::try_from);
-        if family.is_err() {
-            // Committed, but a family that no longer parses cannot be answered: put the
-            // token back as on PostgreSQL (`PgStore::spend_refresh`).
-            let store = self.clone();
-            let (successor, presented, now) =
-                (s.successor_hash.to_vec(), s.presented_hash.to_vec(), s.now);
-            let undone = self.on_store_runtime(async move {
-                let undo = sqlx::query(UNDO_SPEND_SQLITE)
-                    .bind(successor)
-                    .bind(presented)
-                    .bind(now);
-                undo_failed(store.own_transaction(undo).await.err());
-                Ok(())
-            });
-            if let Err(e) = undone.await {
-                tracing::error!(error = %e, "a spend whose family does not parse could not be undone");
-            }
-        }
-        family.map(Some)
+        self.spends.spend(s).await
     }
+}
+
+/// The family in a row of `SPEND_AND_READ_SQLITE`'s final `SELECT` (or a batch's).
+pub(super) fn family_from_sqlite_row(
+    row: &sqlx::sqlite::SqliteRow,
+) -> Result<RefreshFamily, StoreError> {
+    <FamilyRow as sqlx::FromRow<_>>::from_row(row)
+        .map_err(backend)
+        .and_then(RefreshFamily::try_from)
 }
 
 grant_store!(PgStore);

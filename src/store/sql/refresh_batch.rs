@@ -15,21 +15,31 @@
 //! What a spend sees is what it would see on its own, run after the spends before it in
 //! its batch: the statements run one after another under the write lock. Each spend's row
 //! carries its place in the batch (`batch_slot`), so an answer never goes to another
-//! spend, not even to one presenting the same token. If the batch's command fails, it is
-//! rolled back (`own_transaction`) and each spend runs on its own, so one spend's failure
-//! is only its own.
+//! spend, not even to one presenting the same token. If the batch's command fails on a
+//! constraint (something about one spend, such as a successor's hash that is taken), it
+//! is rolled back (`own_transaction`) and each spend runs on its own, so one spend's
+//! failure is only its own; any other failure (the writer cannot be had, the disk) is
+//! every spend's of the batch, as it would have been each one's alone. A spend that waited
+//! in the queue longer than a writer may be waited for is answered `Unavailable` without
+//! running, so a stuck writer does not collect spends that commit after their clients
+//! gave up.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Row, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::grants::{SPEND_AND_READ_SQLITE, SPEND_BATCH_ITEM_SQLITE};
-use super::write_error;
+use super::grants::{
+    family_from_sqlite_row, undo_failed, SPEND_AND_READ_SQLITE, SPEND_BATCH_ITEM_SQLITE,
+    UNDO_SPEND_SQLITE,
+};
+use super::{is_outage, write_error};
 use crate::clock::UnixTime;
 use crate::store::sqlite::own_transaction;
-use crate::store::{RefreshSpend, StoreError};
+use crate::store::{RefreshFamily, RefreshSpend, StoreError};
 
 /// The most spends in one batch. A batch takes a power of two of them (`batch_size`), so
 /// the writer connection keeps at most four prepared batch commands (2, 4, 8 and 16
@@ -37,19 +47,27 @@ use crate::store::{RefreshSpend, StoreError};
 const MAX_BATCH: usize = 16;
 /// The parameters of one spend (`$1`..`$7` in `SPEND_AND_READ_SQLITE`).
 const PARAMS: usize = 7;
+/// A spend that waited this long is not run: as long as a statement waits for the writer
+/// pool (`SqliteStore::connect_with`'s acquire timeout).
+const QUEUE_LIMIT: Duration = Duration::from_secs(10);
 
 /// The queue of refresh spends into the store's thread.
 #[derive(Debug, Clone)]
 pub(in crate::store) struct Spends {
     queue: mpsc::UnboundedSender<Job>,
+    /// How many spends were answered by a batch of more than one.
+    together: Arc<AtomicU64>,
 }
 
-/// A spend and where its answer goes: the row of the spend's final `SELECT` (the family)
-/// if it spent the token, `None` if it spent nothing.
+/// A spend and where its answer goes: the family if it spent the token, `None` if it
+/// spent nothing.
 struct Job {
     spend: OwnedSpend,
-    reply: oneshot::Sender<Result<Option<SqliteRow>, StoreError>>,
+    queued_at: Instant,
+    reply: oneshot::Sender<Answer>,
 }
+
+type Answer = Result<Option<RefreshFamily>, StoreError>;
 
 /// `RefreshSpend` with owned values, to cross into the store's thread.
 #[derive(Debug, Clone)]
@@ -83,24 +101,29 @@ impl Spends {
     /// runtime.
     pub(in crate::store) fn start(runtime: &tokio::runtime::Handle, pool: SqlitePool) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
-        runtime.spawn(run(jobs, pool));
-        Self { queue }
+        let together = Arc::new(AtomicU64::new(0));
+        runtime.spawn(run(jobs, pool, together.clone()));
+        Self { queue, together }
     }
 
-    /// Runs `s` in the next batch and returns the family's row if it spent the token. Once
+    /// Runs `s` in the next batch and returns the family if it spent the token. Once
     /// queued, the spend runs and commits even if the caller stops waiting, as a spend on
-    /// the store's thread always did (`SqliteStore::on_store_runtime`).
-    pub(in crate::store) async fn spend(
-        &self,
-        s: &RefreshSpend<'_>,
-    ) -> Result<Option<SqliteRow>, StoreError> {
+    /// the store's thread always did (`SqliteStore::on_store_runtime`), and so does the
+    /// undo of a spend whose family does not parse.
+    pub(in crate::store) async fn spend(&self, s: &RefreshSpend<'_>) -> Answer {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             spend: s.into(),
+            queued_at: Instant::now(),
             reply,
         };
         self.queue.send(job).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// How many spends so far were answered by a batch of more than one.
+    pub(in crate::store) fn answered_together(&self) -> u64 {
+        self.together.load(Ordering::Relaxed)
     }
 }
 
@@ -110,7 +133,7 @@ fn stopped() -> StoreError {
 
 /// Takes the spends that are waiting (`batch_size` of them) and runs them; again until
 /// every `Spends` is gone.
-async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, pool: SqlitePool) {
+async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, pool: SqlitePool, together: Arc<AtomicU64>) {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         let size = batch_size(jobs.len() + 1);
@@ -120,7 +143,22 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, pool: SqlitePool) {
                 Err(_) => break,
             }
         }
-        run_batch(&pool, batch).await;
+        let (stale, mut batch): (Vec<Job>, Vec<Job>) = batch
+            .into_iter()
+            .partition(|job| job.queued_at.elapsed() >= QUEUE_LIMIT);
+        for job in stale {
+            let _ = job.reply.send(Err(StoreError::Unavailable(
+                "the SQLite writer was busy for too long".into(),
+            )));
+        }
+        let size = batch.len() as u64;
+        if size > 1 && run_together(&pool, &mut batch).await {
+            together.fetch_add(size, Ordering::Relaxed);
+        }
+        for job in batch {
+            let answer = run_alone(&pool, &job.spend).await;
+            let _ = job.reply.send(answer);
+        }
     }
 }
 
@@ -130,33 +168,79 @@ fn batch_size(waiting: usize) -> usize {
     1 << waiting.clamp(1, MAX_BATCH).ilog2()
 }
 
-/// Runs `batch` as one transaction, or each spend on its own if there is one or the
-/// batch's command failed (rolled back: nothing of it stays).
-async fn run_batch(pool: &SqlitePool, batch: Vec<Job>) {
-    if batch.len() > 1 {
-        let spends: Vec<&OwnedSpend> = batch.iter().map(|job| &job.spend).collect();
-        match own_transaction(pool, batch_command(&spends)).await {
-            Ok(rows) => {
-                let mut answers = sort_rows(rows, batch.len()).into_iter();
-                for job in batch {
-                    let _ = job.reply.send(Ok(answers.next().flatten()));
-                }
-                return;
+/// Runs `batch` as one transaction and answers its spends, leaving `batch` empty; or
+/// answers them all with the batch's error; or, when the batch failed on a constraint
+/// (one spend's doing, and rolled back), leaves them in `batch` to run one by one. True
+/// if the batch committed.
+async fn run_together(pool: &SqlitePool, batch: &mut Vec<Job>) -> bool {
+    let spends: Vec<&OwnedSpend> = batch.iter().map(|job| &job.spend).collect();
+    match own_transaction(pool, batch_command(&spends)).await {
+        Ok(rows) => {
+            let mut rows = sort_rows(rows, batch.len()).into_iter();
+            for job in std::mem::take(batch) {
+                let answer = match rows.next().flatten() {
+                    Some(row) => spent(pool, &job.spend, &row).await.map(Some),
+                    None => Ok(None),
+                };
+                let _ = job.reply.send(answer);
             }
-            Err(e) => {
-                tracing::debug!(error = %e, spends = batch.len(),
-                    "a batch of refresh spends failed; running them one by one");
+            true
+        }
+        Err(e) if one_spends_doing(&e) => {
+            tracing::debug!(error = %e, spends = batch.len(),
+                "a batch of refresh spends broke a constraint; running them one by one");
+            false
+        }
+        Err(e) => {
+            let (outage, message) = (is_outage(&e), e.to_string());
+            for job in std::mem::take(batch) {
+                let message = message.clone().into();
+                let _ = job.reply.send(Err(if outage {
+                    StoreError::Unavailable(message)
+                } else {
+                    StoreError::Backend(message)
+                }));
             }
+            false
         }
     }
-    for job in batch {
-        let command = bind(sqlx::query(SPEND_AND_READ_SQLITE), &job.spend);
-        let answer = own_transaction(pool, command)
-            .await
-            .map(|rows| rows.into_iter().next())
-            .map_err(write_error("refresh token"));
-        let _ = job.reply.send(answer);
+}
+
+/// Whether a batch's failure may be one spend's doing (a constraint it broke), so that
+/// its spends run again one by one; any other failure would be every one's.
+fn one_spends_doing(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.kind() != sqlx::error::ErrorKind::Other)
+}
+
+/// Runs one spend in its own transaction.
+async fn run_alone(pool: &SqlitePool, spend: &OwnedSpend) -> Answer {
+    let command = bind(sqlx::query(SPEND_AND_READ_SQLITE), spend);
+    let rows = own_transaction(pool, command)
+        .await
+        .map_err(write_error("refresh token"))?;
+    match rows.first() {
+        Some(row) => spent(pool, spend, row).await.map(Some),
+        None => Ok(None),
     }
+}
+
+/// The family of a committed spend. One whose row no longer parses cannot be answered:
+/// the spend is undone (its successor deleted, the token unspent), as on PostgreSQL
+/// (`PgStore::spend_refresh`), and the parse error answered.
+async fn spent(
+    pool: &SqlitePool,
+    spend: &OwnedSpend,
+    row: &SqliteRow,
+) -> Result<RefreshFamily, StoreError> {
+    let family = family_from_sqlite_row(row);
+    if family.is_err() {
+        let undo = sqlx::query(UNDO_SPEND_SQLITE)
+            .bind(spend.successor_hash.as_slice())
+            .bind(spend.presented_hash.as_slice())
+            .bind(spend.now);
+        undo_failed(own_transaction(pool, undo).await.err());
+    }
+    family
 }
 
 /// Each row in the place its `batch_slot` names; a place with no row spent nothing.
@@ -239,6 +323,79 @@ fn shift_parameters(sql: &str, by: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn only_a_broken_constraint_runs_a_batch_again_one_by_one() {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::raw_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let mut failures = Vec::new();
+        for sql in [
+            "INSERT INTO t VALUES (1, 'a'); INSERT INTO t VALUES (1, 'b')",
+            "INSERT INTO t VALUES (2, NULL)",
+            "INSERT INTO missing VALUES (1)",
+        ] {
+            failures.push(sqlx::raw_sql(sql).execute(&mut conn).await.unwrap_err());
+        }
+        failures.extend([sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed]);
+        let again: Vec<bool> = failures.iter().map(one_spends_doing).collect();
+        assert_eq!(again, [true, true, false, false, false]);
+    }
+
+    /// A spend queued longer than `QUEUE_LIMIT` is answered `Unavailable` and not run: the
+    /// pool's database has no tables, so running it would answer `Backend`.
+    #[tokio::test]
+    async fn a_spend_that_waited_too_long_is_not_run() {
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let (queue, jobs) = mpsc::unbounded_channel();
+        let (reply, answer) = oneshot::channel();
+        let spend = OwnedSpend {
+            now: 200,
+            successor_sealed: None,
+            presented_hash: b"rt".to_vec(),
+            client_id: "web".into(),
+            created_after: 0,
+            used_after: 0,
+            successor_hash: b"next".to_vec(),
+        };
+        let fresh = |spend: &OwnedSpend| {
+            let (reply, answer) = oneshot::channel();
+            let job = Job {
+                spend: spend.clone(),
+                queued_at: Instant::now(),
+                reply,
+            };
+            (job, answer)
+        };
+        let queued_at = Instant::now()
+            .checked_sub(QUEUE_LIMIT + Duration::from_millis(1))
+            .unwrap();
+        queue
+            .send(Job {
+                spend: spend.clone(),
+                queued_at,
+                reply,
+            })
+            .unwrap();
+        let (job, fresh_answer) = fresh(&spend);
+        queue.send(job).unwrap();
+        drop(queue);
+        run(jobs, pool, Arc::new(AtomicU64::new(0))).await;
+        assert!(matches!(
+            answer.await.unwrap(),
+            Err(StoreError::Unavailable(_))
+        ));
+        // The fresh one beside it did run (and failed on the missing table).
+        assert!(matches!(
+            fresh_answer.await.unwrap(),
+            Err(StoreError::Backend(_))
+        ));
+    }
 
     #[test]
     fn a_batch_takes_a_power_of_two_of_the_waiting_spends_up_to_the_most() {
