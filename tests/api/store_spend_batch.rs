@@ -21,6 +21,54 @@ crate::both_stores!(
     a_failing_spend_among_queued_ones_fails_alone,
 );
 
+/// A spend whose family no longer parses is undone (`store_spend::
+/// a_family_that_no_longer_parses_is_left_unspent`), also when its caller stopped waiting
+/// before the queued spend ran: then no caller reads the row, and the store's thread must.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_family_is_left_unspent_when_its_caller_gave_up() {
+    let (store, _, dir) = with_families(Backend::Sqlite, 2).await;
+    let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let mut side = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE refresh_tokens SET scope = 'openid \"x' WHERE token_hash = $1")
+        .bind(&b"rt0"[..])
+        .execute(&mut side)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut side)
+        .await
+        .unwrap();
+    let web = ClientId::parse("web").unwrap();
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        store.spend_refresh_token(&spend(b"rt0", &web, b"n0")),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the spend waits for the write lock");
+    sqlx::raw_sql("COMMIT").execute(&mut side).await.unwrap();
+    // Spends run in order on one task, so once this one is answered the one before it,
+    // and its undo, are done.
+    let next = store
+        .spend_refresh_token(&spend(b"rt1", &web, b"n1"))
+        .await
+        .unwrap();
+    assert!(next.is_some());
+    let spent_at: Option<i64> =
+        sqlx::query_scalar("SELECT spent_at FROM refresh_tokens WHERE token_hash = $1")
+            .bind(&b"rt0"[..])
+            .fetch_one(&mut side)
+            .await
+            .unwrap();
+    assert_eq!(spent_at, None, "rt0 unspent");
+    let successors: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM refresh_tokens WHERE token_hash = $1")
+            .bind(&b"n0"[..])
+            .fetch_one(&mut side)
+            .await
+            .unwrap();
+    assert_eq!(successors, 0, "no successor");
+}
+
 /// A store with user alice, client `web` and families g0..g{n-1}, each with its unspent
 /// refresh token `rt{i}`; on SQLite also the store as itself, which counts its batches.
 async fn with_families(

@@ -55,19 +55,24 @@ const QUEUE_LIMIT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub(in crate::store) struct Spends {
     queue: mpsc::UnboundedSender<Job>,
+    /// The store's thread and the writer, for the undo of a spend whose family does not
+    /// parse.
+    runtime: tokio::runtime::Handle,
+    pool: SqlitePool,
     /// How many spends were answered by a batch of more than one.
     together: Arc<AtomicU64>,
 }
 
-/// A spend and where its answer goes: the family if it spent the token, `None` if it
-/// spent nothing.
+/// A spend and where its answer goes: the row of its final `SELECT` (the family) if it
+/// spent the token, `None` if it spent nothing. The caller reads the family from the row,
+/// off the store's thread, which is the serial stretch.
 struct Job {
     spend: OwnedSpend,
     queued_at: Instant,
     reply: oneshot::Sender<Answer>,
 }
 
-type Answer = Result<Option<RefreshFamily>, StoreError>;
+type Answer = Result<Option<SqliteRow>, StoreError>;
 
 /// `RefreshSpend` with owned values, to cross into the store's thread.
 #[derive(Debug, Clone)]
@@ -102,15 +107,23 @@ impl Spends {
     pub(in crate::store) fn start(runtime: &tokio::runtime::Handle, pool: SqlitePool) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
         let together = Arc::new(AtomicU64::new(0));
-        runtime.spawn(run(jobs, pool, together.clone()));
-        Self { queue, together }
+        runtime.spawn(run(jobs, pool.clone(), together.clone()));
+        Self {
+            queue,
+            runtime: runtime.clone(),
+            pool,
+            together,
+        }
     }
 
     /// Runs `s` in the next batch and returns the family if it spent the token. Once
     /// queued, the spend runs and commits even if the caller stops waiting, as a spend on
     /// the store's thread always did (`SqliteStore::on_store_runtime`), and so does the
-    /// undo of a spend whose family does not parse.
-    pub(in crate::store) async fn spend(&self, s: &RefreshSpend<'_>) -> Answer {
+    /// undo of a spend whose family does not parse (`settle`).
+    pub(in crate::store) async fn spend(
+        &self,
+        s: &RefreshSpend<'_>,
+    ) -> Result<Option<RefreshFamily>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             spend: s.into(),
@@ -118,7 +131,21 @@ impl Spends {
             reply,
         };
         self.queue.send(job).map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let Some(row) = answer.await.map_err(|_| stopped())?? else {
+            return Ok(None);
+        };
+        // From the row's arrival to the undo's spawn nothing awaits, so a caller that
+        // stops waiting either never took the row (the task settles it) or has spawned
+        // the undo, which runs to its end.
+        let family = family_from_sqlite_row(&row);
+        if family.is_err() {
+            let (pool, spend) = (self.pool.clone(), OwnedSpend::from(s));
+            let _ = self
+                .runtime
+                .spawn(async move { undo(&pool, &spend).await })
+                .await;
+        }
+        family.map(Some)
     }
 
     /// How many spends so far were answered by a batch of more than one.
@@ -157,7 +184,7 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, pool: SqlitePool, together:
         }
         for job in batch {
             let answer = run_alone(&pool, &job.spend).await;
-            let _ = job.reply.send(answer);
+            deliver(&pool, job, answer).await;
         }
     }
 }
@@ -178,11 +205,7 @@ async fn run_together(pool: &SqlitePool, batch: &mut Vec<Job>) -> bool {
         Ok(rows) => {
             let mut rows = sort_rows(rows, batch.len()).into_iter();
             for job in std::mem::take(batch) {
-                let answer = match rows.next().flatten() {
-                    Some(row) => spent(pool, &job.spend, &row).await.map(Some),
-                    None => Ok(None),
-                };
-                let _ = job.reply.send(answer);
+                deliver(pool, job, Ok(rows.next().flatten())).await;
             }
             true
         }
@@ -218,29 +241,28 @@ async fn run_alone(pool: &SqlitePool, spend: &OwnedSpend) -> Answer {
     let rows = own_transaction(pool, command)
         .await
         .map_err(write_error("refresh token"))?;
-    match rows.first() {
-        Some(row) => spent(pool, spend, row).await.map(Some),
-        None => Ok(None),
+    Ok(rows.into_iter().next())
+}
+
+/// Sends `answer` to its spend's caller. A caller that stopped waiting cannot read the
+/// family and undo the spend if the row does not parse (`Spends::spend`): that is done
+/// here.
+async fn deliver(pool: &SqlitePool, job: Job, answer: Answer) {
+    if let Err(Ok(Some(row))) = job.reply.send(answer) {
+        if family_from_sqlite_row(&row).is_err() {
+            undo(pool, &job.spend).await;
+        }
     }
 }
 
-/// The family of a committed spend. One whose row no longer parses cannot be answered:
-/// the spend is undone (its successor deleted, the token unspent), as on PostgreSQL
-/// (`PgStore::spend_refresh`), and the parse error answered.
-async fn spent(
-    pool: &SqlitePool,
-    spend: &OwnedSpend,
-    row: &SqliteRow,
-) -> Result<RefreshFamily, StoreError> {
-    let family = family_from_sqlite_row(row);
-    if family.is_err() {
-        let undo = sqlx::query(UNDO_SPEND_SQLITE)
-            .bind(spend.successor_hash.as_slice())
-            .bind(spend.presented_hash.as_slice())
-            .bind(spend.now);
-        undo_failed(own_transaction(pool, undo).await.err());
-    }
-    family
+/// Undoes a committed spend whose family no longer parses, so it cannot be answered: the
+/// successor is deleted and the token unspent, as on PostgreSQL (`PgStore::spend_refresh`).
+async fn undo(pool: &SqlitePool, spend: &OwnedSpend) {
+    let undo = sqlx::query(UNDO_SPEND_SQLITE)
+        .bind(spend.successor_hash.as_slice())
+        .bind(spend.presented_hash.as_slice())
+        .bind(spend.now);
+    undo_failed(own_transaction(pool, undo).await.err());
 }
 
 /// Each row in the place its `batch_slot` names; a place with no row spent nothing.
