@@ -119,31 +119,33 @@ impl Spends {
     /// Runs `s` in the next batch and returns the family if it spent the token. Once
     /// queued, the spend runs and commits even if the caller stops waiting, as a spend on
     /// the store's thread always did (`SqliteStore::on_store_runtime`), and so does the
-    /// undo of a spend whose family does not parse (`settle`).
+    /// undo of a spend whose family does not parse (`Awaited`).
     pub(in crate::store) async fn spend(
         &self,
         s: &RefreshSpend<'_>,
     ) -> Result<Option<RefreshFamily>, StoreError> {
+        let spend = OwnedSpend::from(s);
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            spend: s.into(),
+            spend: spend.clone(),
             queued_at: Instant::now(),
             reply,
         };
         self.queue.send(job).map_err(|_| stopped())?;
-        let Some(row) = answer.await.map_err(|_| stopped())?? else {
+        let mut awaited = Awaited {
+            answer,
+            taken: false,
+            spend,
+            spends: self,
+        };
+        let answer = (&mut awaited.answer).await;
+        awaited.taken = true;
+        let Some(row) = answer.map_err(|_| stopped())?? else {
             return Ok(None);
         };
-        // From the row's arrival to the undo's spawn nothing awaits, so a caller that
-        // stops waiting either never took the row (the task settles it) or has spawned
-        // the undo, which runs to its end.
-        let family = family_from_sqlite_row(&row);
-        if family.is_err() {
-            let (pool, spend) = (self.pool.clone(), OwnedSpend::from(s));
-            let _ = self
-                .runtime
-                .spawn(async move { undo(&pool, &spend).await })
-                .await;
+        let (family, undone) = awaited.settle(&row);
+        if let Some(undone) = undone {
+            let _ = undone.await;
         }
         family.map(Some)
     }
@@ -151,6 +153,50 @@ impl Spends {
     /// How many spends so far were answered by a batch of more than one.
     pub(in crate::store) fn answered_together(&self) -> u64 {
         self.together.load(Ordering::Relaxed)
+    }
+}
+
+/// A queued spend's answer as its caller waits for it. A caller that stops waiting drops
+/// this: if the answer has come, the row is read here (`settle`); if not, the receiver is
+/// closed first, so the task's send fails and the task reads it (`deliver`). Either way
+/// a spend whose family does not parse is undone.
+struct Awaited<'a> {
+    answer: oneshot::Receiver<Answer>,
+    taken: bool,
+    spend: OwnedSpend,
+    spends: &'a Spends,
+}
+
+impl Awaited<'_> {
+    /// The family in `row`; if it does not parse, the spend's undo, spawned on the store's
+    /// thread, where it runs to its end whatever becomes of the caller.
+    fn settle(
+        &self,
+        row: &SqliteRow,
+    ) -> (
+        Result<RefreshFamily, StoreError>,
+        Option<tokio::task::JoinHandle<()>>,
+    ) {
+        let family = family_from_sqlite_row(row);
+        let undone = family.is_err().then(|| {
+            let (pool, spend) = (self.spends.pool.clone(), self.spend.clone());
+            self.spends
+                .runtime
+                .spawn(async move { undo(&pool, &spend).await })
+        });
+        (family, undone)
+    }
+}
+
+impl Drop for Awaited<'_> {
+    fn drop(&mut self) {
+        if self.taken {
+            return;
+        }
+        self.answer.close();
+        if let Ok(Ok(Some(row))) = self.answer.try_recv() {
+            let _ = self.settle(&row);
+        }
     }
 }
 
@@ -417,6 +463,56 @@ mod tests {
             fresh_answer.await.unwrap(),
             Err(StoreError::Backend(_))
         ));
+    }
+
+    /// A caller dropped after its answer came but before it took it: the row is read
+    /// as it is dropped, and a family that does not parse is undone.
+    #[tokio::test]
+    async fn a_caller_gone_after_its_answer_came_still_undoes_a_corrupt_spend() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE refresh_tokens (token_hash BLOB PRIMARY KEY, spent_at INTEGER, \
+             successor_sealed BLOB); \
+             INSERT INTO refresh_tokens VALUES (x'7274', 200, NULL), (x'6e657874', NULL, NULL)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let spends = Spends::start(&tokio::runtime::Handle::current(), pool.clone());
+        // Not a family: it does not parse.
+        let row = sqlx::query("SELECT 1 AS x").fetch_one(&pool).await.unwrap();
+        let (reply, answer) = oneshot::channel();
+        reply.send(Ok(Some(row))).unwrap();
+        let spend = OwnedSpend {
+            now: 200,
+            successor_sealed: None,
+            presented_hash: b"rt".to_vec(),
+            client_id: "web".into(),
+            created_after: 0,
+            used_after: 0,
+            successor_hash: b"next".to_vec(),
+        };
+        drop(Awaited {
+            answer,
+            taken: false,
+            spend,
+            spends: &spends,
+        });
+        let state = "SELECT (SELECT spent_at FROM refresh_tokens WHERE token_hash = x'7274'), \
+                     (SELECT COUNT(*) FROM refresh_tokens WHERE token_hash = x'6e657874')";
+        for _ in 0..100 {
+            let (spent_at, successors): (Option<i64>, i64) =
+                sqlx::query_as(state).fetch_one(&pool).await.unwrap();
+            if (spent_at, successors) == (None, 0) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the spend was not undone");
     }
 
     #[test]
