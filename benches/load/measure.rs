@@ -48,7 +48,9 @@ fn database_cpu_seconds() -> f64 {
         .sum()
 }
 
-/// Busy CPU seconds of the whole machine (all but idle and iowait in `/proc/stat`).
+/// Busy CPU seconds of the whole machine: user, nice, system, irq and softirq in
+/// `/proc/stat` (not idle or iowait, and not steal, the time a virtual machine's host
+/// gave to others, which is no work done here; guest time is inside user already).
 fn machine_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().next()?.strip_prefix("cpu ")?;
@@ -57,7 +59,7 @@ fn machine_cpu_seconds() -> Option<f64> {
         .filter_map(|t| t.parse().ok())
         .collect();
     // user nice system idle iowait irq softirq steal ...
-    let busy: f64 = ticks.iter().take(8).sum::<f64>() - ticks.get(3)? - ticks.get(4)?;
+    let busy: f64 = ticks.iter().take(7).sum::<f64>() - ticks.get(3)? - ticks.get(4)?;
     Some(busy / 100.0)
 }
 
