@@ -886,9 +886,9 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// One spend through the store's batches (`refresh_batch`): in its own transaction
-    /// with the spends waiting beside it, where it is one command of the writer's, and a
-    /// spend that matches nothing commits nothing.
+    /// One spend through the store's batches (`refresh_batch`): it runs in one
+    /// transaction with the spends that wait beside it, as one command of the writer's;
+    /// a spend that matches nothing writes nothing.
     async fn spend_refresh(
         &self,
         s: &RefreshSpend<'_>,

@@ -392,6 +392,19 @@ fn shift_parameters(sql: &str, by: usize) -> String {
 mod tests {
     use super::*;
 
+    /// A spend of `rt` to `next` by `web` at 200.
+    fn rt_to_next() -> OwnedSpend {
+        OwnedSpend {
+            now: 200,
+            successor_sealed: None,
+            presented_hash: b"rt".to_vec(),
+            client_id: "web".into(),
+            created_after: 0,
+            used_after: 0,
+            successor_hash: b"next".to_vec(),
+        }
+    }
+
     #[tokio::test]
     async fn only_a_broken_constraint_runs_a_batch_again_one_by_one() {
         use sqlx::Connection;
@@ -422,15 +435,7 @@ mod tests {
         let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
         let (queue, jobs) = mpsc::unbounded_channel();
         let (reply, answer) = oneshot::channel();
-        let spend = OwnedSpend {
-            now: 200,
-            successor_sealed: None,
-            presented_hash: b"rt".to_vec(),
-            client_id: "web".into(),
-            created_after: 0,
-            used_after: 0,
-            successor_hash: b"next".to_vec(),
-        };
+        let spend = rt_to_next();
         let fresh = |spend: &OwnedSpend| {
             let (reply, answer) = oneshot::channel();
             let job = Job {
@@ -487,15 +492,7 @@ mod tests {
         let row = sqlx::query("SELECT 1 AS x").fetch_one(&pool).await.unwrap();
         let (reply, answer) = oneshot::channel();
         reply.send(Ok(Some(row))).unwrap();
-        let spend = OwnedSpend {
-            now: 200,
-            successor_sealed: None,
-            presented_hash: b"rt".to_vec(),
-            client_id: "web".into(),
-            created_after: 0,
-            used_after: 0,
-            successor_hash: b"next".to_vec(),
-        };
+        let spend = rt_to_next();
         drop(Awaited {
             answer,
             taken: false,
