@@ -42,8 +42,9 @@ use crate::store::sqlite::own_transaction;
 use crate::store::{RefreshFamily, RefreshSpend, StoreError};
 
 /// The most spends in one batch. A batch takes a power of two of them (`batch_size`), so
-/// the writer connection keeps at most four prepared batch commands (2, 4, 8 and 16
-/// spends: 120 statements).
+/// the writer connection keeps four prepared batch commands (2, 4, 8 and 16 spends: 120
+/// statements), and another size only once spends that waited too long were dropped from
+/// a batch (`QUEUE_LIMIT`), which leaves it a size of its own.
 const MAX_BATCH: usize = 16;
 /// The parameters of one spend (`$1`..`$7` in `SPEND_AND_READ_SQLITE`).
 const PARAMS: usize = 7;
