@@ -26,17 +26,35 @@ pub struct Ctx {
     pub cc: Creds,
     pub redirect_uri: String,
     pub resource: String,
-    /// The user of the code flows and refresh chains.
+    /// The user of the access token that userinfo and introspection present; its name
+    /// and password are also those of the numbered users.
     pub user: User,
-    /// The users of the sign-in scenarios: `{user}-{i}`, with the same password.
+    /// The numbered users, `{user}-{i}` with the same password: one per code-flow worker,
+    /// refresh chain and signing-in browser, as concurrent requests come from different
+    /// people (on PostgreSQL each code or grant insert locks its user's row `KEY SHARE`
+    /// for its foreign key; sixteen workers on one user made that a multixact that real
+    /// traffic does not have, `docs/performance.md`, "Sixth round").
     pub sign_in_users: usize,
     pub concurrency: usize,
     pub window: Window,
 }
 
 impl Ctx {
-    /// A code for `browser` (signing in first if it has no session yet).
-    async fn code(&self, browser: &Browser, scope: &str) -> anyhow::Result<(String, String)> {
+    /// Numbered user `i` (see `sign_in_users`).
+    fn numbered_user(&self, i: usize) -> User {
+        User {
+            username: format!("{}-{}", self.user.username, i % self.sign_in_users.max(1)),
+            password: self.user.password.clone(),
+        }
+    }
+
+    /// A code for `browser` (signing in as `user` first if it has no session yet).
+    async fn code(
+        &self,
+        browser: &Browser,
+        user: &User,
+        scope: &str,
+    ) -> anyhow::Result<(String, String)> {
         // node-oidc-provider drops offline_access unless the request has prompt=consent
         // (OIDC Core §11); Latchkey's first-party client needs no consent.
         let extra: &[(&str, &str)] = match self.target {
@@ -50,9 +68,7 @@ impl Ctx {
             scope,
             extra,
         )?;
-        let code = browser
-            .code(&req.url, &self.redirect_uri, &self.user)
-            .await?;
+        let code = browser.code(&req.url, &self.redirect_uri, user).await?;
         Ok((code, req.verifier))
     }
 
@@ -74,15 +90,15 @@ impl Ctx {
     }
 
     /// A whole code flow in `browser`: the token response.
-    async fn tokens(&self, browser: &Browser, scope: &str) -> anyhow::Result<String> {
-        let (code, verifier) = self.code(browser, scope).await?;
+    async fn tokens(&self, browser: &Browser, user: &User, scope: &str) -> anyhow::Result<String> {
+        let (code, verifier) = self.code(browser, user, scope).await?;
         self.exchange(browser, &code, &verifier).await
     }
 
-    /// A signed-in browser.
-    async fn session(&self) -> anyhow::Result<Browser> {
+    /// A browser signed in as `user`.
+    async fn session(&self, user: &User) -> anyhow::Result<Browser> {
         let browser = Browser::new(&self.issuer)?;
-        self.tokens(&browser, SCOPE).await?;
+        self.tokens(&browser, user, SCOPE).await?;
         Ok(browser)
     }
 
@@ -129,17 +145,21 @@ impl Worker for ClientCredentials {
 struct Refresh {
     ctx: Arc<Ctx>,
     browser: Browser,
+    user: User,
     token: String,
 }
 
 impl Refresh {
-    async fn new(ctx: Arc<Ctx>) -> anyhow::Result<Self> {
-        let browser = ctx.session().await?;
-        let body = ctx.tokens(&browser, OFFLINE_SCOPE).await?;
+    /// Chain `i`, of numbered user `i`.
+    async fn new(ctx: Arc<Ctx>, i: usize) -> anyhow::Result<Self> {
+        let user = ctx.numbered_user(i);
+        let browser = ctx.session(&user).await?;
+        let body = ctx.tokens(&browser, &user, OFFLINE_SCOPE).await?;
         let token = http::json_str(&body, "refresh_token")?;
         Ok(Self {
             ctx,
             browser,
+            user,
             token,
         })
     }
@@ -168,7 +188,10 @@ impl Worker for Refresh {
             }
             Err(e) => {
                 // A broken chain is an error; start a new one so the worker goes on.
-                let body = self.ctx.tokens(&self.browser, OFFLINE_SCOPE).await?;
+                let body = self
+                    .ctx
+                    .tokens(&self.browser, &self.user, OFFLINE_SCOPE)
+                    .await?;
                 self.token = http::json_str(&body, "refresh_token")?;
                 Err(e)
             }
@@ -180,11 +203,12 @@ impl Worker for Refresh {
 struct CodeFlow {
     ctx: Arc<Ctx>,
     browser: Browser,
+    user: User,
 }
 
 impl Worker for CodeFlow {
     async fn step(&mut self) -> anyhow::Result<()> {
-        let body = self.ctx.tokens(&self.browser, SCOPE).await?;
+        let body = self.ctx.tokens(&self.browser, &self.user, SCOPE).await?;
         http::json_str(&body, "id_token").map(drop)
     }
 }
@@ -246,10 +270,7 @@ impl Login {
         let ip = std::net::Ipv4Addr::new(127, 0, 1, last).into();
         let browser = Browser::from_address(&ctx.issuer, Some(ip))?;
         let csrf = browser.login_csrf(&ctx.ep.login).await?;
-        let user = User {
-            username: format!("{}-{}", ctx.user.username, i % ctx.sign_in_users.max(1)),
-            password: ctx.user.password.clone(),
-        };
+        let user = ctx.numbered_user(i);
         Ok(Self {
             browser,
             url: ctx.ep.login.clone(),
@@ -322,15 +343,17 @@ pub async fn client_credentials(ctx: &Ctx) -> anyhow::Result<Stats> {
 }
 
 pub async fn refresh(ctx: &Arc<Ctx>) -> anyhow::Result<Stats> {
-    let w = setup(ctx.concurrency, |_| Refresh::new(ctx.clone())).await?;
+    let w = setup(ctx.concurrency, |i| Refresh::new(ctx.clone(), i)).await?;
     Ok(measure::run(w, ctx.window).await)
 }
 
 pub async fn code_flow(ctx: &Arc<Ctx>) -> anyhow::Result<Stats> {
-    let w = setup(ctx.concurrency, |_| async {
+    let w = setup(ctx.concurrency, |i| async move {
+        let user = ctx.numbered_user(i);
         Ok(CodeFlow {
             ctx: ctx.clone(),
-            browser: ctx.session().await?,
+            browser: ctx.session(&user).await?,
+            user,
         })
     })
     .await?;
@@ -340,7 +363,10 @@ pub async fn code_flow(ctx: &Arc<Ctx>) -> anyhow::Result<Stats> {
 /// An access token from a fresh code flow.
 async fn access_token(ctx: &Ctx) -> anyhow::Result<String> {
     let browser = Browser::new(&ctx.issuer)?;
-    http::json_str(&ctx.tokens(&browser, SCOPE).await?, "access_token")
+    http::json_str(
+        &ctx.tokens(&browser, &ctx.user, SCOPE).await?,
+        "access_token",
+    )
 }
 
 pub async fn userinfo(ctx: &Ctx) -> anyhow::Result<Stats> {
