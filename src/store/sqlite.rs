@@ -42,6 +42,8 @@ pub struct SqliteStore {
     writer_thread: std::sync::Arc<WriterThread>,
     /// The queue of refresh spends, run in batches on the store's thread.
     pub(super) spends: super::sql::refresh_batch::Spends,
+    /// The queues of code inserts and redemptions, run in batches on the store's thread.
+    pub(super) codes: super::sql::code_batch::CodeWrites,
 }
 
 /// A thread running a current-thread runtime until the last clone of the store is gone
@@ -133,11 +135,13 @@ impl SqliteStore {
         );
         let writer_thread = WriterThread::start()?;
         let spends = super::sql::refresh_batch::Spends::start(&writer_thread.runtime, pool.clone());
+        let codes = super::sql::code_batch::CodeWrites::start(&writer_thread.runtime, &pool);
         Ok(Self {
             pool,
             reader,
             writer_thread: std::sync::Arc::new(writer_thread),
             spends,
+            codes,
         })
     }
 
@@ -145,6 +149,12 @@ impl SqliteStore {
     /// (`sql::refresh_batch`); for tests and diagnostics.
     pub fn refresh_spends_batched(&self) -> u64 {
         self.spends.answered_together()
+    }
+
+    /// How many code inserts and redemptions so far were answered by a batch of more
+    /// than one (`sql::code_batch`); for tests and diagnostics.
+    pub fn code_writes_batched(&self) -> u64 {
+        self.codes.answered_together()
     }
 
     /// Closes every connection.
@@ -172,21 +182,6 @@ impl SqliteStore {
         })?
     }
 
-    /// Runs `command`, which opens and commits its own transaction (`BEGIN IMMEDIATE; ...;
-    /// COMMIT`), on the single writer and returns its rows once the `COMMIT` ran: one
-    /// message to the connection's thread, where a sqlx transaction takes three (begin,
-    /// statement, commit), plus the pool's release ping either way. sqlx stops a command at its first failing statement, which
-    /// leaves the transaction open: it is rolled back before the connection goes back, and
-    /// a connection that cannot roll back, or whose command was abandoned half-way, is
-    /// closed instead (SQLite rolls back what a closing connection left open). Run it on
-    /// the store's runtime (`on_store_runtime`), which finishes every task it starts.
-    pub(super) async fn own_transaction<'q>(
-        &self,
-        command: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
-    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, sqlx::Error> {
-        own_transaction(&self.pool, command).await
-    }
-
     /// `BEGIN IMMEDIATE` takes the write lock up front, so two writers never deadlock on a
     /// lock upgrade and single use stays atomic (SQLite serialises writers). With the
     /// single-connection write pool the lock is free by the time a transaction begins
@@ -201,8 +196,15 @@ impl SqliteStore {
     }
 }
 
-/// `SqliteStore::own_transaction` on the writer `pool`, for tasks that hold the pool
-/// but not the store (`refresh_batch`).
+/// Runs `command`, which opens and commits its own transaction (`BEGIN IMMEDIATE; ...;
+/// COMMIT`), on the single writer and returns its rows once the `COMMIT` ran: one
+/// message to the connection's thread, where a sqlx transaction takes three (begin,
+/// statement, commit), plus the pool's release ping either way. sqlx stops a command at its first failing statement, which
+/// leaves the transaction open: it is rolled back before the connection goes back, and
+/// a connection that cannot roll back, or whose command was abandoned half-way, is
+/// closed instead (SQLite rolls back what a closing connection left open). Run it on
+/// the store's runtime (`on_store_runtime`, or a task there such as `write_batch`'s), which
+/// finishes every task it starts.
 pub(super) async fn own_transaction<'q>(
     pool: &SqlitePool,
     command: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
@@ -220,7 +222,7 @@ pub(super) async fn own_transaction<'q>(
     rows
 }
 
-/// The writer connection of `SqliteStore::own_transaction`: closed when it goes back
+/// The writer connection of `own_transaction`: closed when it goes back
 /// unless its command ended with nothing left open.
 struct Writer {
     conn: sqlx::pool::PoolConnection<Sqlite>,
@@ -270,7 +272,7 @@ mod tests {
     async fn a_command_commits_its_own_transaction_and_returns_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
-        let rows = store.own_transaction(insert("1,2")).await.unwrap();
+        let rows = own_transaction(&store.pool, insert("1,2")).await.unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(sqlx::Row::get::<i64, _>(&rows[0], 0), 2);
         assert_eq!(ids(&store).await, [1, 2]);
@@ -288,10 +290,12 @@ mod tests {
             .unwrap();
         // The second insert breaks the primary key: the first must not survive, and the
         // transaction must not stay open (the next BEGIN would fail inside it).
-        let e = store.own_transaction(insert("1,1")).await.unwrap_err();
+        let e = own_transaction(&store.pool, insert("1,1"))
+            .await
+            .unwrap_err();
         assert!(e.as_database_error().is_some(), "{e}");
         assert_eq!(ids(&store).await, Vec::<i64>::new());
-        store.own_transaction(insert("3")).await.unwrap();
+        own_transaction(&store.pool, insert("3")).await.unwrap();
         assert_eq!(ids(&store).await, [3]);
         sqlx::raw_sql("SELECT COUNT(*) FROM temp.mark")
             .execute(&store.pool)
@@ -311,10 +315,10 @@ mod tests {
         );
         tokio::select! {
             biased;
-            done = store.own_transaction(long) => panic!("finished first: {done:?}"),
+            done = own_transaction(&store.pool, long) => panic!("finished first: {done:?}"),
             () = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
-        store.own_transaction(insert("-1")).await.unwrap();
+        own_transaction(&store.pool, insert("-1")).await.unwrap();
         assert_eq!(ids(&store).await, [-1]);
     }
 }

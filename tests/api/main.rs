@@ -39,6 +39,7 @@ mod password_reset_factors;
 mod refresh_grace;
 mod soft_authenticator;
 mod store_accounts;
+mod store_code_batch;
 mod store_contract;
 mod store_flows;
 mod store_passkeys;

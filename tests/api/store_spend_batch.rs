@@ -8,13 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use latchkey::domain::{ClientId, Scope};
 use latchkey::store::{RefreshFamily, RefreshSpend, SqliteStore, Store, StoreError};
 use sqlx::Connection;
 
-use crate::helpers::{fresh_database_url, fresh_store, Backend};
-use crate::store_flows::{code, grant, refresh, seed};
+use crate::helpers::Backend;
+use crate::store_code_batch::{counted_store, while_locked};
+use crate::store_flows::{code, grant, refresh};
 
 crate::both_stores!(
     queued_spends_each_get_their_own_answer,
@@ -75,19 +75,7 @@ async fn with_families(
     backend: Backend,
     n: usize,
 ) -> (Arc<dyn Store>, Option<Arc<SqliteStore>>, tempfile::TempDir) {
-    let (store, sqlite, dir) = match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap();
-            let url = fresh_database_url(backend, dir.path()).await;
-            let sqlite = Arc::new(SqliteStore::connect(&url, 8).await.unwrap());
-            (sqlite.clone() as Arc<dyn Store>, Some(sqlite), dir)
-        }
-        Backend::Postgres => {
-            let (store, dir) = fresh_store(backend).await;
-            (store, None, dir)
-        }
-    };
-    let (user, client) = seed(store.as_ref()).await;
+    let (store, sqlite, dir, user, client) = counted_store(backend).await;
     for i in 0..n {
         let (c, g, rt) = (format!("c{i}"), format!("g{i}"), format!("rt{i}"));
         store
@@ -116,28 +104,14 @@ fn spend<'a>(presented: &'a [u8], client: &'a ClientId, successor: &'a [u8]) -> 
     }
 }
 
-/// Runs `spends` as the store's writer allows: on SQLite, one spend first (it takes the
-/// writer and waits for the write lock, which a connection of the test's holds), then the
-/// rest, which queue behind it and run together once the lock goes (a batch takes a power
-/// of two of the spends that wait: give it 2, 4 or 8). Answers in order.
+/// Runs `spends` as the store's writer allows (`store_code_batch::while_locked`: on
+/// SQLite the first alone, the rest together). Answers in order.
 async fn queued(
     backend: Backend,
     dir: &tempfile::TempDir,
     store: &Arc<dyn Store>,
     spends: &[RefreshSpend<'_>],
 ) -> Vec<Result<Option<RefreshFamily>, StoreError>> {
-    let lock = match backend {
-        Backend::Sqlite => {
-            let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
-            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql("BEGIN IMMEDIATE")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            Some(conn)
-        }
-        Backend::Postgres => None,
-    };
     let first = {
         let store = store.clone();
         let (presented, client, successor) = (
@@ -145,26 +119,17 @@ async fn queued(
             spends[0].client_id.clone(),
             spends[0].successor_hash.to_vec(),
         );
-        tokio::spawn(async move {
+        async move {
             store
                 .spend_refresh_token(&spend(&presented, &client, &successor))
                 .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let release = async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Some(mut conn) = lock {
-            sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
         }
     };
-    let (rest, ()) = tokio::join!(
-        join_all(spends[1..].iter().map(|s| store.spend_refresh_token(s))),
-        release
-    );
-    let mut answers = vec![first.await.unwrap()];
-    answers.extend(rest);
-    answers
+    let rest = spends[1..]
+        .iter()
+        .map(|s| store.spend_refresh_token(s))
+        .collect();
+    while_locked(backend, dir, first, rest).await
 }
 
 fn spent(answer: &Result<Option<RefreshFamily>, StoreError>) -> &RefreshFamily {

@@ -267,36 +267,36 @@ macro_rules! insert_refresh {
     };
 }
 
-/// Inserts an authorization code (`$c`) through `$conn`.
-macro_rules! insert_code {
-    ($c:expr, $conn:expr) => {
-        sqlx::query(
-            "INSERT INTO authorization_codes (code_hash, grant_id, client_id, user_id, sid, \
-             redirect_uri, scope, nonce, code_challenge, resource, auth_time, amr, created_at, \
-             expires_at, consumed_at, credentials_epoch) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-        )
-        .bind(&$c.code_hash)
-        .bind(&$c.grant_id)
-        .bind($c.client_id.as_str())
-        .bind($c.user_id.as_str())
-        .bind(&$c.sid)
-        .bind(&$c.redirect_uri)
-        .bind($c.scope.to_string())
-        .bind($c.nonce.as_deref())
-        .bind(&$c.code_challenge)
-        .bind($c.resource.as_deref())
-        .bind($c.auth_time)
-        .bind($c.amr.join(" "))
-        .bind($c.created_at)
-        .bind($c.expires_at)
-        .bind($c.consumed_at)
-        .bind($c.credentials_epoch)
-        .execute($conn)
-        .await
-        .map_err(write_error("authorization code"))
+/// An authorization code's insert, `$1`-`$16` in `bind_code!`'s order.
+pub(super) const INSERT_CODE: &str =
+    "INSERT INTO authorization_codes (code_hash, grant_id, client_id, user_id, sid, \
+     redirect_uri, scope, nonce, code_challenge, resource, auth_time, amr, created_at, \
+     expires_at, consumed_at, credentials_epoch) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+
+/// Binds an authorization code's sixteen columns (`$c`) in `INSERT_CODE`'s order.
+macro_rules! bind_code {
+    ($query:expr, $c:expr) => {
+        $query
+            .bind(&$c.code_hash)
+            .bind(&$c.grant_id)
+            .bind($c.client_id.as_str())
+            .bind($c.user_id.as_str())
+            .bind(&$c.sid)
+            .bind(&$c.redirect_uri)
+            .bind($c.scope.to_string())
+            .bind($c.nonce.as_deref())
+            .bind(&$c.code_challenge)
+            .bind($c.resource.as_deref())
+            .bind($c.auth_time)
+            .bind($c.amr.join(" "))
+            .bind($c.created_at)
+            .bind($c.expires_at)
+            .bind($c.consumed_at)
+            .bind($c.credentials_epoch)
     };
 }
+pub(super) use bind_code;
 
 macro_rules! grant_store {
     ($store:ty) => {
@@ -526,50 +526,34 @@ const SPEND_AND_READ_PG: &str = concat!(
      JOIN users u ON u.id = g.user_id"
 );
 
-/// The statements of `SPEND_AND_READ_SQLITE` between its `BEGIN` and `COMMIT`, the final
-/// `SELECT` opening with `$select`.
-macro_rules! spend_and_read_sqlite {
-    ($select:expr) => {
-        concat!(
-            spend_at_once!(),
-            "; UPDATE grants SET last_used_at = $1 WHERE changes() = 1 \
-             AND id = (SELECT grant_id FROM refresh_tokens WHERE token_hash = $3); \
-             INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, created_at, \
-             expires_at, spent_at) SELECT $7, r.grant_id, r.client_id, r.scope, $1, g.expires_at, NULL \
-             FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
-             WHERE changes() = 1 AND r.token_hash = $3; ",
-            $select,
-            grant_user_columns!(),
-            ", ",
-            family_token_columns!(),
-            " \
-             FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
-             WHERE changes() = 1 AND r.token_hash = $3"
-        )
-    };
-}
-
-/// SQLite's `spend_refresh_token`: no data-modifying CTEs, so four statements sent as one
-/// command (sqlx runs them in order on the connection's thread, with `$n` naming the same
-/// argument in each), inside the command's own `BEGIN IMMEDIATE` ... `COMMIT`
-/// (`SqliteStore::own_transaction`). Each statement after the spend goes on only if the
+/// SQLite's `spend_refresh_token`: no data-modifying CTEs, so four statements, one write
+/// of a batch (`refresh_batch`, `write_batch`): sent as one command with the spends that
+/// wait beside it (sqlx runs them in order on the connection's thread, with `$n` naming
+/// the same argument in each), inside the command's own `BEGIN IMMEDIATE` ... `COMMIT`
+/// (`store::sqlite::own_transaction`). Each statement after the spend goes on only if the
 /// one before it changed exactly one row: `changes()` is the row count of the most
 /// recently completed `INSERT`/`UPDATE`/`DELETE`
 /// (https://sqlite.org/lang_corefunc.html#changes), and the write lock keeps everything
-/// else out between them. So a spend that matches nothing writes nothing and the commit
-/// is empty; one that matches writes all three rows; the last statement returns the
-/// family only if the successor was inserted.
-pub(super) const SPEND_AND_READ_SQLITE: &str = concat!(
-    "BEGIN IMMEDIATE; ",
-    spend_and_read_sqlite!("SELECT "),
-    "; COMMIT"
+/// else out between them. So a spend that matches nothing writes nothing; one that
+/// matches writes all three rows; the last statement returns the family only if the
+/// successor was inserted, its row tagged with the spend's place in the batch
+/// (`{slot}`). Its parameters are `$1`..`$7` before the batch renumbers them.
+pub(super) const SPEND_BATCH_ITEM_SQLITE: &str = concat!(
+    spend_at_once!(),
+    "; UPDATE grants SET last_used_at = $1 WHERE changes() = 1 \
+     AND id = (SELECT grant_id FROM refresh_tokens WHERE token_hash = $3); \
+     INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, created_at, \
+     expires_at, spent_at) SELECT $7, r.grant_id, r.client_id, r.scope, $1, g.expires_at, NULL \
+     FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
+     WHERE changes() = 1 AND r.token_hash = $3; \
+     SELECT {slot} AS batch_slot, ",
+    grant_user_columns!(),
+    ", ",
+    family_token_columns!(),
+    " \
+     FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
+     WHERE changes() = 1 AND r.token_hash = $3"
 );
-
-/// One spend of a batch (`refresh_batch`): `SPEND_AND_READ_SQLITE`'s statements without
-/// the transaction, its row tagged with the spend's place in the batch (`{slot}`), its
-/// parameters numbered `$1`..`$7` before `refresh_batch` shifts them.
-pub(super) const SPEND_BATCH_ITEM_SQLITE: &str =
-    spend_and_read_sqlite!("SELECT {slot} AS batch_slot, ");
 
 /// Undoes a spend whose family did not parse: the successor (`$1`) goes, the presented
 /// token (`$2`, spent at `$3`) is unspent again.
@@ -683,26 +667,27 @@ const REDEEM_PG_WITH_REFRESH: &str = redeem_pg!(concat!(
     insert_first_refresh!("id", "FROM granted")
 ));
 
-/// SQLite has no data-modifying CTEs: the same as statements of ONE command in its own
-/// transaction, each after the consumption going on only if the one before it changed a
-/// row (`changes()`, see `SPEND_AND_READ_SQLITE`); the last one answers 1 if everything
-/// was inserted, 0 if the code was consumed already and nothing was written.
+/// SQLite has no data-modifying CTEs: the same as statements of one write of a batch
+/// (`code_batch`, run in a transaction with the redemptions that wait beside it), each
+/// after the consumption going on only if the one before it changed a row (`changes()`,
+/// see `spend_and_read_sqlite!`); the last one answers `done` 1 if everything was
+/// inserted, 0 if the code was consumed already and nothing was written.
 macro_rules! redeem_sqlite {
     ($tail:expr) => {
         concat!(
-            "BEGIN IMMEDIATE; UPDATE authorization_codes SET consumed_at = $14 \
+            "UPDATE authorization_codes SET consumed_at = $14 \
              WHERE code_hash = $15 AND consumed_at IS NULL; ",
             insert_grant!(
                 "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
                  WHERE changes() = 1; "
             ),
             $tail,
-            "SELECT changes(); COMMIT"
+            "SELECT {slot} AS batch_slot, changes() AS done"
         )
     };
 }
-const REDEEM_SQLITE: &str = redeem_sqlite!("");
-const REDEEM_SQLITE_WITH_REFRESH: &str = redeem_sqlite!(concat!(
+pub(super) const REDEEM_ITEM_SQLITE: &str = redeem_sqlite!("");
+pub(super) const REDEEM_WITH_REFRESH_ITEM_SQLITE: &str = redeem_sqlite!(concat!(
     insert_first_refresh!("$1", "WHERE changes() = 1"),
     "; "
 ));
@@ -744,10 +729,12 @@ macro_rules! bind_redemption {
         query
     }};
 }
+pub(super) use {bind_grant, bind_redemption};
 
-/// What a redemption inserts, for a conflict's message.
-fn redemption_label(refresh: Option<&RefreshToken>) -> &'static str {
-    if refresh.is_some() {
+/// What a redemption inserts (with the first refresh token or not), for a conflict's
+/// message.
+pub(super) const fn redemption_label(refresh: bool) -> &'static str {
+    if refresh {
         "grant or refresh token"
     } else {
         "grant"
@@ -756,7 +743,10 @@ fn redemption_label(refresh: Option<&RefreshToken>) -> &'static str {
 
 impl PgStore {
     async fn write_code(&self, c: &AuthorizationCode) -> Result<(), StoreError> {
-        insert_code!(c, &self.pool)?;
+        bind_code!(sqlx::query(INSERT_CODE), c)
+            .execute(&self.pool)
+            .await
+            .map_err(write_error("authorization code"))?;
         Ok(())
     }
 
@@ -773,24 +763,20 @@ impl PgStore {
             REDEEM_PG
         };
         let query = bind_redemption!(sqlx::query(sql), g, now, code_hash, refresh);
-        let what = redemption_label(refresh);
+        let what = redemption_label(refresh.is_some());
         let done = query.execute(&self.pool).await.map_err(write_error(what))?;
         Ok(done.rows_affected() == 1)
     }
 }
 
 impl SqliteStore {
+    /// Through the store's batches of code inserts (`code_batch`).
     async fn write_code(&self, c: &AuthorizationCode) -> Result<(), StoreError> {
-        let (store, c) = (self.clone(), c.clone());
-        self.on_store_runtime(async move {
-            insert_code!(c, &store.pool)?;
-            Ok(())
-        })
-        .await
+        self.codes.insert(c).await
     }
 
-    /// One command with its own `BEGIN IMMEDIATE` transaction on the single writer, run on
-    /// the store's runtime; a consumed code writes nothing.
+    /// Through the store's batches of redemptions (`code_batch`): in one transaction
+    /// with the redemptions that wait beside it; a consumed code writes nothing.
     async fn redeem(
         &self,
         code_hash: &[u8],
@@ -798,36 +784,7 @@ impl SqliteStore {
         refresh: Option<&RefreshToken>,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        let store = self.clone();
-        let (code_hash, g, refresh) = (code_hash.to_vec(), g.clone(), refresh.cloned());
-        self.on_store_runtime(async move { store.redeem_here(&code_hash, &g, refresh, now).await })
-            .await
-    }
-
-    async fn redeem_here(
-        &self,
-        code_hash: &[u8],
-        g: &Grant,
-        refresh: Option<RefreshToken>,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        let sql = if refresh.is_some() {
-            REDEEM_SQLITE_WITH_REFRESH
-        } else {
-            REDEEM_SQLITE
-        };
-        let query = bind_redemption!(sqlx::query(sql), g, now, code_hash, refresh.as_ref());
-        let rows = self
-            .own_transaction(query)
-            .await
-            .map_err(write_error(redemption_label(refresh.as_ref())))?;
-        // A consumed code changed nothing: its transaction committed nothing.
-        let done: Option<i64> = rows
-            .first()
-            .map(|row| sqlx::Row::try_get(row, 0))
-            .transpose()
-            .map_err(backend)?;
-        Ok(done == Some(1))
+        self.codes.redeem(code_hash, g, refresh, now).await
     }
 
     async fn rotate_refresh(&self, r: &RefreshRotation<'_>) -> Result<bool, StoreError> {
@@ -897,7 +854,7 @@ impl SqliteStore {
     }
 }
 
-/// The family in a row of `SPEND_AND_READ_SQLITE`'s final `SELECT` (or a batch's).
+/// The family in a row of `SPEND_BATCH_ITEM_SQLITE`'s final `SELECT`.
 pub(super) fn family_from_sqlite_row(
     row: &sqlx::sqlite::SqliteRow,
 ) -> Result<RefreshFamily, StoreError> {

@@ -18,6 +18,7 @@ macro_rules! stamp_once {
 }
 
 mod clients;
+pub(super) mod code_batch;
 mod enrolment;
 mod factors;
 mod grants;
@@ -31,6 +32,7 @@ mod revocation;
 mod sessions;
 mod throttle;
 mod users;
+mod write_batch;
 
 use async_trait::async_trait;
 
