@@ -17,9 +17,9 @@
 //! multi-threaded runtime they ran on before, the idle workers woke each other at every
 //! hop to and from the connection's thread: its threads took 19 % of the server's CPU
 //! samples during refresh rotation, nearly all of it in the scheduler, where this thread
-//! takes 12 % (`perf`; "Fourth round" in `docs/performance.md`). The refresh spends go
-//! one step further: those waiting for the writer run together, in one transaction
-//! (`sql::refresh_batch`).
+//! takes 12 % (`perf`; "Fourth round" in `docs/performance.md`). The hot writes (refresh
+//! spends, code inserts, code redemptions) go one step further: those of a kind waiting
+//! for the writer run together, in one transaction (`sql::write_batch`).
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -20,6 +20,7 @@ use crate::store_flows::{code, grant, refresh, seed};
 
 crate::both_stores!(
     queued_redemptions_each_get_their_own_answer,
+    queued_redemptions_with_refresh_tokens,
     queued_code_inserts_each_get_their_own_answer,
     a_failing_code_insert_among_queued_ones_fails_alone,
 );
@@ -163,7 +164,7 @@ async fn queued_code_inserts_each_get_their_own_answer(backend: Backend) {
         assert_eq!(
             sqlite.code_writes_batched(),
             4,
-            "the four that queued ran together"
+            "the four that queued ran together: {answers:?}"
         );
     }
     for (i, answer) in answers.into_iter().enumerate() {
@@ -225,4 +226,104 @@ async fn a_failing_code_insert_among_queued_ones_fails_alone(backend: Backend) {
     );
     let kept = store.get_code(b"taken").await.unwrap().unwrap();
     assert_eq!(kept.grant_id, "g-old", "the taken code is untouched");
+}
+
+/// Redemptions with the first refresh token (`offline_access`, their own queue): a code
+/// presented twice in a batch is redeemed once; a batch in which one refresh token's hash
+/// is taken rolls back, and then that redemption alone fails, its code left unconsumed.
+async fn queued_redemptions_with_refresh_tokens(backend: Backend) {
+    let (store, sqlite, dir, user, client) = counted_store(backend).await;
+    for i in 0..8 {
+        let c = format!("c{i}");
+        store
+            .insert_code(&code(&user, &client, c.as_bytes(), &format!("g{i}")))
+            .await
+            .unwrap();
+    }
+    let batched_before = sqlite.as_ref().map(|s| s.code_writes_batched());
+    let redeem = |(c, g, rt): (&'static str, &'static str, &'static str)| {
+        let store = store.clone();
+        let family = grant(&user, &client, g, "s1", "openid offline_access");
+        let token = refresh(&client, rt.as_bytes(), g);
+        async move {
+            store
+                .redeem_code(c.as_bytes(), &family, Some(&token), 120)
+                .await
+        }
+    };
+    let run = |list: [(&'static str, &'static str, &'static str); 5]| {
+        let first = redeem(list[0]);
+        let rest = list[1..].iter().map(|r| redeem(*r)).collect();
+        while_locked(backend, &dir, first, rest)
+    };
+
+    // rt0 is taken by the first: the batch of the other four breaks the primary key.
+    let failing = [
+        ("c0", "g0", "rt0"),
+        ("c1", "g1", "rt1"),
+        ("c2", "g2", "rt0"),
+        ("c3", "g3a", "rt3a"),
+        ("c3", "g3b", "rt3b"),
+    ];
+    let answers = run(failing).await;
+    if let (Some(sqlite), Some(before)) = (&sqlite, batched_before) {
+        assert_eq!(
+            sqlite.code_writes_batched(),
+            before,
+            "that batch ran one by one"
+        );
+    }
+    assert!(
+        matches!(answers[2], Err(StoreError::Conflict(_))),
+        "{:?}",
+        answers[2]
+    );
+    let c2 = store.get_code(b"c2").await.unwrap().unwrap();
+    assert_eq!(
+        c2.consumed_at, None,
+        "the failed redemption left its code unused"
+    );
+    assert_eq!(store.get_grant("g2").await.unwrap(), None);
+    let redeemed: Vec<Option<bool>> = answers.iter().map(|a| a.as_ref().ok().copied()).collect();
+    assert_eq!(redeemed[..2], [Some(true), Some(true)]);
+    assert!(
+        redeemed[3..] == [Some(true), Some(false)] || redeemed[3..] == [Some(false), Some(true)],
+        "c3 redeemed once: {redeemed:?}"
+    );
+
+    // Without the taken hash the batch commits: c5 twice, an unknown code.
+    let passing = [
+        ("c4", "g4", "rt4"),
+        ("c5", "g5a", "rt5a"),
+        ("c5", "g5b", "rt5b"),
+        ("c6", "g6", "rt6"),
+        ("unknown", "gu", "rtu"),
+    ];
+    let answers: Vec<bool> = run(passing)
+        .await
+        .into_iter()
+        .map(|a| a.expect("no error"))
+        .collect();
+    if let (Some(sqlite), Some(before)) = (&sqlite, batched_before) {
+        assert_eq!(
+            sqlite.code_writes_batched(),
+            before + 4,
+            "the four ran together"
+        );
+    }
+    assert!(answers[1] != answers[2], "c5 redeemed once: {answers:?}");
+    assert_eq!([answers[0], answers[3], answers[4]], [true, true, false]);
+    for (i, (_, g, rt)) in passing.iter().enumerate() {
+        let token = store.get_refresh_token(rt.as_bytes()).await.unwrap();
+        assert_eq!(
+            token.is_some(),
+            answers[i],
+            "refresh token of redemption {i}"
+        );
+        assert_eq!(
+            store.get_grant(g).await.unwrap().is_some(),
+            answers[i],
+            "grant {i}"
+        );
+    }
 }

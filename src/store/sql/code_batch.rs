@@ -118,26 +118,95 @@ impl<const REFRESH: bool> Kind for Redemption<REFRESH> {
     };
     const WHAT: &'static str = redemption_label(REFRESH);
 
+    /// Always `PARAMS` arguments, whatever the item holds: a batch's later items take
+    /// theirs by position, so one item binding six too many or too few would give every
+    /// item after it another's values. `CodeWrites::redeem` queues by `refresh`, so the
+    /// two agree; if they did not, a refresh token's six would be NULL here and its insert
+    /// would fail on its own (`NOT NULL`), and one that is not wanted is left out.
     fn bind<'q>(query: Command<'q>, r: &'q OwnedRedemption) -> Command<'q> {
-        bind_redemption!(
-            query,
-            r.grant,
-            r.now,
-            r.code_hash.as_slice(),
-            r.refresh.as_ref()
-        )
+        let refresh = r.refresh.as_ref().filter(|_| REFRESH);
+        let query = bind_redemption!(query, r.grant, r.now, r.code_hash.as_slice(), refresh);
+        if REFRESH && refresh.is_none() {
+            (0..6).fold(query, |query, _| query.bind(None::<String>))
+        } else {
+            query
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sql::write_batch::assert_each_item_has_its_own_parameters;
+    use crate::store::sql::write_batch::{
+        assert_each_item_has_its_own_parameters, bound_arguments,
+    };
 
     #[test]
     fn each_write_of_a_batch_binds_its_own_parameters() {
         assert_each_item_has_its_own_parameters::<CodeInsert>();
         assert_each_item_has_its_own_parameters::<Redemption<false>>();
         assert_each_item_has_its_own_parameters::<Redemption<true>>();
+    }
+
+    fn redemption(refresh: bool) -> OwnedRedemption {
+        let grant = Grant {
+            id: "g".into(),
+            client_id: crate::domain::ClientId::parse("web").unwrap(),
+            user_id: crate::domain::UserId::from_stored("u".into()),
+            sid: "s".into(),
+            scope: crate::domain::Scope::parse("openid offline_access").unwrap(),
+            resource: None,
+            auth_time: 1,
+            credentials_epoch: 1,
+            amr: vec![],
+            created_at: 1,
+            last_used_at: 1,
+            expires_at: 2,
+            revoked_at: None,
+        };
+        let token = RefreshToken {
+            token_hash: b"rt".to_vec(),
+            grant_id: "g".into(),
+            client_id: grant.client_id.clone(),
+            scope: grant.scope.clone(),
+            created_at: 1,
+            expires_at: 2,
+            spent_at: None,
+        };
+        OwnedRedemption {
+            grant,
+            now: 1,
+            code_hash: b"c".to_vec(),
+            refresh: refresh.then_some(token),
+        }
+    }
+
+    /// Every item binds exactly its kind's `PARAMS`, even one queued with the wrong kind.
+    #[test]
+    fn every_item_binds_its_kinds_count_of_arguments() {
+        for refresh in [false, true] {
+            let item = redemption(refresh);
+            assert_eq!(bound_arguments::<Redemption<false>>(&item), 15);
+            assert_eq!(bound_arguments::<Redemption<true>>(&item), 21);
+        }
+        let code = AuthorizationCode {
+            code_hash: b"c".to_vec(),
+            grant_id: "g".into(),
+            client_id: crate::domain::ClientId::parse("web").unwrap(),
+            user_id: crate::domain::UserId::from_stored("u".into()),
+            sid: "s".into(),
+            redirect_uri: "https://app.example/cb".into(),
+            scope: crate::domain::Scope::parse("openid").unwrap(),
+            nonce: None,
+            code_challenge: "c".repeat(43),
+            resource: None,
+            auth_time: 1,
+            credentials_epoch: 1,
+            amr: vec![],
+            created_at: 1,
+            expires_at: 2,
+            consumed_at: None,
+        };
+        assert_eq!(bound_arguments::<CodeInsert>(&code), CodeInsert::PARAMS);
     }
 }

@@ -179,9 +179,8 @@ async fn run<K: Kind>(
                 "the SQLite writer was busy for too long".into(),
             )));
         }
-        let size = batch.len() as u64;
-        if size > 1 && run_together(&pool, &commands, &mut batch).await {
-            together.fetch_add(size, Ordering::Relaxed);
+        if batch.len() > 1 {
+            run_together(&pool, &commands, &mut batch, &together).await;
         }
         for job in batch {
             let answer = run_alone::<K>(&pool, &commands[1], &job.item).await;
@@ -196,31 +195,37 @@ fn batch_size(waiting: usize) -> usize {
     1 << waiting.clamp(1, MAX_BATCH).ilog2()
 }
 
-/// Runs `batch` as one transaction and answers its writes, leaving `batch` empty; or
-/// answers them all with the batch's error; or, when the batch failed on a constraint
-/// (one write's doing, and rolled back), leaves them in `batch` to run one by one. True
-/// if the batch committed.
+/// Runs `batch` as one transaction and answers its writes, leaving `batch` empty and
+/// counting them in `together` (before any is answered, so a caller that has its answer
+/// sees it counted); or answers them all with the batch's error; or, when the batch
+/// failed on a constraint (one write's doing, and rolled back), leaves them in `batch` to
+/// run one by one.
 async fn run_together<K: Kind>(
     pool: &SqlitePool,
     commands: &[Arc<str>],
     batch: &mut Vec<Job<K>>,
-) -> bool {
-    let sql = command_sql(&commands[batch.len().min(MAX_BATCH)]);
+    together: &AtomicU64,
+) {
+    // `batch_size` keeps a batch within `MAX_BATCH`; a larger one runs one by one.
+    let Some(sql) = commands.get(batch.len()) else {
+        return;
+    };
     let command = batch
         .iter()
-        .fold(sqlx::query(sql), |query, job| K::bind(query, &job.item));
+        .fold(sqlx::query(command_sql(sql)), |query, job| {
+            K::bind(query, &job.item)
+        });
     match own_transaction(pool, command).await {
         Ok(rows) => {
+            together.fetch_add(batch.len() as u64, Ordering::Relaxed);
             let mut rows = sort_rows::<K>(rows, batch.len()).into_iter();
             for job in std::mem::take(batch) {
                 deliver(pool, job, Ok(rows.next().flatten())).await;
             }
-            true
         }
         Err(e) if one_writes_doing(&e) => {
             tracing::debug!(error = %e, writes = batch.len(), kind = K::WHAT,
                 "a batch of writes broke a constraint; running them one by one");
-            false
         }
         Err(e) => {
             let (outage, message) = (is_outage(&e), e.to_string());
@@ -232,7 +237,6 @@ async fn run_together<K: Kind>(
                     StoreError::Backend(message)
                 }));
             }
-            false
         }
     }
 }
@@ -273,8 +277,9 @@ fn sort_rows<K: Kind>(rows: Vec<SqliteRow>, size: usize) -> Vec<Option<SqliteRow
         match slot.and_then(|slot| places.get_mut(usize::try_from(slot).ok()?)) {
             Some(place) => *place = Some(row),
             // Cannot happen with `build_batch_sql`'s slots; the write's caller then gets
-            // no row, which every kind takes as "nothing written": a refresh client finds
-            // its token spent (taken as reuse, the family ends), a code is not redeemed.
+            // no row, which every kind whose write answers a row takes as "nothing
+            // written": a refresh client finds its token spent (taken as reuse, the family
+            // ends), a code is not redeemed. (A code insert answers no row either way.)
             None => tracing::error!(?slot, kind = K::WHAT, "a batched write's row has no place"),
         }
     }
@@ -335,6 +340,18 @@ pub(super) fn assert_each_item_has_its_own_parameters<K: Kind>() {
     numbers.dedup();
     assert_eq!(numbers, (1..=3 * K::PARAMS).collect::<Vec<_>>());
     assert!(!sql.contains("{slot}"));
+}
+
+/// For a kind's tests: how many arguments `K::bind` binds for `item`.
+#[cfg(test)]
+pub(super) fn bound_arguments<K: Kind>(item: &K::Item) -> usize {
+    use sqlx::{Arguments, Execute};
+    let mut query = K::bind(sqlx::query("SELECT 1"), item);
+    query
+        .take_arguments()
+        .ok()
+        .flatten()
+        .map_or(0, |arguments| arguments.len())
 }
 
 #[cfg(test)]
