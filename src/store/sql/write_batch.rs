@@ -61,7 +61,10 @@ pub(super) trait Kind: Send + Sync + 'static {
     /// How many parameters one write binds: `$1`..`$PARAMS` in `ITEM`.
     const PARAMS: usize;
     /// One write's statements, without the transaction; a row it returns opens with
-    /// `SELECT {slot} AS batch_slot`, `{slot}` being its place in the batch.
+    /// `SELECT {slot} AS batch_slot`, `{slot}` being its place in the batch. The batch
+    /// renumbers its parameters as text (`shift_parameters`), so it holds no `$` but
+    /// its parameters' and no `{slot}` but the tag: no string literals or comments with
+    /// either (values are bound, never written into the statements).
     const ITEM: &'static str;
     /// What the write inserts, for a conflict's message (`write_error`).
     const WHAT: &'static str;
