@@ -433,6 +433,23 @@ async fn successful_sign_ins_are_rate_limited_per_account(backend: Backend) {
 /// Passes over 1 MiB that keep one verification busy for a while (seconds).
 const SLOW_PASSES: u32 = 8000;
 
+/// Every throttle bucket's key, count and last write, read from the app's database.
+async fn throttle_buckets(app: &TestApp) -> Vec<(String, i64, i64)> {
+    use sqlx::Connection;
+    const SQL: &str = "SELECT key, count, updated_at FROM throttle_buckets ORDER BY key";
+    let url = &app.state.settings.database.url;
+    match app.backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_as(SQL).fetch_all(&mut conn).await.unwrap()
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_as(SQL).fetch_all(&mut conn).await.unwrap()
+        }
+    }
+}
+
 /// True while the app's argon2 permit is taken.
 fn hasher_busy(app: &TestApp) -> bool {
     format!("{:?}", app.state.passwords).contains("available_permits: 0")
@@ -469,11 +486,19 @@ async fn a_full_argon2_queue_answers_503_with_retry_after(backend: Backend) {
         while !hasher_busy(&app) {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
+        // Later than every write so far: a write of the refused attempt would show.
+        app.clock.advance(60);
+        let buckets = throttle_buckets(&app).await;
         let res = sign_in(&app, &Browser::new(&app), USERNAME, PASSWORD).await;
         // Only meaningful if the slow verification still held its place throughout.
-        (res, hasher_busy(&app))
+        (res, hasher_busy(&app), buckets)
     };
-    let (held, (res, still_busy)) = tokio::join!(held, meanwhile);
+    let (held, (res, still_busy, buckets)) = tokio::join!(held, meanwhile);
+    assert_eq!(
+        throttle_buckets(&app).await,
+        buckets,
+        "the refused attempt wrote no throttle bucket"
+    );
     assert!(
         still_busy,
         "the slow verification ended too soon; raise SLOW_PASSES"
