@@ -19,7 +19,7 @@ pub use alg::{ALLOWED_ALGORITHMS, DEFAULT_ALGORITHM};
 pub use jwk::{rsa_thumbprint, JwkSet, PublicJwk};
 pub use jwt::{encode_jws, verify, Expected, VerifyError, VerifyingKeys};
 pub use kek::MasterKey;
-pub use password::{PasswordHasher, PasswordParams, Reservation};
+pub use password::{PasswordHasher, PasswordParams};
 pub use rsa_keys::{generate_rsa_key, public_components, GeneratedRsaKey};
 pub use signer::{default_signer, AwsLcRsaSigner, JwsSigner, RingRsaSigner};
 pub use token::{hash_token, random_token, sha256, SecretHasher};

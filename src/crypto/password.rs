@@ -113,18 +113,8 @@ impl PasswordHasher {
         let password = zeroize::Zeroizing::new(password.expose().as_bytes().to_vec());
         let argon2 = self.argon2.clone();
         let memory = Arc::clone(&self.memory);
-        self.run_blocking(self.reserve()?, move || {
-            hash_blocking(&argon2, &memory, &password)
-        })
-        .await?
-    }
-
-    /// A place among the hashes admitted (running or waiting for a permit), taken now:
-    /// [`CryptoError::Busy`] at once if the queue is full. A sign-in takes it before it
-    /// counts the attempt against the throttle, so an attempt the server refuses for
-    /// being busy costs no write (`service::login::password`). Given back when dropped.
-    pub fn reserve(&self) -> Result<Reservation, CryptoError> {
-        Reservation::enter(&self.admitted, self.max_admitted)
+        self.run_blocking(move || hash_blocking(&argon2, &memory, &password))
+            .await?
     }
 
     /// Whether `password` matches `stored` (a PHC string). With no stored hash (unknown user)
@@ -136,23 +126,12 @@ impl PasswordHasher {
         stored: Option<&str>,
         password: &Password,
     ) -> Result<bool, CryptoError> {
-        self.verify_reserved(self.reserve()?, stored, password)
-            .await
-    }
-
-    /// [`PasswordHasher::verify`] in a place taken before with [`PasswordHasher::reserve`].
-    pub async fn verify_reserved(
-        &self,
-        reservation: Reservation,
-        stored: Option<&str>,
-        password: &Password,
-    ) -> Result<bool, CryptoError> {
         let password = zeroize::Zeroizing::new(password.expose().as_bytes().to_vec());
         let stored = stored.map(str::to_owned);
         let dummy = Arc::clone(&self.dummy_hash);
         let count = Arc::clone(&self.verifications);
         let memory = Arc::clone(&self.memory);
-        self.run_blocking(reservation, move || {
+        self.run_blocking(move || {
             let real = stored.as_deref().and_then(|s| PasswordHash::new(s).ok());
             match real {
                 Some(hash) => argon2_verify(&memory, &password, &hash, &count),
@@ -167,20 +146,29 @@ impl PasswordHasher {
         .await
     }
 
+    /// Whether a hash asked for now would be admitted (running or waiting for a permit)
+    /// rather than refused with [`CryptoError::Busy`]. Reads, takes nothing: a sign-in
+    /// asks before the throttle counts its attempt, so that an attempt the server is too
+    /// busy to check costs no write (`service::login::password`). Another request may
+    /// take the last place in between; the hash then answers `Busy` as before.
+    pub fn has_room(&self) -> bool {
+        self.admitted.load(Ordering::Acquire) < self.max_admitted
+    }
+
     /// How many argon2 verifications this hasher has run, real and dummy: lets tests see
     /// that an unknown user costs the same work as a wrong password.
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
     }
 
-    /// In the place `_reservation` holds until it returns: acquires a permit first
-    /// (bounding memory: each run holds `memory_kib`), then runs `f` on a hashing thread
-    /// (see `threads`) so async workers never stall on argon2.
-    async fn run_blocking<T, F>(&self, _reservation: Reservation, f: F) -> Result<T, CryptoError>
+    /// Acquires a permit first (bounding memory: each run holds `memory_kib`), then runs `f`
+    /// on a hashing thread (see `threads`) so async workers never stall on argon2.
+    async fn run_blocking<T, F>(&self, f: F) -> Result<T, CryptoError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
+        let _admission = Admission::enter(&self.admitted, self.max_admitted)?;
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
@@ -195,24 +183,22 @@ impl PasswordHasher {
     }
 }
 
-/// A place among the hashes admitted (running or queued), from
-/// [`PasswordHasher::reserve`]; given back on drop, also when the waiting request is
-/// cancelled.
-#[derive(Debug)]
-pub struct Reservation(Arc<AtomicUsize>);
+/// A place among the hashes admitted (running or queued); given back on drop, also when
+/// the waiting request is cancelled.
+struct Admission<'a>(&'a AtomicUsize);
 
-impl Reservation {
-    fn enter(admitted: &Arc<AtomicUsize>, max: usize) -> Result<Self, CryptoError> {
+impl<'a> Admission<'a> {
+    fn enter(admitted: &'a AtomicUsize, max: usize) -> Result<Self, CryptoError> {
         admitted
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
             .map_err(|_| CryptoError::Busy)?;
-        Ok(Self(Arc::clone(admitted)))
+        Ok(Self(admitted))
     }
 }
 
-impl Drop for Reservation {
+impl Drop for Admission<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }

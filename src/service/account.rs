@@ -255,6 +255,7 @@ pub async fn change_password(
         .devices
         .recognise(&me.user, browser.device_cookie.as_deref(), now);
     let store = state.store.as_ref();
+    login::busy_before_counting(state)?;
     let ticket = match state
         .login_throttle
         .begin_password(store, username, &browser.info.ip, device.as_deref(), now)

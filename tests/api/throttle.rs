@@ -480,24 +480,35 @@ async fn a_full_argon2_queue_answers_503_with_retry_after(backend: Backend) {
         .await
         .unwrap()
         .is_some());
+    // Alice, signed in to her account area, will also try to change her password.
+    let me = Browser::new(&app);
+    sign_in_ok(&app, &me, USERNAME).await;
     let slow = Browser::new(&app);
     let held = sign_in(&app, &slow, "slowpoke", PASSWORD);
     let meanwhile = async {
         while !hasher_busy(&app) {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        // Later than every write so far: a write of the refused attempt would show.
+        // Later than every write so far: a write of a refused attempt would show.
         app.clock.advance(60);
         let buckets = throttle_buckets(&app).await;
         let res = sign_in(&app, &Browser::new(&app), USERNAME, PASSWORD).await;
+        let new = "a much longer new passphrase";
+        let fields = [
+            ("current_password", PASSWORD),
+            ("new_password", new),
+            ("confirm_password", new),
+        ];
+        let change = post_account(&app, &me, "/account/password", &fields).await;
         // Only meaningful if the slow verification still held its place throughout.
-        (res, hasher_busy(&app), buckets)
+        (res, change.status(), hasher_busy(&app), buckets)
     };
-    let (held, (res, still_busy, buckets)) = tokio::join!(held, meanwhile);
+    let (held, (res, change, still_busy, buckets)) = tokio::join!(held, meanwhile);
+    assert_eq!(change, 503, "the password change is refused too");
     assert_eq!(
         throttle_buckets(&app).await,
         buckets,
-        "the refused attempt wrote no throttle bucket"
+        "the refused attempts wrote no throttle bucket"
     );
     assert!(
         still_busy,

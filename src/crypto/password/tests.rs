@@ -154,6 +154,7 @@ async fn a_full_queue_answers_busy_at_once_and_frees_its_places() {
     while hasher.admitted.load(Ordering::Acquire) < 2 {
         tokio::task::yield_now().await;
     }
+    assert!(!hasher.has_room(), "the queue is full");
     let refused = hasher.verify(Some(&stored), &pw("queued password")).await;
     assert!(matches!(refused, Err(CryptoError::Busy)), "{refused:?}");
     drop(held);
@@ -161,6 +162,7 @@ async fn a_full_queue_answers_busy_at_once_and_frees_its_places() {
         assert!(task.await.unwrap().unwrap());
     }
     assert_eq!(hasher.admitted.load(Ordering::Acquire), 0);
+    assert!(hasher.has_room());
     assert!(hasher
         .verify(Some(&stored), &pw("queued password"))
         .await

@@ -12,7 +12,6 @@ pub use passkey::{passkey, start_passkey_second_factor};
 use crate::authn::login::{Completed, Event, LoginError, Next, PendingLogin, Resume};
 use crate::clock::UnixTime;
 use crate::crypto::token::{hash_token, random_token};
-use crate::crypto::Reservation;
 use crate::domain::{FactorKind, Password, PendingLoginRecord, User, Username};
 use crate::oidc::acr::{amr_of, AcrLevel};
 use crate::store::SessionUpgrade;
@@ -121,11 +120,7 @@ pub async fn password(
     now: UnixTime,
 ) -> Result<Step, ServiceError> {
     let known = lookup(state, username).await?;
-    // A place in the hashing queue before the attempt is counted: a server too busy to
-    // check the password answers 503 at once and writes nothing (the throttle's count
-    // and its refund were two writes per refused attempt, during a storm of sign-ins
-    // the bulk of them). A throttled attempt gives its place back unused.
-    let reservation = state.passwords.reserve()?;
+    busy_before_counting(state)?;
     let device = known.as_ref().and_then(|u| {
         state
             .devices
@@ -145,10 +140,10 @@ pub async fn password(
         Gate::Throttled { retry_after } => return Ok(Step::Throttled { retry_after }),
         Gate::Open(ticket) => ticket,
     };
-    let matched = match verify_password(state, known.as_ref(), password, reservation).await {
+    let matched = match verify_password(state, known.as_ref(), password).await {
         Ok(checked) => checked,
         Err(e) => {
-            // Not checked (the hashing failed): the attempt must not count against anyone.
+            // Not checked (the hasher is busy): the attempt must not count against anyone.
             state
                 .login_throttle
                 .release(state.store.as_ref(), &ticket, now)
@@ -568,7 +563,6 @@ async fn verify_password(
     state: &AppState,
     user: Option<&User>,
     password: &str,
-    reservation: Reservation,
 ) -> Result<Option<User>, ServiceError> {
     let password = match Password::parse_any(password) {
         Ok(p) => p,
@@ -576,11 +570,22 @@ async fn verify_password(
         Err(_) => return Ok(None),
     };
     let stored = user.and_then(|u| u.password_hash.as_deref());
-    let matches = state
-        .passwords
-        .verify_reserved(reservation, stored, &password)
-        .await?;
+    let matches = state.passwords.verify(stored, &password).await?;
     Ok(user.filter(|u| matches && !u.disabled).cloned())
+}
+
+/// `Busy` (503 with `Retry-After`) if the hasher has no room for another check, asked
+/// before the throttle counts an attempt: an attempt the server is too busy to check then
+/// costs no write (counting it and refunding it were two locking transactions per
+/// refused attempt, during a storm of sign-ins the bulk of the store's writes). Nothing is
+/// taken here, so attempts the throttle refuses hold no place in the hashing queue; one
+/// that finds the last place taken in between is refunded as before.
+pub(crate) fn busy_before_counting(state: &AppState) -> Result<(), ServiceError> {
+    if state.passwords.has_room() {
+        Ok(())
+    } else {
+        Err(crate::crypto::CryptoError::Busy.into())
+    }
 }
 
 /// Checks a username and password: the enabled user whose password matches, if any.
@@ -590,6 +595,5 @@ pub async fn check_password(
     password: &str,
 ) -> Result<Option<User>, ServiceError> {
     let user = lookup(state, username).await?;
-    let reservation = state.passwords.reserve()?;
-    verify_password(state, user.as_ref(), password, reservation).await
+    verify_password(state, user.as_ref(), password).await
 }
