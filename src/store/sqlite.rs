@@ -19,7 +19,8 @@
 //! samples during refresh rotation, nearly all of it in the scheduler, where this thread
 //! takes 12 % (`perf`; "Fourth round" in `docs/performance.md`). The hot writes (refresh
 //! spends, code inserts, code redemptions) go one step further: those of a kind waiting
-//! for the writer run together, in one transaction (`sql::write_batch`).
+//! for the writer run together, in one transaction (`sql::write_batch`). The write-ahead
+//! log is checkpointed by a task of its own, not by the writer (`checkpoint`).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,6 +30,8 @@ use sqlx::{Sqlite, SqlitePool};
 
 use super::lane::Lane;
 use super::StoreError;
+
+mod checkpoint;
 
 /// SQLite implementation of every store trait.
 #[derive(Debug, Clone)]
@@ -44,6 +47,9 @@ pub struct SqliteStore {
     pub(super) spends: super::sql::refresh_batch::Spends,
     /// The queues of code inserts and redemptions, run in batches on the store's thread.
     pub(super) codes: super::sql::code_batch::CodeWrites,
+    /// Checkpoints the write-ahead log beside the writer (`checkpoint`); none when the
+    /// database is not in WAL mode (in memory).
+    checkpointer: Option<std::sync::Arc<checkpoint::Checkpointer>>,
 }
 
 /// A thread running a current-thread runtime until the last clone of the store is gone
@@ -109,11 +115,14 @@ impl SqliteStore {
         } else {
             SqliteSynchronous::Normal
         };
+        // The log is checkpointed by its own task, not by the commit that fills it; the
+        // writer's automatic checkpoint stays as a backstop (see `checkpoint`).
         let writer = options
             .clone()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous);
+            .synchronous(synchronous)
+            .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string());
         // A local file cannot drop a connection: skip the liveness ping before each use,
         // a round trip to the connection's worker thread on the token hot path.
         let pool = SqlitePoolOptions::new()
@@ -129,19 +138,31 @@ impl SqliteStore {
             .map_err(super::sql::backend)?;
         // Opened after the writer made the file a WAL database (the mode is persistent).
         let reader = Lane::new(
-            options.read_only(true),
+            options.clone().read_only(true),
             max_connections.max(1),
             Duration::from_secs(10),
         );
         let writer_thread = WriterThread::start()?;
         let spends = super::sql::refresh_batch::Spends::start(&writer_thread.runtime, pool.clone());
         let codes = super::sql::code_batch::CodeWrites::start(&writer_thread.runtime, &pool);
+        // Only a WAL database has a log to checkpoint (one in memory has none).
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&pool)
+            .await
+            .map_err(super::sql::backend)?;
+        let checkpointer = journal.eq_ignore_ascii_case("wal").then(|| {
+            // Its own connection: the writer's sync setting, but it never creates the file
+            // (should it reconnect after the file was moved) nor sets the journal mode.
+            let own = options.clone().synchronous(synchronous);
+            std::sync::Arc::new(checkpoint::Checkpointer::start(&writer_thread.runtime, own))
+        });
         Ok(Self {
             pool,
             reader,
             writer_thread: std::sync::Arc::new(writer_thread),
             spends,
             codes,
+            checkpointer,
         })
     }
 
@@ -160,6 +181,10 @@ impl SqliteStore {
     /// Closes every connection.
     pub(super) async fn close_all(&self) {
         self.pool.close().await;
+        // After the writer, before the readers: the last checkpoint sees every write.
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.stop().await;
+        }
         self.reader.close().await;
     }
 
