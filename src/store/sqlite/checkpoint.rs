@@ -55,7 +55,7 @@ pub(super) struct Checkpoint {
 
 impl Checkpointer {
     /// Starts the task on `runtime` (the store's thread), connecting with `options`
-    /// (the writer's, so that the checkpoint syncs as the writer's commits would).
+    /// (with the writer's `synchronous`, which decides how a checkpoint syncs).
     pub(super) fn start(runtime: &tokio::runtime::Handle, options: SqliteConnectOptions) -> Self {
         let (stop, stopped) = watch::channel(false);
         let task = runtime.spawn(run(options, stopped));
