@@ -294,16 +294,34 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                 String::new()
             }
         );
+        let waits = format!(
+            "p99 {} ok, {} refused",
+            p99_ms(logins.ok_us),
+            p99_ms(logins.refused_us)
+        );
         eprintln!(
-            "{:<20} {} clients: ok / 429 / 503 = {counts}",
+            "{:<20} {} clients: ok / 429 / 503 = {counts}; {waits}",
             "storm_logins", a.storm_clients
         );
         table::record(
             out,
             "storm_logins",
-            &format!("{counts} ({} clients)", a.storm_clients),
+            &format!("{counts} ({} clients; {waits})", a.storm_clients),
         )?;
         table::record(out, "rss_storm", &mib(rss_kib(a.pid, "VmRSS")?))?;
     }
     table::record(out, "rss_peak", &mib(rss_kib(a.pid, "VmHWM")?))
+}
+
+/// The p99 of some latencies in microseconds, as a table's milliseconds ("-" for none).
+fn p99_ms(mut latencies_us: Vec<u32>) -> String {
+    latencies_us.sort_unstable();
+    let stats = measure::Stats {
+        latencies_us,
+        ..Default::default()
+    };
+    match stats.quantile_ms(0.99) {
+        x if x.is_nan() => "-".to_string(),
+        x => measure::ms(x),
+    }
 }

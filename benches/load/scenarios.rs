@@ -399,13 +399,17 @@ pub async fn password_login(ctx: &Ctx) -> anyhow::Result<Stats> {
     Ok(measure::run(w, ctx.window).await)
 }
 
-/// What the storm's sign-ins got.
-#[derive(Debug, Default, Clone, Copy)]
+/// What the storm's sign-ins got, and how long each answer took (in microseconds):
+/// the accepted ones include their wait in the hashing queue, the refused ones (429 and
+/// 503) show whether the excess is answered at once.
+#[derive(Debug, Default, Clone)]
 pub struct Logins {
     pub ok: u64,
     pub throttled: u64,
     pub busy: u64,
     pub other: u64,
+    pub ok_us: Vec<u32>,
+    pub refused_us: Vec<u32>,
 }
 
 /// client_credentials at the usual concurrency while `clients` browsers sign in without
@@ -425,6 +429,8 @@ pub async fn storm(ctx: &Ctx, clients: usize) -> anyhow::Result<(Stats, Logins)>
         total.throttled += l.throttled;
         total.busy += l.busy;
         total.other += l.other;
+        total.ok_us.extend(l.ok_us);
+        total.refused_us.extend(l.refused_us);
     }
     Ok((stats, total))
 }
@@ -432,18 +438,23 @@ pub async fn storm(ctx: &Ctx, clients: usize) -> anyhow::Result<(Stats, Logins)>
 async fn sign_in_until(mut l: Login, end: Instant) -> Logins {
     let mut n = Logins::default();
     while Instant::now() < end {
+        let sent = Instant::now();
         let res = l.browser.password_login(&l.url, &l.csrf, &l.user).await;
+        let took = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
         let wait = match &res {
             Ok(r) if r.status() == StatusCode::SEE_OTHER => {
                 n.ok += 1;
+                n.ok_us.push(took);
                 None
             }
             Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => {
                 n.throttled += 1;
+                n.refused_us.push(took);
                 http::retry_after(r)
             }
             Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 n.busy += 1;
+                n.refused_us.push(took);
                 http::retry_after(r)
             }
             _ => {
