@@ -22,8 +22,8 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SqliteSynchronous {
-    /// At checkpoints (about a second after a write): commits survive a crash of the
-    /// process; a crash of the machine may lose the last second of them.
+    /// At checkpoints (normally within a second of a write): commits survive a crash of
+    /// the process; a crash of the machine may lose those not yet flushed.
     #[default]
     Normal,
     /// At every commit: commits survive a power loss too.

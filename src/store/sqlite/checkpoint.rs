@@ -6,7 +6,7 @@
 //! a writer starts it over after a complete one). By default the connection whose commit
 //! takes the log past 1,000 pages runs the checkpoint itself, right after that commit:
 //! with our single writer, every write queued behind it waited for the copy and two
-//! `fsync`s, about a dozen times a second during the code flow ("Eighth round" in
+//! `fsync`s, about ten times a second during the code flow ("Eighth round" in
 //! `docs/performance.md`).
 //!
 //! Here a task on the store's thread checkpoints on a connection of its own, every
@@ -170,6 +170,15 @@ mod tests {
             .unwrap()
     }
 
+    /// Creates the table `t` holding the one row `id`, through the writer.
+    async fn write_row(store: &SqliteStore, id: i64) {
+        let sql = format!("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES ({id})");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn a_few_writes_reach_the_database_file_without_filling_the_log() {
         let dir = tempfile::tempdir().unwrap();
@@ -181,10 +190,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(backstop, i64::from(BACKSTOP_PAGES));
-        sqlx::raw_sql("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (7)")
-            .execute(&store.pool)
-            .await
-            .unwrap();
+        write_row(&store, 7).await;
         // Polled, not timed: the task checkpoints within about BUSY_INTERVAL; without
         // it the rows would stay in the log until the last connection closes.
         let mut seen = Vec::new();
@@ -214,10 +220,7 @@ mod tests {
         assert_eq!(one, 1);
         // Past the task's first checkpoints (of the migrations), into its idle interval.
         tokio::time::sleep(3 * BUSY_INTERVAL).await;
-        sqlx::raw_sql("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1)")
-            .execute(&store.pool)
-            .await
-            .unwrap();
+        write_row(&store, 1).await;
         // At once, before the next periodic checkpoint: only the last one can copy it.
         tokio::time::timeout(Duration::from_secs(30), store.close_all())
             .await
