@@ -22,7 +22,8 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 
 const WAIT_MS = 15_000; // every single wait
-const WATCHDOG_MS = 110_000; // the whole journey
+const STEP_MS = 45_000; // a whole step, for the calls that have no wait of their own (CDP)
+const WATCHDOG_MS = 170_000; // the whole journey (the Rust test waits 200 s for node)
 const ACR_PHISHING_RESISTANT = "urn:latchkey:acr:phishing-resistant";
 const PASSKEY_NAME = "Chromium virtual key";
 const CHROMIUM_ARGS = [
@@ -73,19 +74,27 @@ function options(argv, env) {
 // Steps and the closing line
 
 const results = { passed: 0, failed: 0 };
+const started = Date.now();
+let current = "before the first step";
+
+function elapsed() {
+  return `${((Date.now() - started) / 1000).toFixed(1)} s`;
+}
 
 // Runs one step; a failure names the reason and, given the page, where it stands.
 async function step(name, fn, page) {
+  current = name;
   try {
-    const value = await fn();
+    const value = await within(fn(), STEP_MS, `the step ${JSON.stringify(name)}`);
     results.passed++;
-    console.log(`ok ${name}`);
+    console.log(`ok ${name} (at ${elapsed()})`);
+    current = `after "${name}"`;
     return value;
   } catch (err) {
     results.failed++;
     let reason = String((err && err.message) || err).split("\n")[0];
     if (page && !(err instanceof PageStated)) reason += `; ${await whatThePageSays(page)}`;
-    console.log(`FAIL ${name}: ${reason}`);
+    console.log(`FAIL ${name} (at ${elapsed()}): ${reason}`);
     throw new Stop();
   }
 }
@@ -431,7 +440,7 @@ async function main() {
   }
   mkdirSync(opts.out, { recursive: true });
   const watchdog = setTimeout(() => {
-    console.log(`FAIL journey: still running after ${WATCHDOG_MS} ms`);
+    console.log(`FAIL journey: still running after ${WATCHDOG_MS} ms, in ${JSON.stringify(current)}`);
     console.log(`${results.passed} passed, ${results.failed + 1} failed`);
     process.exit(1);
   }, WATCHDOG_MS);
