@@ -6,12 +6,10 @@
 //! learns nothing), a taken username gets a message to the given address asking for
 //! another name. The password is hashed on every path, so the time taken says little.
 
-use std::sync::Mutex;
-
 use crate::authn::throttle::{acquire, Check, Rule, Verdict};
 use crate::clock::UnixTime;
-use crate::domain::{Email, Password, ThrottleBucket, TokenPurpose, User, UserId, Username};
-use crate::store::{StoreError, ThrottleStore};
+use crate::domain::{Email, Password, TokenPurpose, User, UserId, Username};
+use crate::store::{decide_on_buckets, StoreError, ThrottleStore};
 
 use super::email_address::address_in_use;
 use super::invitations::{lifetime, new_link};
@@ -200,18 +198,13 @@ async fn admit(
         format!("register-to:{}", email.as_str().to_lowercase()),
     ];
     let checks = [Check::counted(PER_CLIENT), Check::counted(PER_MAILBOX)];
-    let verdict: Mutex<Option<Verdict>> = Mutex::new(None);
-    let update = |current: &[Option<ThrottleBucket>]| {
+    let verdict = decide_on_buckets(store, &keys, now, move |current| {
         let acquired = acquire(&checks, current, now);
-        if let Ok(mut slot) = verdict.lock() {
-            *slot = Some(acquired.verdict);
-        }
-        acquired.buckets
-    };
-    store.update_buckets(&keys, now, &update).await?;
-    match verdict.into_inner().ok().flatten() {
-        Some(Verdict::Allowed) => Ok(None),
-        Some(Verdict::Throttled { retry_after }) => Ok(Some(retry_after)),
-        None => Err(StoreError::Corrupt("throttle update did not run".into())),
-    }
+        (acquired.buckets, acquired.verdict)
+    })
+    .await?;
+    Ok(match verdict {
+        Verdict::Allowed => None,
+        Verdict::Throttled { retry_after } => Some(retry_after),
+    })
 }

@@ -296,24 +296,53 @@ pub trait PendingLoginStore: Send + Sync {
 
 /// How a throttle decision changes its buckets: gets the current buckets (in the order
 /// of the keys given, `None` where a key has none) and returns the new ones (`None`
-/// deletes).
-pub type BucketUpdate<'a> =
-    &'a (dyn Fn(&[Option<ThrottleBucket>]) -> Vec<Option<ThrottleBucket>> + Send + Sync);
+/// deletes). Owned, so that SQLite can run it on the store's thread, inside the
+/// transaction, with nothing else between the read and the write.
+pub type BucketUpdate =
+    Box<dyn FnOnce(&[Option<ThrottleBucket>]) -> Vec<Option<ThrottleBucket>> + Send>;
 
 /// Throttle buckets shared by every node.
 #[async_trait]
 pub trait ThrottleStore: Send + Sync {
-    /// In one transaction that holds the buckets' rows locked (PostgreSQL: `SELECT ... FOR
-    /// UPDATE` after inserting missing rows, keys locked in sorted order; SQLite: `BEGIN
-    /// IMMEDIATE`): reads the buckets of `keys`, applies `update`, writes the result back
-    /// (stamped with `now`, for housekeeping). Returns what `update` returned. Concurrent
-    /// calls on the same keys are serialised, so a burst cannot slip past a limit.
+    /// In one transaction that holds the buckets' rows locked (PostgreSQL: a placeholder
+    /// row for each missing key and a lock on every row, in sorted key order, in one
+    /// statement; SQLite: `BEGIN IMMEDIATE`): reads the buckets of `keys`, applies
+    /// `update`, writes the result back in one statement (stamped with `now`, for
+    /// housekeeping). Returns what `update` returned. Concurrent calls on the same keys
+    /// are serialised, so a burst cannot slip past a limit.
     async fn update_buckets(
         &self,
         keys: &[String],
         now: UnixTime,
-        update: BucketUpdate<'_>,
+        update: BucketUpdate,
     ) -> Result<Vec<Option<ThrottleBucket>>, StoreError>;
+}
+
+/// `ThrottleStore::update_buckets` with a decision that says more than its buckets:
+/// `decide` returns the new buckets and an answer (a verdict, say), and this returns the
+/// answer.
+pub async fn decide_on_buckets<T, F>(
+    store: &dyn ThrottleStore,
+    keys: &[String],
+    now: UnixTime,
+    decide: F,
+) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&[Option<ThrottleBucket>]) -> (Vec<Option<ThrottleBucket>>, T) + Send + 'static,
+{
+    let answer = Arc::new(std::sync::Mutex::new(None));
+    let slot = answer.clone();
+    let update: BucketUpdate = Box::new(move |current: &[Option<ThrottleBucket>]| {
+        let (buckets, said) = decide(current);
+        if let Ok(mut slot) = slot.lock() {
+            *slot = Some(said);
+        }
+        buckets
+    });
+    store.update_buckets(keys, now, update).await?;
+    let said = answer.lock().ok().and_then(|mut a| a.take());
+    said.ok_or_else(|| StoreError::Corrupt("throttle update did not run".into()))
 }
 
 /// Remembered consent, per user and client.

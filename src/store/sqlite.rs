@@ -247,6 +247,45 @@ pub(super) async fn own_transaction<'q>(
     rows
 }
 
+/// `own_transaction` in two commands, with a decision between them: `open` begins the
+/// transaction (`BEGIN IMMEDIATE; ...`) and reads, `close` turns what it read into the
+/// command that ends it (`...; COMMIT`) and an answer, which this returns once the
+/// command ran. Should `open`, `close` or the command fail, the transaction is rolled
+/// back (or the connection closed) as in `own_transaction`. Run it on the store's
+/// runtime, so that the writer never waits for a busy HTTP worker between the two.
+pub(super) async fn transaction_of_two<T>(
+    pool: &SqlitePool,
+    open: sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments>,
+    close: impl FnOnce(
+        Vec<sqlx::sqlite::SqliteRow>,
+    ) -> Result<
+        (
+            sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments>,
+            T,
+        ),
+        StoreError,
+    >,
+) -> Result<T, StoreError> {
+    use super::sql::backend;
+    let mut writer = Writer {
+        conn: pool.acquire().await.map_err(backend)?,
+        settled: false,
+    };
+    let answer = async {
+        let rows = open.fetch_all(&mut *writer.conn).await.map_err(backend)?;
+        let (command, answer) = close(rows)?;
+        command.execute(&mut *writer.conn).await.map_err(backend)?;
+        Ok(answer)
+    }
+    .await;
+    writer.settled = answer.is_ok()
+        || sqlx::raw_sql("ROLLBACK")
+            .execute(&mut *writer.conn)
+            .await
+            .is_ok();
+    answer
+}
+
 /// The writer connection of `own_transaction`: closed when it goes back
 /// unless its command ended with nothing left open.
 struct Writer {

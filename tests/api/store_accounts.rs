@@ -8,7 +8,7 @@ use latchkey::domain::{
     AuditEvent, AuditFilter, Client, ClientId, ClientKind, Email, FactorKind, FactorUse, Grant,
     GrantType, PendingLoginRecord, Scope, Session, ThrottleBucket, User, UserId, Username,
 };
-use latchkey::store::{SessionUpgrade, Store, StoreError};
+use latchkey::store::{BucketUpdate, SessionUpgrade, Store, StoreError};
 
 use crate::helpers::{fresh_store, Backend};
 
@@ -21,6 +21,8 @@ crate::both_stores!(
     a_pending_login_is_taken_once,
     expired_pending_logins_are_returned_then_purged,
     concurrent_bucket_updates_lose_nothing,
+    buckets_deleted_and_recreated_concurrently_lose_nothing,
+    a_call_waits_while_another_holds_its_bucket,
     bucket_updates_see_none_and_delete_with_none,
     old_buckets_and_abandoned_enrolments_are_purged,
     other_sessions_end_and_their_sids_return,
@@ -338,7 +340,7 @@ async fn concurrent_bucket_updates_lose_nothing(backend: Backend) {
             };
             tokio::spawn(async move {
                 store
-                    .update_buckets(&ks, 1000, &count_to_five)
+                    .update_buckets(&ks, 1000, Box::new(count_to_five))
                     .await
                     .unwrap()
             })
@@ -365,11 +367,141 @@ async fn concurrent_bucket_updates_lose_nothing(backend: Backend) {
         );
     }
     let now = store
-        .update_buckets(&keys(&["user:alice", "ip:10.0.0.1"]), 1001, &keep)
+        .update_buckets(&keys(&["user:alice", "ip:10.0.0.1"]), 1001, Box::new(keep))
         .await
         .unwrap();
     let counts: Vec<_> = now.iter().map(|b| b.unwrap().count).collect();
     assert_eq!(counts, vec![5, 5], "no lost update, no slip past the limit");
+}
+
+/// Calls that delete a bucket and calls that find it gone and create it again, all at
+/// once, in both key orders: on PostgreSQL a call may be waiting for the row another call
+/// deletes (it must then insert it, not lose it or fail). Each call moves each bucket
+/// one step along none, 1, 2, none, ...; serialised, the steps seen are each seen as
+/// often as the others.
+async fn buckets_deleted_and_recreated_concurrently_lose_nothing(backend: Backend) {
+    let (store, _dir, _, _) = seeded(backend).await;
+    let step = |current: &[Option<ThrottleBucket>]| -> Vec<Option<ThrottleBucket>> {
+        current
+            .iter()
+            .map(|b| match b {
+                None => Some(ThrottleBucket {
+                    count: 1,
+                    window_start: 1000,
+                    blocked_until: 0,
+                }),
+                Some(b) if b.count < 2 => Some(ThrottleBucket {
+                    count: b.count + 1,
+                    ..*b
+                }),
+                Some(_) => None,
+            })
+            .collect()
+    };
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let store = store.clone();
+            let ks = if i % 2 == 0 {
+                keys(&["del:a", "del:b", "del:c"])
+            } else {
+                keys(&["del:c", "del:b", "del:a"])
+            };
+            tokio::spawn(async move {
+                let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+                let record = seen.clone();
+                let update: BucketUpdate = Box::new(move |current| {
+                    record
+                        .lock()
+                        .unwrap()
+                        .extend(current.iter().map(|b| b.map(|b| b.count)));
+                    step(current)
+                });
+                store.update_buckets(&ks, 1000, update).await.unwrap();
+                let seen = seen.lock().unwrap().clone();
+                seen
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for r in futures_util::future::join_all(tasks).await {
+        seen.extend(r.unwrap());
+    }
+    // 30 calls x 3 buckets, each bucket seen 10 times at each step.
+    for (value, want) in [(None, 30), (Some(1), 30), (Some(2), 30)] {
+        let got = seen.iter().filter(|v| **v == value).count();
+        assert_eq!(got, want, "step {value:?} seen {got} times: {seen:?}");
+    }
+}
+
+/// While one call holds a bucket (its update runs, and waits half a second), a second
+/// call on the same bucket and another key must not read it: its update runs only after
+/// the first one's has returned and been written. Without the lock the second call would
+/// read the bucket during that half second and both would count from the same value.
+async fn a_call_waits_while_another_holds_its_bucket(backend: Backend) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (store, _dir, _, _) = seeded(backend).await;
+    // The bucket exists before: the second call must wait for a lock, not for an insert.
+    let first_count: BucketUpdate = Box::new(|_| {
+        vec![Some(ThrottleBucket {
+            count: 1,
+            window_start: 1000,
+            blocked_until: 0,
+        })]
+    });
+    store
+        .update_buckets(&keys(&["held"]), 1000, first_count)
+        .await
+        .unwrap();
+    let first_inside = Arc::new(tokio::sync::Notify::new());
+    let first_done = Arc::new(AtomicBool::new(false));
+    let (inside, done) = (first_inside.clone(), first_done.clone());
+    let first: BucketUpdate = Box::new(move |current| {
+        inside.notify_one();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        done.store(true, Ordering::SeqCst);
+        current
+            .iter()
+            .map(|b| {
+                b.map(|b| ThrottleBucket {
+                    count: b.count + 1,
+                    ..b
+                })
+            })
+            .collect()
+    });
+    let holder = {
+        let store = store.clone();
+        tokio::spawn(async move { store.update_buckets(&keys(&["held"]), 1001, first).await })
+    };
+    first_inside.notified().await;
+    let seen_after_first = Arc::new(AtomicBool::new(false));
+    let flag = seen_after_first.clone();
+    let second: BucketUpdate = Box::new(move |current| {
+        flag.store(first_done.load(Ordering::SeqCst), Ordering::SeqCst);
+        current
+            .iter()
+            .map(|b| {
+                b.map(|b| ThrottleBucket {
+                    count: b.count + 1,
+                    ..b
+                })
+            })
+            .collect()
+    });
+    let out = store
+        .update_buckets(&keys(&["other", "held"]), 1002, second)
+        .await
+        .unwrap();
+    holder.await.unwrap().unwrap();
+    assert!(
+        seen_after_first.load(Ordering::SeqCst),
+        "the second call read the bucket while the first held it"
+    );
+    assert_eq!(
+        out[1].map(|b| b.count),
+        Some(3),
+        "it counted on from the first call's write"
+    );
 }
 
 async fn bucket_updates_see_none_and_delete_with_none(backend: Backend) {
@@ -380,21 +512,21 @@ async fn bucket_updates_see_none_and_delete_with_none(backend: Backend) {
         window_start: 90,
         blocked_until: 150,
     };
-    let seen = std::sync::Mutex::new(Vec::new());
-    let record_then = |out: Vec<Option<ThrottleBucket>>| {
-        let seen = &seen;
-        move |cur: &[Option<ThrottleBucket>]| {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record_then = |out: Vec<Option<ThrottleBucket>>| -> BucketUpdate {
+        let seen = seen.clone();
+        Box::new(move |cur: &[Option<ThrottleBucket>]| {
             seen.lock().unwrap().push(cur.to_vec());
-            out.clone()
-        }
+            out
+        })
     };
     let first = record_then(vec![Some(bucket), None]);
-    let out = store.update_buckets(&ks, 100, &first).await.unwrap();
+    let out = store.update_buckets(&ks, 100, first).await.unwrap();
     assert_eq!(out, vec![Some(bucket), None], "returns the update's output");
     let second = record_then(vec![None, None]);
-    store.update_buckets(&ks, 101, &second).await.unwrap();
+    store.update_buckets(&ks, 101, second).await.unwrap();
     let third = record_then(vec![None, None]);
-    store.update_buckets(&ks, 102, &third).await.unwrap();
+    store.update_buckets(&ks, 102, third).await.unwrap();
     assert_eq!(
         *seen.lock().unwrap(),
         vec![vec![None, None], vec![Some(bucket), None], vec![None, None],],
@@ -404,7 +536,7 @@ async fn bucket_updates_see_none_and_delete_with_none(backend: Backend) {
 
 async fn old_buckets_and_abandoned_enrolments_are_purged(backend: Backend) {
     let (store, _dir, alice, bob) = seeded(backend).await;
-    let set = |b: ThrottleBucket| move |_: &[Option<ThrottleBucket>]| vec![Some(b)];
+    let set = |b: ThrottleBucket| -> BucketUpdate { Box::new(move |_| vec![Some(b)]) };
     let idle = ThrottleBucket {
         count: 1,
         window_start: 1000,
@@ -416,15 +548,15 @@ async fn old_buckets_and_abandoned_enrolments_are_purged(backend: Backend) {
         blocked_until: 200_000,
     };
     store
-        .update_buckets(&keys(&["idle"]), 1000, &set(idle))
+        .update_buckets(&keys(&["idle"]), 1000, set(idle))
         .await
         .unwrap();
     store
-        .update_buckets(&keys(&["blocked"]), 1000, &set(blocked))
+        .update_buckets(&keys(&["blocked"]), 1000, set(blocked))
         .await
         .unwrap();
     store
-        .update_buckets(&keys(&["recent"]), 80_000, &set(idle))
+        .update_buckets(&keys(&["recent"]), 80_000, set(idle))
         .await
         .unwrap();
     // Alice abandoned her enrolment; Bob confirmed his.
@@ -444,7 +576,10 @@ async fn old_buckets_and_abandoned_enrolments_are_purged(backend: Backend) {
     let now = 1000 + 86_400 + 1;
     assert_eq!(store.purge_expired(now, 100).await.unwrap(), 2);
     let all = keys(&["blocked", "idle", "recent"]);
-    let left = store.update_buckets(&all, now, &keep).await.unwrap();
+    let left = store
+        .update_buckets(&all, now, Box::new(keep))
+        .await
+        .unwrap();
     assert_eq!(left, vec![Some(blocked), None, Some(idle)]);
     assert_eq!(store.get_totp(alice.id.as_str()).await.unwrap(), None);
     assert!(store.get_totp(bob.id.as_str()).await.unwrap().is_some());

@@ -16,14 +16,13 @@
 //! the answers are the same for both.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
 
-use crate::authn::throttle::{acquire, count, refund, Acquired, Check, Rule, Verdict};
+use crate::authn::throttle::{acquire, count, refund, Check, Rule, Verdict};
 
 use crate::clock::UnixTime;
 use crate::config::LoginSettings;
 use crate::domain::{ThrottleBucket, Username};
-use crate::store::{StoreError, ThrottleStore};
+use crate::store::{decide_on_buckets, BucketUpdate, StoreError, ThrottleStore};
 
 /// A bucket is forgotten a day after its first attempt (unless a delay still runs).
 const FORGET_AFTER: i64 = 86_400;
@@ -162,22 +161,14 @@ impl LoginThrottle {
         now: UnixTime,
     ) -> Result<Gate, StoreError> {
         let (keys, kinds): (Vec<String>, Vec<Kind>) = planned.into_iter().unzip();
-        let outcome: Mutex<Option<Acquired>> = Mutex::new(None);
-        let update = |current: &[Option<ThrottleBucket>]| {
-            let checks = self.checks(&kinds, current, now);
+        let rules = self.clone();
+        let checked = kinds.clone();
+        let acquired = decide_on_buckets(store, &keys, now, move |current| {
+            let checks = rules.checks(&checked, current, now);
             let acquired = acquire(&checks, current, now);
-            let buckets = acquired.buckets.clone();
-            if let Ok(mut slot) = outcome.lock() {
-                *slot = Some(acquired);
-            }
-            buckets
-        };
-        store.update_buckets(&keys, now, &update).await?;
-        let acquired = outcome
-            .into_inner()
-            .ok()
-            .flatten()
-            .ok_or_else(|| StoreError::Corrupt("throttle update did not run".into()))?;
+            (acquired.buckets.clone(), acquired)
+        })
+        .await?;
         Ok(match acquired.verdict {
             Verdict::Throttled { retry_after } => Gate::Throttled { retry_after },
             Verdict::Allowed => Gate::Open(Ticket {
@@ -228,18 +219,19 @@ impl LoginThrottle {
         ticket: &Ticket,
         now: UnixTime,
     ) -> Result<(), StoreError> {
-        let update = |current: &[Option<ThrottleBucket>]| {
-            ticket
-                .kinds
+        let rules = self.clone();
+        let kinds = ticket.kinds.clone();
+        let update: BucketUpdate = Box::new(move |current| {
+            kinds
                 .iter()
                 .zip(current)
                 .map(|(&kind, bucket)| match kind {
                     Kind::Success => *bucket,
-                    other => refund(&self.rule(other), *bucket, now),
+                    other => refund(&rules.rule(other), *bucket, now),
                 })
                 .collect()
-        };
-        store.update_buckets(&ticket.keys, now, &update).await?;
+        });
+        store.update_buckets(&ticket.keys, now, update).await?;
         Ok(())
     }
 
@@ -252,19 +244,20 @@ impl LoginThrottle {
         ticket: &Ticket,
         now: UnixTime,
     ) -> Result<(), StoreError> {
-        let update = |current: &[Option<ThrottleBucket>]| {
-            ticket
-                .kinds
+        let rules = self.clone();
+        let kinds = ticket.kinds.clone();
+        let update: BucketUpdate = Box::new(move |current| {
+            kinds
                 .iter()
                 .zip(current)
                 .map(|(&kind, bucket)| match kind {
                     Kind::Pair => None,
-                    Kind::Success => Some(count(&self.success, *bucket, now)),
-                    other => refund(&self.rule(other), *bucket, now),
+                    Kind::Success => Some(count(&rules.success, *bucket, now)),
+                    other => refund(&rules.rule(other), *bucket, now),
                 })
                 .collect()
-        };
-        store.update_buckets(&ticket.keys, now, &update).await?;
+        });
+        store.update_buckets(&ticket.keys, now, update).await?;
         Ok(())
     }
 }

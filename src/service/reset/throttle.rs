@@ -3,13 +3,10 @@
 //! windows of an hour. A request over either limit is counted nowhere and mails nothing;
 //! its answer is the same as any other.
 
-use std::sync::Mutex;
-
 use crate::authn::throttle::{acquire, Check, Rule, Verdict};
 use crate::clock::UnixTime;
-use crate::domain::ThrottleBucket;
 use crate::service::login::throttle::address_key;
-use crate::store::{StoreError, ThrottleStore};
+use crate::store::{decide_on_buckets, StoreError, ThrottleStore};
 
 /// Reset mails per account an hour: enough for a lost first mail and a typo, too few to
 /// bury a mailbox.
@@ -44,15 +41,10 @@ pub async fn admit(
         Check::counted(fixed(PER_ACCOUNT)),
         Check::counted(fixed(PER_ADDRESS)),
     ];
-    let verdict: Mutex<Option<Verdict>> = Mutex::new(None);
-    let update = |current: &[Option<ThrottleBucket>]| {
+    let verdict = decide_on_buckets(store, &keys, now, move |current| {
         let acquired = acquire(&checks, current, now);
-        if let Ok(mut slot) = verdict.lock() {
-            *slot = Some(acquired.verdict);
-        }
-        acquired.buckets
-    };
-    store.update_buckets(&keys, now, &update).await?;
-    let verdict = verdict.into_inner().ok().flatten();
-    Ok(verdict == Some(Verdict::Allowed))
+        (acquired.buckets, acquired.verdict)
+    })
+    .await?;
+    Ok(verdict == Verdict::Allowed)
 }
