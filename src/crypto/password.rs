@@ -113,7 +113,8 @@ impl PasswordHasher {
         let password = zeroize::Zeroizing::new(password.expose().as_bytes().to_vec());
         let argon2 = self.argon2.clone();
         let memory = Arc::clone(&self.memory);
-        self.run_blocking(move || hash_blocking(&argon2, &memory, &password))
+        let place = self.reserve()?;
+        self.run_blocking(place, move || hash_blocking(&argon2, &memory, &password))
             .await?
     }
 
@@ -126,12 +127,24 @@ impl PasswordHasher {
         stored: Option<&str>,
         password: &Password,
     ) -> Result<bool, CryptoError> {
+        let place = self.reserve()?;
+        self.verify_in(place, stored, password).await
+    }
+
+    /// [`PasswordHasher::verify`] in a place taken before (`reserve`): it cannot be
+    /// refused as `Busy` any more.
+    pub async fn verify_in(
+        &self,
+        place: Place,
+        stored: Option<&str>,
+        password: &Password,
+    ) -> Result<bool, CryptoError> {
         let password = zeroize::Zeroizing::new(password.expose().as_bytes().to_vec());
         let stored = stored.map(str::to_owned);
         let dummy = Arc::clone(&self.dummy_hash);
         let count = Arc::clone(&self.verifications);
         let memory = Arc::clone(&self.memory);
-        self.run_blocking(move || {
+        self.run_blocking(place, move || {
             let real = stored.as_deref().and_then(|s| PasswordHash::new(s).ok());
             match real {
                 Some(hash) => argon2_verify(&memory, &password, &hash, &count),
@@ -147,12 +160,26 @@ impl PasswordHasher {
     }
 
     /// Whether a hash asked for now would be admitted (running or waiting for a permit)
-    /// rather than refused with [`CryptoError::Busy`]. Reads, takes nothing: a sign-in
-    /// asks before the throttle counts its attempt, so that an attempt the server is too
-    /// busy to check costs no write (`service::login::password`). Another request may
-    /// take the last place in between; the hash then answers `Busy` as before.
+    /// rather than refused with [`CryptoError::Busy`]. Reads, takes nothing.
     pub fn has_room(&self) -> bool {
         self.admitted.load(Ordering::Acquire) < self.max_admitted
+    }
+
+    /// Takes a place among the hashes admitted (running or queued), or answers
+    /// [`CryptoError::Busy`] at once when every place is taken. A sign-in takes its place
+    /// before the throttle counts its attempt (`service::login::password`): an attempt the
+    /// server is too busy to check then costs no write and is answered at once, and no
+    /// more attempts wait for the throttle than can be hashed after it. The place is given
+    /// back when it is dropped, used or not.
+    pub fn reserve(&self) -> Result<Place, CryptoError> {
+        self.admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_admitted).then_some(n + 1)
+            })
+            .map_err(|_| CryptoError::Busy)?;
+        Ok(Place {
+            admitted: Arc::clone(&self.admitted),
+        })
     }
 
     /// How many argon2 verifications this hasher has run, real and dummy: lets tests see
@@ -161,14 +188,15 @@ impl PasswordHasher {
         self.verifications.load(Ordering::Relaxed)
     }
 
-    /// Acquires a permit first (bounding memory: each run holds `memory_kib`), then runs `f`
-    /// on a hashing thread (see `threads`) so async workers never stall on argon2.
-    async fn run_blocking<T, F>(&self, f: F) -> Result<T, CryptoError>
+    /// In its `place`, acquires a permit first (bounding memory: each run holds
+    /// `memory_kib`), then runs `f` on a hashing thread (see `threads`) so async workers
+    /// never stall on argon2.
+    async fn run_blocking<T, F>(&self, place: Place, f: F) -> Result<T, CryptoError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let _admission = Admission::enter(&self.admitted, self.max_admitted)?;
+        let _place = place;
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
@@ -183,24 +211,17 @@ impl PasswordHasher {
     }
 }
 
-/// A place among the hashes admitted (running or queued); given back on drop, also when
-/// the waiting request is cancelled.
-struct Admission<'a>(&'a AtomicUsize);
-
-impl<'a> Admission<'a> {
-    fn enter(admitted: &'a AtomicUsize, max: usize) -> Result<Self, CryptoError> {
-        admitted
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .map_err(|_| CryptoError::Busy)?;
-        Ok(Self(admitted))
-    }
+/// A place among the hashes admitted (running or queued), from
+/// [`PasswordHasher::reserve`]; given back on drop, also when the waiting request is
+/// cancelled.
+#[derive(Debug)]
+pub struct Place {
+    admitted: Arc<AtomicUsize>,
 }
 
-impl Drop for Admission<'_> {
+impl Drop for Place {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.admitted.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

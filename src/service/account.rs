@@ -255,7 +255,7 @@ pub async fn change_password(
         .devices
         .recognise(&me.user, browser.device_cookie.as_deref(), now);
     let store = state.store.as_ref();
-    login::busy_before_counting(state)?;
+    let place = login::hashing_place(state)?;
     let ticket = match state
         .login_throttle
         .begin_password(store, username, &browser.info.ip, device.as_deref(), now)
@@ -264,7 +264,7 @@ pub async fn change_password(
         Gate::Throttled { retry_after } => return Ok(PasswordChange::Throttled(retry_after)),
         Gate::Open(t) => t,
     };
-    let matched = match login::check_password(state, username, current).await {
+    let matched = match login::check_password(state, place, username, current).await {
         Ok(checked) => checked,
         Err(e) => {
             state.login_throttle.release(store, &ticket, now).await?;

@@ -21,6 +21,7 @@ crate::both_stores!(
     parallel_code_guesses_are_held_to_the_limit,
     successful_sign_ins_are_rate_limited_per_account,
     a_full_argon2_queue_answers_503_with_retry_after,
+    an_attempt_waiting_for_the_throttle_holds_its_hashing_place,
     ipv4_mapped_addresses_are_one_client,
     an_unparseable_username_is_refused_like_a_wrong_password,
 );
@@ -524,6 +525,106 @@ async fn a_full_argon2_queue_answers_503_with_retry_after(backend: Backend) {
     );
     // The place is given back, and the refused attempt was not charged to alice.
     sign_in_ok(&app, &Browser::new(&app), USERNAME).await;
+}
+
+/// A transaction of another connection holding alice's success bucket (PostgreSQL: its
+/// row lock) or the whole database (SQLite: the write lock): her sign-ins wait in the
+/// throttle until it is released (rolled back).
+enum ThrottleBlock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl ThrottleBlock {
+    async fn release(self) {
+        let rollback = sqlx::raw_sql("ROLLBACK");
+        match self {
+            Self::Sqlite(mut c) => rollback.execute(&mut c).await.map(drop),
+            Self::Postgres(mut c) => rollback.execute(&mut c).await.map(drop),
+        }
+        .unwrap();
+    }
+}
+
+async fn block_alices_throttle(app: &TestApp) -> ThrottleBlock {
+    use sqlx::Connection;
+    let url = &app.state.settings.database.url;
+    match app.backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            ThrottleBlock::Sqlite(conn)
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            let now = app.clock.now();
+            sqlx::query(
+                "INSERT INTO throttle_buckets (key, count, window_start, blocked_until, \
+                 updated_at) VALUES ('ok:alice', 0, $1, 0, $1) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(now)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            sqlx::raw_sql(
+                "BEGIN; SELECT key FROM throttle_buckets WHERE key = 'ok:alice' FOR UPDATE",
+            )
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            ThrottleBlock::Postgres(conn)
+        }
+    }
+}
+
+/// A sign-in takes its place in the hashing queue before it waits for the throttle, so
+/// that no more attempts wait there than can be hashed: with the only place taken by an
+/// attempt stuck in the throttle, the next attempt is refused at once (503), without
+/// waiting for the throttle itself. (When places were only looked at before the throttle,
+/// every attempt went on to wait there, and got its 503 after that wait.)
+async fn an_attempt_waiting_for_the_throttle_holds_its_hashing_place(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.passwords.max_concurrent = 1;
+        s.passwords.max_queued = 0;
+    })
+    .await;
+    alice(&app).await;
+    create_user(&app, "bob", &[]).await;
+    let block = block_alices_throttle(&app).await;
+    let waiting = Browser::new(&app);
+    let stuck = sign_in(&app, &waiting, USERNAME, PASSWORD);
+    let meanwhile = async {
+        let limit = std::time::Duration::from_secs(20);
+        tokio::time::timeout(limit, async {
+            while app.state.passwords.has_room() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the attempt waiting for the throttle took a hashing place");
+        // Bob's attempt would wait for nothing but the hashing queue: it is full.
+        let refused =
+            tokio::time::timeout(limit, sign_in(&app, &Browser::new(&app), "bob", PASSWORD))
+                .await
+                .expect("the refusal did not wait for the blocked throttle");
+        let still_blocked = app.state.passwords.has_room();
+        block.release().await;
+        (refused, still_blocked)
+    };
+    let (stuck, (refused, room_while_blocked)) = tokio::join!(stuck, meanwhile);
+    assert_eq!(refused.status(), 503, "{}", refused.text().await.unwrap());
+    assert!(retry_after(&refused) >= 1);
+    assert!(!room_while_blocked, "the waiting attempt kept its place");
+    assert_eq!(
+        stuck.status(),
+        303,
+        "alice signed in once the throttle was free"
+    );
+    assert!(app.state.passwords.has_room(), "her place was given back");
+    sign_in_ok(&app, &Browser::new(&app), "bob").await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ pub use passkey::{passkey, start_passkey_second_factor};
 
 use crate::authn::login::{Completed, Event, LoginError, Next, PendingLogin, Resume};
 use crate::clock::UnixTime;
+use crate::crypto::password::Place;
 use crate::crypto::token::{hash_token, random_token};
 use crate::domain::{FactorKind, Password, PendingLoginRecord, User, Username};
 use crate::oidc::acr::{amr_of, AcrLevel};
@@ -120,7 +121,7 @@ pub async fn password(
     now: UnixTime,
 ) -> Result<Step, ServiceError> {
     let known = lookup(state, username).await?;
-    busy_before_counting(state)?;
+    let place = hashing_place(state)?;
     let device = known.as_ref().and_then(|u| {
         state
             .devices
@@ -140,10 +141,10 @@ pub async fn password(
         Gate::Throttled { retry_after } => return Ok(Step::Throttled { retry_after }),
         Gate::Open(ticket) => ticket,
     };
-    let matched = match verify_password(state, known.as_ref(), password).await {
+    let matched = match verify_password(state, place, known.as_ref(), password).await {
         Ok(checked) => checked,
         Err(e) => {
-            // Not checked (the hasher is busy): the attempt must not count against anyone.
+            // Not checked (the hashing failed): the attempt must not count against anyone.
             state
                 .login_throttle
                 .release(state.store.as_ref(), &ticket, now)
@@ -557,10 +558,12 @@ async fn lookup(state: &AppState, username: &str) -> Result<Option<User>, Servic
     }
 }
 
-/// The enabled user whose password matches. A wrong password, an unknown user (`None`)
-/// and a disabled account take the same path and the same argon2 work.
+/// The enabled user whose password matches, checked in `place`. A wrong password, an
+/// unknown user (`None`) and a disabled account take the same path and the same argon2
+/// work.
 async fn verify_password(
     state: &AppState,
+    place: Place,
     user: Option<&User>,
     password: &str,
 ) -> Result<Option<User>, ServiceError> {
@@ -570,30 +573,32 @@ async fn verify_password(
         Err(_) => return Ok(None),
     };
     let stored = user.and_then(|u| u.password_hash.as_deref());
-    let matches = state.passwords.verify(stored, &password).await?;
+    let matches = state.passwords.verify_in(place, stored, &password).await?;
     Ok(user.filter(|u| matches && !u.disabled).cloned())
 }
 
-/// `Busy` (503 with `Retry-After`) if the hasher has no room for another check, asked
-/// before the throttle counts an attempt: an attempt the server is too busy to check then
-/// costs no write (counting it and refunding it were two locking transactions per
-/// refused attempt, during a storm of sign-ins the bulk of the store's writes). Nothing is
-/// taken here, so attempts the throttle refuses hold no place in the hashing queue; one
-/// that finds the last place taken in between is refunded as before.
-pub(crate) fn busy_before_counting(state: &AppState) -> Result<(), ServiceError> {
-    if state.passwords.has_room() {
-        Ok(())
-    } else {
-        Err(crate::crypto::CryptoError::Busy.into())
-    }
+/// A place in the hashing queue for a password check, or `Busy` (503 with
+/// `Retry-After`) at once when the queue is full; taken before the throttle counts the
+/// attempt. So an attempt the server is too busy to check costs no write (counting it and
+/// refunding it were two locking transactions per refused attempt, during a storm of
+/// sign-ins the bulk of the store's writes), and it is answered at once: when places were
+/// only looked at here and taken after the throttle, every attempt that saw one free went
+/// on to the throttle, where attempts from one address wait for each other's lock on its
+/// bucket, and most of them then found the queue full; their 503 came after that wait,
+/// half a second and more during a storm (`docs/performance.md`, "Ninth round"). An
+/// attempt the throttle refuses gives its place back at once.
+pub(crate) fn hashing_place(state: &AppState) -> Result<Place, ServiceError> {
+    Ok(state.passwords.reserve()?)
 }
 
-/// Checks a username and password: the enabled user whose password matches, if any.
+/// Checks a username and password in `place` (`hashing_place`): the enabled user whose
+/// password matches, if any.
 pub async fn check_password(
     state: &AppState,
+    place: Place,
     username: &str,
     password: &str,
 ) -> Result<Option<User>, ServiceError> {
     let user = lookup(state, username).await?;
-    verify_password(state, user.as_ref(), password).await
+    verify_password(state, place, user.as_ref(), password).await
 }
