@@ -165,6 +165,11 @@ impl PasswordHasher {
         self.admitted.load(Ordering::Acquire) < self.max_admitted
     }
 
+    /// How many places are taken (hashes running or queued, and places reserved).
+    pub fn places_taken(&self) -> usize {
+        self.admitted.load(Ordering::Acquire)
+    }
+
     /// Takes a place among the hashes admitted (running or queued), or answers
     /// [`CryptoError::Busy`] at once when every place is taken. A sign-in takes its place
     /// before the throttle counts its attempt (`service::login::password`): an attempt the

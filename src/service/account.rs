@@ -255,6 +255,9 @@ pub async fn change_password(
         .devices
         .recognise(&me.user, browser.device_cookie.as_deref(), now);
     let store = state.store.as_ref();
+    let Some(turn) = state.login_throttle.turn(&browser.info.ip) else {
+        return Ok(PasswordChange::Throttled(1));
+    };
     let place = login::hashing_place(state)?;
     let ticket = match state
         .login_throttle
@@ -264,6 +267,7 @@ pub async fn change_password(
         Gate::Throttled { retry_after } => return Ok(PasswordChange::Throttled(retry_after)),
         Gate::Open(t) => t,
     };
+    drop(turn);
     let matched = match login::check_password(state, place, username, current).await {
         Ok(checked) => checked,
         Err(e) => {

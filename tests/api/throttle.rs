@@ -22,6 +22,7 @@ crate::both_stores!(
     successful_sign_ins_are_rate_limited_per_account,
     a_full_argon2_queue_answers_503_with_retry_after,
     an_attempt_waiting_for_the_throttle_holds_its_hashing_place,
+    one_address_waits_for_the_throttle_with_two_attempts_at_most,
     ipv4_mapped_addresses_are_one_client,
     an_unparseable_username_is_refused_like_a_wrong_password,
 );
@@ -580,11 +581,32 @@ async fn block_alices_throttle(app: &TestApp) -> ThrottleBlock {
     }
 }
 
+/// How long an answer that must not wait for the blocked throttle may take: below
+/// SQLite's busy timeout (10 s), after which a waiting attempt would be answered too.
+const AT_ONCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits until `n` hashing places are taken; panics with `what` after 20 s.
+async fn until_places_taken(app: &TestApp, n: usize, what: &str) {
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while app.state.passwords.places_taken() != n {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "{what}: {} places taken, not {n}",
+            app.state.passwords.places_taken()
+        )
+    });
+}
+
 /// A sign-in takes its place in the hashing queue before it waits for the throttle, so
 /// that no more attempts wait there than can be hashed: with the only place taken by an
-/// attempt stuck in the throttle, the next attempt is refused at once (503), without
-/// waiting for the throttle itself. (When places were only looked at before the throttle,
-/// every attempt went on to wait there, and got its 503 after that wait.)
+/// attempt stuck in the throttle, the next attempt (from another address) is refused at
+/// once (503, `Retry-After: 1`), without waiting for the throttle itself. (When places
+/// were only looked at before the throttle, every attempt went on to wait there, and got
+/// its 503 after that wait.)
 async fn an_attempt_waiting_for_the_throttle_holds_its_hashing_place(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
         s.passwords.max_concurrent = 1;
@@ -597,33 +619,92 @@ async fn an_attempt_waiting_for_the_throttle_holds_its_hashing_place(backend: Ba
     let waiting = Browser::new(&app);
     let stuck = sign_in(&app, &waiting, USERNAME, PASSWORD);
     let meanwhile = async {
-        let limit = std::time::Duration::from_secs(20);
-        tokio::time::timeout(limit, async {
-            while app.state.passwords.has_room() {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("the attempt waiting for the throttle took a hashing place");
-        // Bob's attempt would wait for nothing but the hashing queue: it is full.
-        let refused =
-            tokio::time::timeout(limit, sign_in(&app, &Browser::new(&app), "bob", PASSWORD))
-                .await
-                .expect("the refusal did not wait for the blocked throttle");
-        let still_blocked = app.state.passwords.has_room();
+        until_places_taken(&app, 1, "the attempt waiting for the throttle took a place").await;
+        let bob = Browser::with_local_address(&app, "127.0.0.2");
+        let refused = tokio::time::timeout(AT_ONCE, sign_in(&app, &bob, "bob", PASSWORD))
+            .await
+            .expect("the refusal did not wait for the blocked throttle");
+        let taken = app.state.passwords.places_taken();
         block.release().await;
-        (refused, still_blocked)
+        (refused, taken)
     };
-    let (stuck, (refused, room_while_blocked)) = tokio::join!(stuck, meanwhile);
-    assert_eq!(refused.status(), 503, "{}", refused.text().await.unwrap());
-    assert!(retry_after(&refused) >= 1);
-    assert!(!room_while_blocked, "the waiting attempt kept its place");
+    let (stuck, (refused, taken)) = tokio::join!(stuck, meanwhile);
+    assert_eq!(refused.status(), 503);
+    assert_eq!(retry_after(&refused), 1, "the hashing queue's refusal");
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("too many sign-ins at once"));
+    assert_eq!(
+        taken, 1,
+        "the waiting attempt kept its place; bob took none"
+    );
     assert_eq!(
         stuck.status(),
         303,
         "alice signed in once the throttle was free"
     );
-    assert!(app.state.passwords.has_room(), "her place was given back");
+    assert_eq!(
+        app.state.passwords.places_taken(),
+        0,
+        "her place was given back"
+    );
+    sign_in_ok(&app, &Browser::with_local_address(&app, "127.0.0.2"), "bob").await;
+}
+
+/// Places are held while attempts wait for the throttle, so one address may have only
+/// two attempts waiting there (`service::login::turns`): a third is refused at once with
+/// 429 and takes no place, even for another account, while attempts from another address
+/// go on. Otherwise one client could hold every place of the queue with attempts waiting
+/// for a bucket lock, and every other sign-in would be refused.
+async fn one_address_waits_for_the_throttle_with_two_attempts_at_most(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.passwords.max_concurrent = 1;
+        s.passwords.max_queued = 3;
+    })
+    .await;
+    alice(&app).await;
+    create_user(&app, "bob", &[]).await;
+    let block = block_alices_throttle(&app).await;
+    let (first, second) = (Browser::new(&app), Browser::new(&app));
+    let stuck = futures_util::future::join(
+        sign_in(&app, &first, USERNAME, PASSWORD),
+        sign_in(&app, &second, USERNAME, PASSWORD),
+    );
+    let elsewhere = Browser::with_local_address(&app, "127.0.0.2");
+    let meanwhile = async {
+        until_places_taken(&app, 2, "two attempts wait for the throttle").await;
+        let third = Browser::new(&app);
+        let refused = tokio::time::timeout(AT_ONCE, sign_in(&app, &third, "bob", PASSWORD))
+            .await
+            .expect("the third attempt from the address did not wait");
+        let taken = app.state.passwords.places_taken();
+        // Another address is not held back: its attempt takes a place (on SQLite it then
+        // waits for the write lock, as every attempt does).
+        let other = sign_in(&app, &elsewhere, "bob", PASSWORD);
+        let watch = async {
+            until_places_taken(&app, 3, "an attempt from another address took a place").await;
+            block.release().await;
+        };
+        let (other, ()) = tokio::join!(other, watch);
+        (refused, taken, other)
+    };
+    let ((a, b), (refused, taken, other)) = tokio::join!(stuck, meanwhile);
+    assert_eq!(refused.status(), 429, "{}", refused.text().await.unwrap());
+    assert_eq!(retry_after(&refused), 1);
+    assert_eq!(taken, 2, "the refused attempt took no place");
+    assert_eq!(
+        (a.status().as_u16(), b.status().as_u16()),
+        (303, 303),
+        "alice's attempts went on"
+    );
+    assert_eq!(other.status(), 303, "bob signed in from another address");
+    assert_eq!(
+        app.state.passwords.places_taken(),
+        0,
+        "every place was given back"
+    );
     sign_in_ok(&app, &Browser::new(&app), "bob").await;
 }
 

@@ -6,6 +6,7 @@
 pub mod device;
 mod passkey;
 pub mod throttle;
+mod turns;
 
 pub use passkey::{passkey, start_passkey_second_factor};
 
@@ -121,6 +122,9 @@ pub async fn password(
     now: UnixTime,
 ) -> Result<Step, ServiceError> {
     let known = lookup(state, username).await?;
+    let Some(turn) = state.login_throttle.turn(&browser.info.ip) else {
+        return Ok(Step::Throttled { retry_after: 1 });
+    };
     let place = hashing_place(state)?;
     let device = known.as_ref().and_then(|u| {
         state
@@ -137,6 +141,7 @@ pub async fn password(
             now,
         )
         .await?;
+    drop(turn);
     let ticket = match gate {
         Gate::Throttled { retry_after } => return Ok(Step::Throttled { retry_after }),
         Gate::Open(ticket) => ticket,
@@ -586,7 +591,9 @@ async fn verify_password(
 /// on to the throttle, where attempts from one address wait for each other's lock on its
 /// bucket, and most of them then found the queue full; their 503 came after that wait,
 /// half a second and more during a storm (`docs/performance.md`, "Ninth round"). An
-/// attempt the throttle refuses gives its place back at once.
+/// attempt the throttle refuses gives its place back at once. Held while the attempt
+/// waits for the throttle, places are bounded per address there (`turns`): ask for the
+/// attempt's turn first.
 pub(crate) fn hashing_place(state: &AppState) -> Result<Place, ServiceError> {
     Ok(state.passwords.reserve()?)
 }

@@ -16,7 +16,9 @@
 //! the answers are the same for both.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
+use super::turns::{Turn, Turns};
 use crate::authn::throttle::{acquire, count, refund, Check, Rule, Verdict};
 
 use crate::clock::UnixTime;
@@ -27,7 +29,7 @@ use crate::store::{decide_on_buckets, BucketUpdate, StoreError, ThrottleStore};
 /// A bucket is forgotten a day after its first attempt (unless a delay still runs).
 const FORGET_AFTER: i64 = 86_400;
 
-/// The rules, from the settings.
+/// The rules, from the settings, and the attempts waiting for them on this node.
 #[derive(Debug, Clone)]
 pub struct LoginThrottle {
     pair: Rule,
@@ -35,6 +37,7 @@ pub struct LoginThrottle {
     account: Rule,
     success: Rule,
     code: Rule,
+    turns: Arc<Turns>,
 }
 
 /// The answer to "may this attempt go ahead?".
@@ -104,7 +107,14 @@ impl LoginThrottle {
             account: growing(s.free_failures_per_account, s.max_account_delay_secs),
             success: fixed(s.max_successes_per_account, s.success_window_secs),
             code: fixed(s.max_code_attempts, s.code_window_secs),
+            turns: Arc::default(),
         }
+    }
+
+    /// A turn for a password attempt from `ip` to wait for the throttle, or `None` when
+    /// as many from its address are waiting already (see `turns`): refuse it at once.
+    pub fn turn(&self, ip: &str) -> Option<Turn> {
+        self.turns.take(&address_key(ip))
     }
 
     fn rule(&self, kind: Kind) -> Rule {
