@@ -129,10 +129,11 @@ fn all_held(keys: &[String], held: &[HeldRow]) -> Result<(), StoreError> {
 /// and returns every row: `DO UPDATE` (a write that changes nothing) locks the row it
 /// conflicts with and returns it, where `DO NOTHING` would do neither. A row deleted by
 /// another call while we waited for it is inserted instead (PostgreSQL retries the
-/// insert). The order is the database's sort of the keys, the same for every call.
+/// insert). The order is the keys' bytes (`COLLATE "C"`), the same for every call
+/// whatever the database's locale, and the order the calls before this form locked in.
 const PG_HOLD: &str = "INSERT INTO throttle_buckets \
      (key, count, window_start, blocked_until, updated_at) \
-     SELECT k, 0, 0, 0, -1 FROM unnest($1::text[]) AS k ORDER BY k \
+     SELECT k, 0, 0, 0, -1 FROM unnest($1::text[]) AS k ORDER BY k COLLATE \"C\" \
      ON CONFLICT (key) DO UPDATE SET count = throttle_buckets.count \
      RETURNING key, count, window_start, blocked_until, updated_at";
 
