@@ -201,6 +201,10 @@ impl PasswordHasher {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
+        debug_assert!(
+            Arc::ptr_eq(&place.admitted, &self.admitted),
+            "a place of another hasher"
+        );
         let _place = place;
         let permit = Arc::clone(&self.permits)
             .acquire_owned()

@@ -251,8 +251,10 @@ pub(super) async fn own_transaction<'q>(
 /// transaction (`BEGIN IMMEDIATE; ...`) and reads, `close` turns what it read into the
 /// command that ends it (`...; COMMIT`) and an answer, which this returns once the
 /// command ran. Should `open`, `close` or the command fail, the transaction is rolled
-/// back (or the connection closed) as in `own_transaction`. Run it on the store's
-/// runtime, so that the writer never waits for a busy HTTP worker between the two.
+/// back (or the connection closed) as in `own_transaction`. `close`'s command must end
+/// with `COMMIT`: a command that succeeds is taken to have ended the transaction. Run it
+/// on the store's runtime, so that the writer never waits for a busy HTTP worker between
+/// the two.
 pub(super) async fn transaction_of_two<T>(
     pool: &SqlitePool,
     open: sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments>,
