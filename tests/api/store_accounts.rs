@@ -433,6 +433,19 @@ async fn buckets_deleted_and_recreated_concurrently_lose_nothing(backend: Backen
     }
 }
 
+/// Every bucket counted one more.
+fn counted_on(current: &[Option<ThrottleBucket>]) -> Vec<Option<ThrottleBucket>> {
+    current
+        .iter()
+        .map(|b| {
+            b.map(|b| ThrottleBucket {
+                count: b.count + 1,
+                ..b
+            })
+        })
+        .collect()
+}
+
 /// While one call holds a bucket (its update runs, and waits half a second), a second
 /// call on the same bucket and another key must not read it: its update runs only after
 /// the first one's has returned and been written. Without the lock the second call would
@@ -459,15 +472,7 @@ async fn a_call_waits_while_another_holds_its_bucket(backend: Backend) {
         inside.notify_one();
         std::thread::sleep(std::time::Duration::from_millis(500));
         done.store(true, Ordering::SeqCst);
-        current
-            .iter()
-            .map(|b| {
-                b.map(|b| ThrottleBucket {
-                    count: b.count + 1,
-                    ..b
-                })
-            })
-            .collect()
+        counted_on(current)
     });
     let holder = {
         let store = store.clone();
@@ -478,15 +483,7 @@ async fn a_call_waits_while_another_holds_its_bucket(backend: Backend) {
     let flag = seen_after_first.clone();
     let second: BucketUpdate = Box::new(move |current| {
         flag.store(first_done.load(Ordering::SeqCst), Ordering::SeqCst);
-        current
-            .iter()
-            .map(|b| {
-                b.map(|b| ThrottleBucket {
-                    count: b.count + 1,
-                    ..b
-                })
-            })
-            .collect()
+        counted_on(current)
     });
     let out = store
         .update_buckets(&keys(&["other", "held"]), 1002, second)
