@@ -234,16 +234,9 @@ pub(super) async fn own_transaction<'q>(
     pool: &SqlitePool,
     command: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
 ) -> Result<Vec<sqlx::sqlite::SqliteRow>, sqlx::Error> {
-    let mut writer = Writer {
-        conn: pool.acquire().await?,
-        settled: false,
-    };
+    let mut writer = Writer::acquire(pool).await?;
     let rows = command.fetch_all(&mut *writer.conn).await;
-    writer.settled = rows.is_ok()
-        || sqlx::raw_sql("ROLLBACK")
-            .execute(&mut *writer.conn)
-            .await
-            .is_ok();
+    writer.settle(rows.is_ok()).await;
     rows
 }
 
@@ -257,22 +250,11 @@ pub(super) async fn own_transaction<'q>(
 /// the two.
 pub(super) async fn transaction_of_two<T>(
     pool: &SqlitePool,
-    open: sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments>,
-    close: impl FnOnce(
-        Vec<sqlx::sqlite::SqliteRow>,
-    ) -> Result<
-        (
-            sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments>,
-            T,
-        ),
-        StoreError,
-    >,
+    open: WriterCommand,
+    close: impl FnOnce(Vec<sqlx::sqlite::SqliteRow>) -> Result<(WriterCommand, T), StoreError>,
 ) -> Result<T, StoreError> {
     use super::sql::backend;
-    let mut writer = Writer {
-        conn: pool.acquire().await.map_err(backend)?,
-        settled: false,
-    };
+    let mut writer = Writer::acquire(pool).await.map_err(backend)?;
     let answer = async {
         let rows = open.fetch_all(&mut *writer.conn).await.map_err(backend)?;
         let (command, answer) = close(rows)?;
@@ -280,19 +262,37 @@ pub(super) async fn transaction_of_two<T>(
         Ok(answer)
     }
     .await;
-    writer.settled = answer.is_ok()
-        || sqlx::raw_sql("ROLLBACK")
-            .execute(&mut *writer.conn)
-            .await
-            .is_ok();
+    writer.settle(answer.is_ok()).await;
     answer
 }
 
-/// The writer connection of `own_transaction`: closed when it goes back
-/// unless its command ended with nothing left open.
+/// A command of `transaction_of_two`, with its (owned) arguments.
+pub(super) type WriterCommand = sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// The writer connection of `own_transaction` and `transaction_of_two`: closed when it
+/// goes back unless its commands ended with nothing left open.
 struct Writer {
     conn: sqlx::pool::PoolConnection<Sqlite>,
     settled: bool,
+}
+
+impl Writer {
+    async fn acquire(pool: &SqlitePool) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            conn: pool.acquire().await?,
+            settled: false,
+        })
+    }
+
+    /// Fit to go back after commands that succeeded (and committed), or after a
+    /// `ROLLBACK` of what failed; otherwise it is closed on drop.
+    async fn settle(&mut self, succeeded: bool) {
+        self.settled = succeeded
+            || sqlx::raw_sql("ROLLBACK")
+                .execute(&mut *self.conn)
+                .await
+                .is_ok();
+    }
 }
 
 impl Drop for Writer {

@@ -17,7 +17,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
-use sqlx::Row;
 
 use super::backend;
 use crate::clock::UnixTime;
@@ -214,16 +213,8 @@ impl ThrottleStore for SqliteStore {
             transaction_of_two(&pool, hold, move |rows| {
                 let held = rows
                     .iter()
-                    .map(|row| {
-                        Ok(HeldRow {
-                            key: row.try_get(0)?,
-                            count: row.try_get(1)?,
-                            window_start: row.try_get(2)?,
-                            blocked_until: row.try_get(3)?,
-                            updated_at: row.try_get(4)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, sqlx::Error>>()
+                    .map(sqlx::FromRow::from_row)
+                    .collect::<Result<Vec<HeldRow>, sqlx::Error>>()
                     .map_err(backend)?;
                 let plan = plan(&keys, held, update)?;
                 let kept: Vec<_> = plan
