@@ -59,6 +59,17 @@ pub(super) fn is_outage(e: &(dyn std::error::Error + 'static)) -> bool {
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed,
         ) => true,
+        // SQLite: the database is locked by another connection or process for longer
+        // than the busy timeout (`SQLITE_BUSY` and its extended codes, whose low byte is
+        // the primary code: https://sqlite.org/rescode.html). `SQLITE_LOCKED` is a
+        // conflict within one connection, a bug rather than an outage.
+        Some(sqlx::Error::Database(db))
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+        {
+            db.code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .is_some_and(|code| code & 0xff == 5)
+        }
         // PostgreSQL SQLSTATE class 08 (connection exception), 57P01-57P03 (the server is
         // shutting down, crashed or starting), 53300 (too many connections).
         Some(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
@@ -139,5 +150,31 @@ mod tests {
         ] {
             assert!(matches!(backend(e), StoreError::Backend(_)));
         }
+    }
+
+    /// A write lock held elsewhere past the busy timeout is an outage (503: try again),
+    /// not a failed statement (500); a statement's own failure is not.
+    #[tokio::test]
+    async fn a_sqlite_database_locked_elsewhere_is_an_outage() {
+        use sqlx::sqlite::SqliteConnectOptions;
+        use sqlx::{ConnectOptions, Executor};
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("locked.db"))
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut holder = options.connect().await.unwrap();
+        let mut other = options.connect().await.unwrap();
+        holder
+            .execute("CREATE TABLE t (x INTEGER NOT NULL); BEGIN IMMEDIATE")
+            .await
+            .unwrap();
+        let busy = other.execute("BEGIN IMMEDIATE").await.unwrap_err();
+        assert!(matches!(backend(busy), StoreError::Unavailable(_)));
+        let failed = holder
+            .execute("INSERT INTO t VALUES (NULL)")
+            .await
+            .unwrap_err();
+        assert!(matches!(backend(failed), StoreError::Backend(_)));
     }
 }
