@@ -13,6 +13,7 @@ use crate::domain::{
     TokenPurpose, TotpCredential, User, Username,
 };
 
+mod coalesce;
 mod lane;
 mod postgres;
 mod sql;

@@ -14,6 +14,10 @@ const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 /// How long a statement waits for a connection before the request gets 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many batches of one kind of read run at once (`store::coalesce`): reads that
+/// arrive while this many run wait and go together in the next.
+const BATCHES_RUNNING: usize = 2;
+
 /// PostgreSQL implementation of every store trait.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -24,6 +28,8 @@ pub struct PgStore {
     pub(super) reader: Lane<Postgres>,
     /// Transactions.
     transactions: PgPool,
+    /// The hot reads that run in batches (`store::coalesce`).
+    pub(super) batches: super::sql::PgBatches,
 }
 
 impl PgStore {
@@ -68,10 +74,12 @@ impl PgStore {
             .await
             .map_err(super::sql::backend)?;
         let lane = Lane::new(options, for_statements, ACQUIRE_TIMEOUT);
+        let batches = super::sql::PgBatches::new(&lane, BATCHES_RUNNING, ACQUIRE_TIMEOUT);
         Ok(Self {
             reader: lane.clone(),
             pool: lane,
             transactions,
+            batches,
         })
     }
 

@@ -43,6 +43,7 @@ mod store_code_batch;
 mod store_contract;
 mod store_flows;
 mod store_passkeys;
+mod store_reads;
 mod store_rotation;
 mod store_spend;
 mod store_spend_batch;

@@ -125,7 +125,7 @@ impl TryFrom<RefreshRow> for RefreshToken {
 
 /// A grant (`GrantRow`'s columns, unprefixed) joined with its user (`u_` prefixes).
 #[derive(sqlx::FromRow)]
-struct GrantUserRow {
+pub(super) struct GrantUserRow {
     #[sqlx(flatten)]
     grant: GrantRow,
     #[sqlx(flatten)]
@@ -215,6 +215,7 @@ macro_rules! grant_user_columns {
         )
     };
 }
+pub(super) use grant_user_columns;
 /// The columns of `FamilyRow` beyond `grant_user_columns!`: the token, from `refresh_tokens r`.
 macro_rules! family_token_columns {
     () => {
@@ -232,12 +233,29 @@ const SELECT_FAMILY: &str = concat!(
      WHERE r.token_hash = $1"
 );
 /// An access token's grant and user, unless the grant or the token's `jti` was revoked.
-const SELECT_TOKEN_GRANT: &str = concat!(
+pub(super) const SELECT_TOKEN_GRANT: &str = concat!(
     "SELECT ",
     grant_user_columns!(),
     " FROM grants g JOIN users u ON u.id = g.user_id WHERE g.id = $1 AND g.revoked_at IS NULL \
      AND NOT EXISTS (SELECT 1 FROM revoked_jtis j WHERE j.jti = $2)"
 );
+impl SqliteStore {
+    /// SQLite's reads are calls into the process: no batches (PostgreSQL's are in
+    /// `pg_batch`).
+    pub(super) async fn token_grant(
+        &self,
+        grant_id: &str,
+        jti: &str,
+    ) -> Result<Option<GrantUserRow>, StoreError> {
+        sqlx::query_as(SELECT_TOKEN_GRANT)
+            .bind(grant_id)
+            .bind(jti)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)
+    }
+}
+
 /// RFC 9700 §4.14.2: the presented token is spent once, and only by its own client.
 const SPEND_REFRESH: &str = "UPDATE refresh_tokens SET spent_at = $1, successor_sealed = $2 \
      WHERE token_hash = $3 AND spent_at IS NULL AND grant_id = $4 AND client_id = $5 \
@@ -426,13 +444,7 @@ macro_rules! grant_store {
             }
 
             async fn get_token_grant(&self, grant_id: &str, jti: &str) -> Result<Option<(Grant, User)>, StoreError> {
-                let row: Option<GrantUserRow> = sqlx::query_as(SELECT_TOKEN_GRANT)
-                    .bind(grant_id)
-                    .bind(jti)
-                    .fetch_optional(&self.reader)
-                    .await
-                    .map_err(backend)?;
-                row.map(<(Grant, User)>::try_from).transpose()
+                self.token_grant(grant_id, jti).await?.map(<(Grant, User)>::try_from).transpose()
             }
 
             async fn rotate_refresh_token(&self, r: &RefreshRotation<'_>) -> Result<bool, StoreError> {

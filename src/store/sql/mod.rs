@@ -25,6 +25,8 @@ mod grants;
 mod keys;
 mod mail;
 mod passkeys;
+mod pg_batch;
+pub(super) use pg_batch::PgBatches;
 mod recovery;
 pub(super) mod refresh_batch;
 mod reset;
