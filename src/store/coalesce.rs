@@ -118,6 +118,10 @@ impl<K: Send + 'static, V: Send + 'static> Coalescer<K, V> {
         let start = {
             let mut state = self.inner.lock();
             if state.waiting.len() >= MAX_WAITING {
+                // Reads whose callers are gone hold no place.
+                state.waiting.retain(|w| !w.reply.is_closed());
+            }
+            if state.waiting.len() >= MAX_WAITING {
                 return Err(StoreError::Unavailable(
                     "too many reads are waiting for the database".into(),
                 ));
@@ -137,9 +141,8 @@ impl<K: Send + 'static, V: Send + 'static> Coalescer<K, V> {
             // The guard is made before the task, so that a task dropped unpolled (the
             // runtime shutting down) still gives its place back.
             let turn = Turn(Some(self.inner.clone()));
-            // On the caller's runtime (an HTTP worker's), whose reactor drives the
-            // connections it opened: a batch spawned elsewhere measured no better
-            // (`docs/performance.md`, "Tenth round").
+            // On the caller's runtime (an HTTP worker's): a batch spawned on the system
+            // runtime measured no better (`docs/performance.md`, "Tenth round").
             tokio::spawn(drain(turn));
         }
         // A read taken by a batch that then waits long (a lock, a slow disk) is given up
@@ -241,7 +244,18 @@ async fn run_batch<K, V>(inner: &Inner<K, V>, batch: Vec<Waiting<K, V>>) {
         return;
     }
     let asked = keys.len();
-    match (inner.run)(keys).await {
+    // A statement that hangs (a connection cut without a word, a lock held for long)
+    // would keep its batch's place, and with both places held every read of the kind
+    // would wait: it is given up after `queue_limit` (its connection is closed, as any
+    // abandoned statement's is: `store::lane`) and its reads answered `Unavailable`.
+    let ran = tokio::time::timeout(inner.queue_limit, (inner.run)(keys))
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "a batch of reads took too long".into(),
+            ))
+        });
+    match ran {
         Ok(answers) if answers.len() == asked => {
             if asked > 1 {
                 inner.together.fetch_add(asked as u64, Ordering::Relaxed);
@@ -423,9 +437,12 @@ mod tests {
             .collect();
         settle().await;
         p.open();
-        assert_eq!(first.await.ok().and_then(|r| r.ok()), Some(Some(20)));
+        assert_eq!(
+            within(first).await.ok().and_then(|r| r.ok()),
+            Some(Some(20))
+        );
         for read in rest {
-            let (k, answer) = read.await.expect("joined");
+            let (k, answer) = within(read).await.expect("joined");
             let expected = (k % 2 == 0).then_some(k * 10);
             assert_eq!(answer.ok(), Some(expected), "key {k}");
         }
@@ -438,19 +455,19 @@ mod tests {
     async fn no_more_than_max_running_batches_run_at_once() {
         let p = probe();
         let c = coalescer(&p, 2);
-        let reads: Vec<_> = (0..40)
-            .map(|k| {
-                let c = c.clone();
-                tokio::spawn(async move { c.call(k * 2).await })
-            })
-            .collect();
-        settle().await;
+        // One read at a time, each given the time to start a batch if it may.
+        let mut reads = Vec::new();
+        for k in 0..40u32 {
+            let c = c.clone();
+            reads.push(tokio::spawn(async move { c.call(k * 2).await }));
+            settle().await;
+        }
+        assert_eq!(p.running.load(Ordering::SeqCst), 2, "two batches run");
+        assert_eq!(c.inner.lock().waiting.len(), 38, "the rest wait");
         p.open();
         for (k, read) in reads.into_iter().enumerate() {
-            assert_eq!(
-                read.await.ok().and_then(|r| r.ok()),
-                Some(Some(k as u32 * 20))
-            );
+            let answer = within(read).await.expect("joined");
+            assert_eq!(answer.ok(), Some(Some(k as u32 * 20)));
         }
         assert_eq!(p.most_running.load(Ordering::SeqCst), 2);
         let batches = p.batches();
@@ -477,15 +494,15 @@ mod tests {
             .collect();
         settle().await;
         p.open();
-        assert!(first.await.expect("joined").is_ok());
+        assert!(within(first).await.expect("joined").is_ok());
         for read in doomed {
-            let answer = read.await.expect("joined");
+            let answer = within(read).await.expect("joined");
             assert!(
                 matches!(answer, Err(StoreError::Unavailable(_))),
                 "{answer:?}"
             );
         }
-        assert_eq!(c.call(6).await.ok(), Some(Some(60)));
+        assert_eq!(within(c.call(6)).await.ok(), Some(Some(60)));
         assert_eq!(c.answered_together(), 0);
     }
 
@@ -507,10 +524,10 @@ mod tests {
             .collect();
         settle().await;
         p.open();
-        assert!(first.await.expect("joined").is_ok());
+        assert!(within(first).await.expect("joined").is_ok());
         let mut answers = Vec::new();
         for call in batch {
-            answers.push(call.await.expect("joined"));
+            answers.push(within(call).await.expect("joined"));
         }
         assert!(
             matches!(answers[0], Err(StoreError::Corrupt(_))),
@@ -544,7 +561,10 @@ mod tests {
         gone.abort();
         settle().await;
         p.open();
-        assert_eq!(stays.await.ok().and_then(|r| r.ok()), Some(Some(80)));
+        assert_eq!(
+            within(stays).await.ok().and_then(|r| r.ok()),
+            Some(Some(80))
+        );
         assert_eq!(p.batches(), vec![vec![2], vec![8]]);
         // Nothing is left running: a read after them starts a batch at once.
         assert_eq!(within(c.call(10)).await.ok(), Some(Some(100)));
@@ -611,16 +631,39 @@ mod tests {
     #[tokio::test]
     async fn a_read_that_waited_too_long_is_not_run() {
         let p = probe();
-        let p2 = p.clone();
-        let run = coalescer(&p2, 1).inner.run.clone();
-        let c = Coalescer::new(1, Duration::ZERO, run);
         p.open();
-        let answer = c.call(2).await;
+        let c = coalescer(&p, 1);
+        let (reply, answer) = oneshot::channel();
+        let stale = Waiting {
+            key: 2,
+            since: Instant::now() - Duration::from_secs(11),
+            reply,
+        };
+        run_batch(&c.inner, vec![stale]).await;
+        let answer = answer.await.expect("answered");
         assert!(
             matches!(answer, Err(StoreError::Unavailable(_))),
             "{answer:?}"
         );
-        assert!(p.batches().is_empty());
+        assert!(p.batches().is_empty(), "the statement did not run");
+    }
+
+    #[tokio::test]
+    async fn a_caller_waits_no_longer_than_the_queue_limit() {
+        let p = probe();
+        let run = coalescer(&p, 1).inner.run.clone();
+        let c = Coalescer::new(1, Duration::from_millis(50), run);
+        // The statement does not end while the gate stays shut.
+        let answer = within(c.call(2)).await;
+        assert!(
+            matches!(answer, Err(StoreError::Unavailable(_))),
+            "{answer:?}"
+        );
+        // The batch is given up too, and gives its place back.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(c.inner.lock().running, 0, "the hung batch holds no place");
+        p.open();
+        assert_eq!(within(c.call(6)).await.ok(), Some(Some(60)));
     }
 
     #[test]

@@ -116,7 +116,9 @@ impl<DB: Database> Lane<DB> {
     ) {
         let reusable = match outcome {
             Ok(_) => true,
-            Err(e @ sqlx::Error::Database(db)) => !super::sql::is_outage(e) && !ends_session(&**db),
+            Err(e @ sqlx::Error::Database(db)) => {
+                !super::sql::connection_lost(e) && !ends_session(&**db)
+            }
             Err(_) => false,
         };
         if reusable && !self.inner.permits.is_closed() {

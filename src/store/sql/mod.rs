@@ -50,9 +50,15 @@ pub(super) fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> Sto
     }
 }
 
-/// The database is down, restarting, unreachable or saturated, as opposed to a statement
-/// that failed: the request may succeed if repeated in a moment.
+/// The database is down, restarting, unreachable, saturated or locked by someone else, as
+/// opposed to a statement that failed: the request may succeed if repeated in a moment.
 pub(super) fn is_outage(e: &(dyn std::error::Error + 'static)) -> bool {
+    connection_lost(e) || sqlite_busy(e)
+}
+
+/// The connection, or the server behind it, is gone or refuses it: the connection must not
+/// be used again.
+pub(super) fn connection_lost(e: &(dyn std::error::Error + 'static)) -> bool {
     match e.downcast_ref::<sqlx::Error>() {
         Some(
             sqlx::Error::PoolTimedOut
@@ -61,10 +67,28 @@ pub(super) fn is_outage(e: &(dyn std::error::Error + 'static)) -> bool {
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed,
         ) => true,
-        // SQLite: the database is locked by another connection or process for longer
-        // than the busy timeout (`SQLITE_BUSY` and its extended codes, whose low byte is
-        // the primary code: https://sqlite.org/rescode.html). `SQLITE_LOCKED` is a
-        // conflict within one connection, a bug rather than an outage.
+        // PostgreSQL SQLSTATE class 08 (connection exception), 57P01-57P03 (the server is
+        // shutting down, crashed or starting), 53300 (too many connections).
+        Some(sqlx::Error::Database(db))
+            if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some() =>
+        {
+            db.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+            })
+        }
+        _ => false,
+    }
+}
+
+/// SQLite: the database is locked by another connection or process for longer than the
+/// busy timeout (`SQLITE_BUSY` and its extended codes, whose low byte is the primary
+/// code: https://sqlite.org/rescode.html). The connection itself is fine. `SQLITE_LOCKED`
+/// is a conflict within one connection, a bug rather than an outage.
+fn sqlite_busy(e: &(dyn std::error::Error + 'static)) -> bool {
+    match e.downcast_ref::<sqlx::Error>() {
         Some(sqlx::Error::Database(db))
             if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
         {
@@ -72,11 +96,6 @@ pub(super) fn is_outage(e: &(dyn std::error::Error + 'static)) -> bool {
                 .and_then(|code| code.parse::<i32>().ok())
                 .is_some_and(|code| code & 0xff == 5)
         }
-        // PostgreSQL SQLSTATE class 08 (connection exception), 57P01-57P03 (the server is
-        // shutting down, crashed or starting), 53300 (too many connections).
-        Some(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
-        }),
         _ => false,
     }
 }
@@ -155,7 +174,8 @@ mod tests {
     }
 
     /// A write lock held elsewhere past the busy timeout is an outage (503: try again),
-    /// not a failed statement (500); a statement's own failure is not.
+    /// not a failed statement (500), and leaves the connection usable; a statement's own
+    /// failure is not an outage.
     #[tokio::test]
     async fn a_sqlite_database_locked_elsewhere_is_an_outage() {
         use sqlx::sqlite::SqliteConnectOptions;
@@ -172,6 +192,8 @@ mod tests {
             .await
             .unwrap();
         let busy = other.execute("BEGIN IMMEDIATE").await.unwrap_err();
+        // The connection itself is fine: `store::lane` keeps it.
+        assert!(!connection_lost(&busy));
         assert!(matches!(backend(busy), StoreError::Unavailable(_)));
         let failed = holder
             .execute("INSERT INTO t VALUES (NULL)")
