@@ -402,6 +402,12 @@ mod tests {
         }
     }
 
+    /// `c.call(k)` in a task of its own.
+    fn spawn_call(c: &Coalescer<u32, u32>, k: u32) -> tokio::task::JoinHandle<Answer<u32>> {
+        let c = c.clone();
+        tokio::spawn(async move { c.call(k).await })
+    }
+
     /// `f`, or a failed test instead of a hung one.
     async fn within<T>(f: impl Future<Output = T>) -> T {
         tokio::time::timeout(Duration::from_secs(5), f)
@@ -424,10 +430,7 @@ mod tests {
     async fn reads_that_wait_run_together_and_each_gets_its_own_answer() {
         let p = probe();
         let c = coalescer(&p, 1);
-        let first = tokio::spawn({
-            let c = c.clone();
-            async move { c.call(2).await }
-        });
+        let first = spawn_call(&c, 2);
         settle().await;
         let rest: Vec<_> = (4..10)
             .map(|k| {
@@ -458,8 +461,7 @@ mod tests {
         // One read at a time, each given the time to start a batch if it may.
         let mut reads = Vec::new();
         for k in 0..40u32 {
-            let c = c.clone();
-            reads.push(tokio::spawn(async move { c.call(k * 2).await }));
+            reads.push(spawn_call(&c, k * 2));
             settle().await;
         }
         assert_eq!(p.running.load(Ordering::SeqCst), 2, "two batches run");
@@ -480,18 +482,9 @@ mod tests {
     async fn a_failed_batch_fails_its_reads_and_the_next_batch_runs() {
         let p = probe();
         let c = coalescer(&p, 1);
-        let first = tokio::spawn({
-            let c = c.clone();
-            async move { c.call(0).await }
-        });
+        let first = spawn_call(&c, 0);
         settle().await;
-        let doomed: Vec<_> = [999, 2]
-            .into_iter()
-            .map(|k| {
-                let c = c.clone();
-                tokio::spawn(async move { c.call(k).await })
-            })
-            .collect();
+        let doomed: Vec<_> = [999, 2].into_iter().map(|k| spawn_call(&c, k)).collect();
         settle().await;
         p.open();
         assert!(within(first).await.expect("joined").is_ok());
@@ -510,18 +503,9 @@ mod tests {
     async fn a_row_that_does_not_decode_fails_its_read_alone() {
         let p = probe();
         let c = coalescer(&p, 1);
-        let first = tokio::spawn({
-            let c = c.clone();
-            async move { c.call(0).await }
-        });
+        let first = spawn_call(&c, 0);
         settle().await;
-        let batch: Vec<_> = [997, 4]
-            .into_iter()
-            .map(|k| {
-                let c = c.clone();
-                tokio::spawn(async move { c.call(k).await })
-            })
-            .collect();
+        let batch: Vec<_> = [997, 4].into_iter().map(|k| spawn_call(&c, k)).collect();
         settle().await;
         p.open();
         assert!(within(first).await.expect("joined").is_ok());
@@ -543,19 +527,10 @@ mod tests {
         let p = probe();
         let c = coalescer(&p, 1);
         // The first caller starts the batch and goes away while it runs.
-        let leader = tokio::spawn({
-            let c = c.clone();
-            async move { c.call(2).await }
-        });
+        let leader = spawn_call(&c, 2);
         settle().await;
-        let gone = tokio::spawn({
-            let c = c.clone();
-            async move { c.call(4).await }
-        });
-        let stays = tokio::spawn({
-            let c = c.clone();
-            async move { c.call(8).await }
-        });
+        let gone = spawn_call(&c, 4);
+        let stays = spawn_call(&c, 8);
         settle().await;
         leader.abort();
         gone.abort();
@@ -574,15 +549,9 @@ mod tests {
     async fn reads_left_waiting_by_a_batch_that_panicked_are_answered() {
         let p = probe();
         let c = coalescer(&p, 1);
-        let doomed = tokio::spawn({
-            let c = c.clone();
-            async move { c.call(998).await }
-        });
+        let doomed = spawn_call(&c, 998);
         settle().await;
-        let waiting = tokio::spawn({
-            let c = c.clone();
-            async move { c.call(4).await }
-        });
+        let waiting = spawn_call(&c, 4);
         settle().await;
         p.open();
         // The batch's task panicked: its read and the one waiting behind it are answered.
@@ -603,10 +572,7 @@ mod tests {
     async fn no_more_than_max_waiting_reads_wait() {
         let p = probe();
         let c = coalescer(&p, 1);
-        let first = tokio::spawn({
-            let c = c.clone();
-            async move { c.call(0).await }
-        });
+        let first = spawn_call(&c, 0);
         settle().await;
         assert_eq!(p.running.load(Ordering::SeqCst), 1, "one batch runs");
         let mut reads = Vec::new();
@@ -614,8 +580,7 @@ mod tests {
             if c.inner.lock().waiting.len() == MAX_WAITING {
                 break;
             }
-            let c = c.clone();
-            reads.push(tokio::spawn(async move { c.call(2).await }));
+            reads.push(spawn_call(&c, 2));
             tokio::task::yield_now().await;
         }
         assert_eq!(reads.len(), MAX_WAITING, "the queue filled");
