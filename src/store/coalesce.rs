@@ -408,6 +408,27 @@ mod tests {
         tokio::spawn(async move { c.call(k).await })
     }
 
+    /// Reads `first`, which takes `c`'s only batch and waits at the shut gate; then
+    /// `keys`, which queue behind it; then opens the gate. The answers, in order.
+    async fn behind_one_read(
+        p: &Probe,
+        c: &Coalescer<u32, u32>,
+        first: u32,
+        keys: &[u32],
+    ) -> (Answer<u32>, Vec<Answer<u32>>) {
+        let first = spawn_call(c, first);
+        settle().await;
+        let rest: Vec<_> = keys.iter().map(|&k| spawn_call(c, k)).collect();
+        settle().await;
+        p.open();
+        let first = within(first).await.expect("joined");
+        let mut answers = Vec::new();
+        for read in rest {
+            answers.push(within(read).await.expect("joined"));
+        }
+        (first, answers)
+    }
+
     /// `f`, or a failed test instead of a hung one.
     async fn within<T>(f: impl Future<Output = T>) -> T {
         tokio::time::timeout(Duration::from_secs(5), f)
@@ -430,22 +451,10 @@ mod tests {
     async fn reads_that_wait_run_together_and_each_gets_its_own_answer() {
         let p = probe();
         let c = coalescer(&p, 1);
-        let first = spawn_call(&c, 2);
-        settle().await;
-        let rest: Vec<_> = (4..10)
-            .map(|k| {
-                let c = c.clone();
-                tokio::spawn(async move { (k, c.call(k).await) })
-            })
-            .collect();
-        settle().await;
-        p.open();
-        assert_eq!(
-            within(first).await.ok().and_then(|r| r.ok()),
-            Some(Some(20))
-        );
-        for read in rest {
-            let (k, answer) = within(read).await.expect("joined");
+        let keys: Vec<u32> = (4..10).collect();
+        let (first, answers) = behind_one_read(&p, &c, 2, &keys).await;
+        assert_eq!(first.ok(), Some(Some(20)));
+        for (k, answer) in keys.into_iter().zip(answers) {
             let expected = (k % 2 == 0).then_some(k * 10);
             assert_eq!(answer.ok(), Some(expected), "key {k}");
         }
@@ -482,14 +491,9 @@ mod tests {
     async fn a_failed_batch_fails_its_reads_and_the_next_batch_runs() {
         let p = probe();
         let c = coalescer(&p, 1);
-        let first = spawn_call(&c, 0);
-        settle().await;
-        let doomed: Vec<_> = [999, 2].into_iter().map(|k| spawn_call(&c, k)).collect();
-        settle().await;
-        p.open();
-        assert!(within(first).await.expect("joined").is_ok());
-        for read in doomed {
-            let answer = within(read).await.expect("joined");
+        let (first, answers) = behind_one_read(&p, &c, 0, &[999, 2]).await;
+        assert!(first.is_ok());
+        for answer in answers {
             assert!(
                 matches!(answer, Err(StoreError::Unavailable(_))),
                 "{answer:?}"
@@ -503,16 +507,8 @@ mod tests {
     async fn a_row_that_does_not_decode_fails_its_read_alone() {
         let p = probe();
         let c = coalescer(&p, 1);
-        let first = spawn_call(&c, 0);
-        settle().await;
-        let batch: Vec<_> = [997, 4].into_iter().map(|k| spawn_call(&c, k)).collect();
-        settle().await;
-        p.open();
-        assert!(within(first).await.expect("joined").is_ok());
-        let mut answers = Vec::new();
-        for call in batch {
-            answers.push(within(call).await.expect("joined"));
-        }
+        let (first, answers) = behind_one_read(&p, &c, 0, &[997, 4]).await;
+        assert!(first.is_ok());
         assert!(
             matches!(answers[0], Err(StoreError::Corrupt(_))),
             "{:?}",
