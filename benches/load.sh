@@ -192,7 +192,7 @@ done
 NOTES=()
 if [ "$PEER" = 1 ]; then
   peer
-  NOTES+=(--note "¹ node-oidc-provider has no users or passwords: sign-in is the application's. It ran with its in-memory adapter (grants, codes and tokens live in the process; nothing is durable, unlike both Latchkey columns) as one Node.js process, with the configuration in benches/peer/provider.mjs; its code-flow access tokens are opaque, its client_credentials tokens RS256 JWTs like Latchkey's.")
+  NOTES+=(--note "¹ node-oidc-provider has no users or passwords: sign-in is the application's. It ran with its in-memory adapter (grants, codes and tokens live in the process; nothing is durable, unlike both Latchkey columns) as one Node.js process, with the configuration in benches/peer/provider.mjs; its code-flow and refresh access tokens are opaque, so those flows sign one JWT where Latchkey's sign two and the two signing-bound rows do not apply; its client_credentials tokens are RS256 JWTs like Latchkey's.")
 fi
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')

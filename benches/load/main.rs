@@ -96,6 +96,10 @@ struct RunArgs {
     /// Only these scenarios (comma-separated keys, as in the table); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Measured seconds of the short client_credentials runs that bracket refresh and the
+    /// code flow, for their signing bound (`Bound`).
+    #[arg(long, default_value_t = 4)]
+    bound_seconds: u64,
     #[command(flatten)]
     setup: Setup,
 }
@@ -252,17 +256,23 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     if wanted("jwks") {
         cell("jwks", scenarios::jwks(&ctx).await?)?;
     }
+    let mut bound = Bound::new(&ctx, &a);
     if wanted("client_credentials") {
-        cell(
-            "client_credentials",
-            scenarios::client_credentials(&ctx).await?,
-        )?;
+        let stats = scenarios::client_credentials(&ctx).await?;
+        bound.last = Some(stats.rate());
+        cell("client_credentials", stats)?;
     }
     if wanted("refresh") {
-        cell("refresh", scenarios::refresh(&ctx).await?)?;
+        let before = bound.before().await?;
+        let stats = scenarios::refresh(&ctx).await?;
+        bound.record(out, "refresh_bound", &stats, before).await?;
+        cell("refresh", stats)?;
     }
     if wanted("code_flow") {
-        cell("code_flow", scenarios::code_flow(&ctx).await?)?;
+        let before = bound.before().await?;
+        let stats = scenarios::code_flow(&ctx).await?;
+        bound.record(out, "code_flow_bound", &stats, before).await?;
+        cell("code_flow", stats)?;
     }
     if wanted("userinfo") {
         cell("userinfo", scenarios::userinfo(&ctx).await?)?;
@@ -311,6 +321,75 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         table::record(out, "rss_storm", &mib(rss_kib(a.pid, "VmRSS")?))?;
     }
     table::record(out, "rss_peak", &mib(rss_kib(a.pid, "VmHWM")?))
+}
+
+/// The signing bound of refresh and the code flow (issue 9's targets): each signs two
+/// JWTs where a client_credentials token signs one, so their bound is half the
+/// client_credentials rate. The host's speed drifts by a tenth and more within minutes
+/// (`docs/performance.md`, "Eleventh round"), so the rate is taken right before and right
+/// after each of them, and the bound is half their mean. A scenario right after
+/// client_credentials (or after the other bracketed one) starts from the rate that run
+/// just measured.
+struct Bound {
+    ctx: Arc<Ctx>,
+    window: Window,
+    /// Applies to Latchkey only: the peer's code-flow and refresh access tokens are
+    /// opaque, so they sign one JWT, not two.
+    applies: bool,
+    /// The client_credentials rate measured last, if the scenario that ran last was one.
+    last: Option<f64>,
+}
+
+impl Bound {
+    fn new(ctx: &Arc<Ctx>, a: &RunArgs) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            window: Window {
+                measured: Duration::from_secs(a.bound_seconds),
+                ..ctx.window
+            },
+            applies: a.target == Target::Latchkey,
+            last: None,
+        }
+    }
+
+    async fn rate_now(&self) -> anyhow::Result<f64> {
+        Ok(scenarios::client_credentials_within(&self.ctx, self.window)
+            .await?
+            .rate())
+    }
+
+    /// The client_credentials rate just before the next scenario.
+    async fn before(&mut self) -> anyhow::Result<f64> {
+        match self.last.take() {
+            Some(rate) => Ok(rate),
+            None if self.applies => self.rate_now().await,
+            None => Ok(f64::NAN),
+        }
+    }
+
+    /// Measures the rate after `stats`' scenario and records its share of the bound.
+    async fn record(
+        &mut self,
+        out: &std::path::Path,
+        key: &str,
+        stats: &Stats,
+        before: f64,
+    ) -> anyhow::Result<()> {
+        if !self.applies {
+            return table::record(out, key, "n/a ¹");
+        }
+        let after = self.rate_now().await?;
+        self.last = Some(after);
+        let share = 100.0 * stats.rate() / ((before + after) / 4.0);
+        let cell = format!(
+            "{share:.0} % (client_credentials {}/s before, {}/s after)",
+            measure::thousands(before),
+            measure::thousands(after)
+        );
+        eprintln!("{key:<20} {cell}");
+        table::record(out, key, &cell)
+    }
 }
 
 /// The p99 of some latencies in microseconds, as a table's milliseconds ("-" for none).

@@ -15,7 +15,15 @@ pub const ROWS: &[(&str, &str)] = &[
     ("jwks", "JWKS"),
     ("client_credentials", "client_credentials token"),
     ("refresh", "refresh rotation (a chain per connection)"),
+    (
+        "refresh_bound",
+        "refresh / its signing bound (half the client_credentials rate around it)",
+    ),
     ("code_flow", "code flow with a session (authorize + token)"),
+    (
+        "code_flow_bound",
+        "code flow / its signing bound (the same)",
+    ),
     ("userinfo", "userinfo"),
     ("introspection", "introspection"),
     ("password_login", "password login (form POST, argon2id)"),
