@@ -30,6 +30,7 @@ pub const ROWS: &[(&str, &str)] = &[
     ("storm_cc", "client_credentials during a login storm"),
     ("storm_logins", "storm sign-ins: ok / 429 / 503"),
     ("rss_storm", "RSS after the login storm"),
+    ("rss_storm_later", "RSS 15 s after the login storm"),
     ("rss_peak", "peak RSS over the suite (VmHWM)"),
 ];
 

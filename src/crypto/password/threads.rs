@@ -11,8 +11,9 @@
 //! excess with 503 and `Retry-After` instead of letting it pile up.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::crypto::CryptoError;
 
@@ -27,6 +28,9 @@ const NICEST: i32 = 19;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// What a thread does when no job came for a while (see [`HashThreads::start`]).
+pub(super) type OnIdle = Arc<dyn Fn() + Send + Sync>;
+
 /// A fixed set of threads fed through one queue. The hasher's semaphore admits at most as
 /// many jobs as there are threads (a job gives its permit back just before its thread
 /// returns to the queue), so a job waits here at most for that moment.
@@ -35,23 +39,38 @@ pub(super) struct HashThreads {
 }
 
 impl HashThreads {
-    /// Starts `count` threads; they end when the last handle is dropped.
-    pub(super) fn start(count: usize) -> Result<Self, CryptoError> {
+    /// Starts `count` threads; they end when the last handle is dropped. A thread that
+    /// waited `idle` for a job without one coming runs `on_idle`, again after each further
+    /// `idle` without a job.
+    pub(super) fn start(
+        count: usize,
+        idle: Duration,
+        on_idle: OnIdle,
+    ) -> Result<Self, CryptoError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..count {
             let queue = Arc::clone(&queue);
+            let on_idle = Arc::clone(&on_idle);
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
                     lower_priority();
                     loop {
-                        // The lock is held only while taking one job.
+                        // The lock is held only while taking one job (or waiting for
+                        // one: the other threads wait for the lock meanwhile).
                         let next = match queue.lock() {
-                            Ok(rx) => rx.recv(),
-                            Err(poisoned) => poisoned.into_inner().recv(),
+                            Ok(rx) => rx.recv_timeout(idle),
+                            Err(poisoned) => poisoned.into_inner().recv_timeout(idle),
                         };
-                        let Ok(job) = next else { return };
+                        let job = match next {
+                            Ok(job) => job,
+                            Err(RecvTimeoutError::Timeout) => {
+                                on_idle();
+                                continue;
+                            }
+                            Err(RecvTimeoutError::Disconnected) => return,
+                        };
                         // A panicking job drops its reply sender (the caller sees an
                         // error) and leaves the thread serving.
                         let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
@@ -118,7 +137,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn hashes_run_below_the_workers_priority() {
-        let threads = HashThreads::start(2).unwrap();
+        let threads = HashThreads::start(2, Duration::from_secs(60), Arc::new(|| ())).unwrap();
         let here = current_nice();
         let there = threads.run(current_nice).await.unwrap();
         assert_eq!(there, (here + HASH_THREAD_NICENESS).min(NICEST));
@@ -132,12 +151,27 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_job_is_an_error_and_the_thread_keeps_serving() {
-        let threads = HashThreads::start(1).unwrap();
+        let threads = HashThreads::start(1, Duration::from_secs(60), Arc::new(|| ())).unwrap();
         let failed = threads.run(|| -> u8 { panic!("boom") }).await;
         assert!(
             matches!(failed, Err(CryptoError::TaskJoin(_))),
             "{failed:?}"
         );
         assert_eq!(threads.run(|| 7).await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_thread_without_jobs_runs_on_idle_and_still_serves() {
+        let (idled, idle_seen) = std::sync::mpsc::channel();
+        let idled = Mutex::new(idled);
+        let on_idle: OnIdle = Arc::new(move || {
+            let _ = idled.lock().map(|tx| tx.send(()));
+        });
+        let threads = HashThreads::start(1, Duration::from_millis(20), on_idle).unwrap();
+        assert_eq!(threads.run(|| 1).await.unwrap(), 1);
+        idle_seen
+            .recv_timeout(Duration::from_secs(10))
+            .expect("on_idle ran once no job came");
+        assert_eq!(threads.run(|| 2).await.unwrap(), 2);
     }
 }
