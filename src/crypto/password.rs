@@ -21,10 +21,11 @@ use crate::domain::Password;
 /// Salt length: 16 bytes, the argon2 recommendation (RFC 9106 §3.1).
 const SALT_LEN: usize = 16;
 
-/// How long the hashing threads wait without a hash before the pool's working memory
-/// goes back to the system (`MemoryPool::release`): RSS returns near its idle value this
-/// long after a burst of sign-ins, and the first sign-in after a quiet spell touches its
-/// 19 MiB afresh (about a millisecond of page faults against a 15 ms hash).
+/// How long the hashing threads wait without a hash before the pool's working memory is
+/// erased and goes back to the system (`MemoryPool::release`): RSS returns near its idle
+/// value this long after a burst of sign-ins, and the first sign-in after a quiet spell
+/// touches its 19 MiB afresh (page faults, a few milliseconds against a 15 ms hash; known
+/// and unknown users alike, so it tells only whether anyone signed in lately).
 const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// argon2id cost parameters (RFC 9106 §4).
