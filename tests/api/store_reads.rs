@@ -145,4 +145,11 @@ async fn postgres_reads_that_wait_run_together() {
         "{together} of {} reads answered together",
         reads.len()
     );
+    // And a batch is one statement: the two that met the lock, then one for the rest.
+    let statements = pg.token_grant_statements();
+    assert!(
+        statements <= 3,
+        "{statements} statements for {} reads",
+        reads.len()
+    );
 }

@@ -5,6 +5,7 @@
 //! (`slot`, from 1), so an answer never goes to another read. Each row is decoded on its
 //! own, so a row that does not decode fails its own read only, as it would alone.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,8 @@ pub(in crate::store) type TokenGrantReads = Coalescer<(String, String), GrantUse
 #[derive(Debug, Clone)]
 pub(in crate::store) struct PgBatches {
     token_grants: TokenGrantReads,
+    /// How many statements the token-grant batches sent.
+    token_grant_statements: Arc<AtomicU64>,
 }
 
 impl PgBatches {
@@ -50,21 +53,30 @@ impl PgBatches {
         queue_limit: Duration,
     ) -> Self {
         let lane = lane.clone();
+        let statements = Arc::new(AtomicU64::new(0));
+        let counted = statements.clone();
         Self {
             token_grants: Coalescer::new(
                 max_running,
                 queue_limit,
-                Arc::new(move |keys| Box::pin(read_token_grants(lane.clone(), keys))),
+                Arc::new(move |keys| {
+                    Box::pin(read_token_grants(lane.clone(), counted.clone(), keys))
+                }),
             ),
+            token_grant_statements: statements,
         }
     }
 }
 
+/// One batch of reads, in one statement. Each statement is counted in `statements` where
+/// it is sent.
 async fn read_token_grants(
     lane: Lane<sqlx::Postgres>,
+    statements: Arc<AtomicU64>,
     keys: Vec<(String, String)>,
 ) -> Result<Vec<Answer<GrantUserRow>>, StoreError> {
     if let [(grant_id, jti)] = keys.as_slice() {
+        statements.fetch_add(1, Ordering::Relaxed);
         let row = sqlx::query_as(SELECT_TOKEN_GRANT)
             .bind(grant_id)
             .bind(jti)
@@ -75,6 +87,7 @@ async fn read_token_grants(
     }
     let reads = keys.len();
     let (grants, jtis): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+    statements.fetch_add(1, Ordering::Relaxed);
     let rows: Vec<PgRow> = sqlx::query(SELECT_TOKEN_GRANTS)
         .bind(grants)
         .bind(jtis)
@@ -106,5 +119,10 @@ impl PgStore {
     /// How many access-token reads so far were answered by a batch of more than one.
     pub fn token_grant_reads_together(&self) -> u64 {
         self.batches.token_grants.answered_together()
+    }
+
+    /// How many statements the access-token reads sent so far (one per batch).
+    pub fn token_grant_statements(&self) -> u64 {
+        self.batches.token_grant_statements.load(Ordering::Relaxed)
     }
 }
