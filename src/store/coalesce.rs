@@ -430,6 +430,14 @@ mod tests {
     }
 
     /// `f`, or a failed test instead of a hung one.
+    /// The answer of a read refused as an outage (503 with `Retry-After` upstream).
+    fn assert_unavailable<T: std::fmt::Debug>(answer: &Result<T, StoreError>) {
+        assert!(
+            matches!(answer, Err(StoreError::Unavailable(_))),
+            "{answer:?}"
+        );
+    }
+
     async fn within<T>(f: impl Future<Output = T>) -> T {
         tokio::time::timeout(Duration::from_secs(5), f)
             .await
@@ -494,10 +502,7 @@ mod tests {
         let (first, answers) = behind_one_read(&p, &c, 0, &[999, 2]).await;
         assert!(first.is_ok());
         for answer in answers {
-            assert!(
-                matches!(answer, Err(StoreError::Unavailable(_))),
-                "{answer:?}"
-            );
+            assert_unavailable(&answer);
         }
         assert_eq!(within(c.call(6)).await.ok(), Some(Some(60)));
         assert_eq!(c.answered_together(), 0);
@@ -552,15 +557,9 @@ mod tests {
         p.open();
         // The batch's task panicked: its read and the one waiting behind it are answered.
         let answer = within(doomed).await.expect("joined");
-        assert!(
-            matches!(answer, Err(StoreError::Unavailable(_))),
-            "{answer:?}"
-        );
+        assert_unavailable(&answer);
         let answer = within(waiting).await.expect("joined");
-        assert!(
-            matches!(answer, Err(StoreError::Unavailable(_))),
-            "{answer:?}"
-        );
+        assert_unavailable(&answer);
         assert_eq!(within(c.call(6)).await.ok(), Some(Some(60)));
     }
 
@@ -581,7 +580,7 @@ mod tests {
         }
         assert_eq!(reads.len(), MAX_WAITING, "the queue filled");
         let over = within(c.call(2)).await;
-        assert!(matches!(over, Err(StoreError::Unavailable(_))), "{over:?}");
+        assert_unavailable(&over);
         p.open();
         assert!(within(first).await.expect("joined").is_ok());
         for read in reads {
@@ -602,10 +601,7 @@ mod tests {
         };
         run_batch(&c.inner, vec![stale]).await;
         let answer = answer.await.expect("answered");
-        assert!(
-            matches!(answer, Err(StoreError::Unavailable(_))),
-            "{answer:?}"
-        );
+        assert_unavailable(&answer);
         assert!(p.batches().is_empty(), "the statement did not run");
     }
 
@@ -616,10 +612,7 @@ mod tests {
         let c = Coalescer::new(1, Duration::from_millis(50), run);
         // The statement does not end while the gate stays shut.
         let answer = within(c.call(2)).await;
-        assert!(
-            matches!(answer, Err(StoreError::Unavailable(_))),
-            "{answer:?}"
-        );
+        assert_unavailable(&answer);
         // The batch is given up too, and gives its place back.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(c.inner.lock().running, 0, "the hung batch holds no place");
